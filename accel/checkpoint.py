@@ -1,0 +1,53 @@
+"""Loading trained checkpoints safely (``weights_only=True``: a checkpoint can never run code)."""
+from __future__ import annotations
+
+import pickle
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from models import DigitsNet
+from models.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+
+from .errors import UserError
+
+
+def shipped_checkpoint_path() -> Path:
+    """The digits checkpoint shipped with the package (regenerate: ``python scripts/make_shipped_checkpoint.py``)."""
+    return Path(str(resources.files("accel") / "data" / "digits_checkpoint.pt"))
+
+
+def load_checkpoint(path) -> tuple:
+    """Load a checkpoint; returns ``(net, payload)``. Raises :class:`UserError` naming the file on bad input."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "global" in str(exc).lower():
+            raise UserError(f"{path}: refused: the file is not a plain weights checkpoint "
+                            f"(it would need to execute code when loaded)") from None
+        raise UserError(f"{path}: truncated or not a PyTorch checkpoint") from None
+    except Exception:  # the weights-only unpickler raises many types on garbage input
+        raise UserError(f"{path}: truncated or not a PyTorch checkpoint") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path}: not a {CHECKPOINT_FORMAT} file")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise UserError(f"{path}: checkpoint version {payload.get('version')} is not supported")
+    if payload.get("model") != "digits":
+        raise UserError(f"{path}: unsupported model {payload.get('model')!r} (supported: digits)")
+    state = payload.get("state_dict")
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: checkpoint has no state_dict")
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            raise UserError(f"{path}: parameter '{key}' contains NaN or Inf")
+    try:
+        net = DigitsNet(**payload.get("config", {}))
+        net.load_state_dict(state)
+    except (TypeError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"{path}: checkpoint does not match the digits network ({first})") from None
+    return net.eval(), payload

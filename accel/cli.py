@@ -1,0 +1,388 @@
+"""The ``accel`` command line: demo, train, compile, sim, rtl, verify.
+
+Every command reads YAML, writes JSON (and PNG plots) beside its human summary, and exits with status 2
+and one line naming the file, key or layer on bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import UserError
+
+EXIT_BAD_INPUT = 2
+EXIT_MISMATCH = 1
+
+
+# ---- shared steps -------------------------------------------------------------------------------
+def _arch(path):
+    from .config import load_arch
+
+    return load_arch(path)
+
+
+def _test_images(samples: int | None):
+    from models import load_digits_split
+
+    _, _, x_te, y_te = load_digits_split()
+    if samples is not None:
+        if samples < 1:
+            raise UserError(f"--samples must be at least 1, got {samples}")
+        x_te, y_te = x_te[:samples], y_te[:samples]
+    return x_te, y_te
+
+
+def _load_program_or_compile(source, arch):
+    """A program directory, or a checkpoint to compile; returns ``(program, net_or_None)``."""
+    from .checkpoint import load_checkpoint
+    from .compiler import compile_network
+    from .program import Program
+
+    source = Path(source)
+    if source.is_dir():
+        return Program.load(source), None
+    net, _ = load_checkpoint(source)
+    return compile_network(net, arch, meta={"checkpoint": str(source)}), net
+
+
+def _simulate(program, arch, pixels, progress=True):
+    from tqdm import tqdm
+
+    from sim.engine import simulate_batch
+
+    flat = pixels.reshape(len(pixels), -1).numpy()
+    with tqdm(total=len(flat), desc="simulate", unit="img", disable=not progress) as bar:
+        return simulate_batch(program, arch, flat, bar)
+
+
+def _sim_report(program, arch, results, labels) -> dict:
+    import numpy as np
+
+    from sim.engine import LayerAccount
+
+    totals = [LayerAccount(layer.name) for layer in program.layers]
+    for r in results:
+        for total, account in zip(totals, r.layers):
+            total.add(account)
+    n = len(results)
+    cycles = np.array([r.cycles for r in results])
+    predictions = np.array([int(np.argmax(r.logits)) for r in results])
+    per_layer = []
+    for layer, total in zip(program.layers, totals):
+        entry = {k: v / n for k, v in total.__dict__.items() if k != "name"}
+        neurons = layer.channels * layer.positions
+        entry.update(name=layer.name, neurons=neurons,
+                     firing_events_per_neuron_per_step=(total.output_events / n / program.timesteps / neurons
+                                                        if layer.fires else None),
+                     lane_utilization=(total.ac_ops / n / (arch.lanes * max(total.accumulate_cycles / n, 1))))
+        per_layer.append(entry)
+    clock_hz = arch.clock_mhz * 1e6
+    return {
+        "samples": n,
+        "arch": arch.name,
+        "arch_fingerprint": arch.fingerprint(),
+        "accuracy": float((predictions == labels.numpy()).mean()),
+        "cycles_mean": float(cycles.mean()),
+        "cycles_min": int(cycles.min()),
+        "cycles_max": int(cycles.max()),
+        "cycles": cycles.tolist(),
+        "clock_mhz": arch.clock_mhz,
+        "latency_us_mean": float(cycles.mean() / clock_hz * 1e6),
+        "throughput_inferences_per_s": float(clock_hz / cycles.mean()),
+        "setup_cycles": int(results[0].setup_cycles),
+        "saturations": int(sum(r.saturations for r in results)),
+        "trace_overflows": int(sum(r.trace_overflow for r in results)),
+        "layers": per_layer,
+    }
+
+
+def _plot_sim(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from models.atomic import atomic_write_bytes
+    import io
+
+    layers = report["layers"]
+    names = [l["name"] for l in layers]
+    fig, (ax_c, ax_f) = plt.subplots(1, 2, figsize=(10, 3.8))
+    acc = [l["accumulate_cycles"] for l in layers]
+    upd = [l["update_cycles"] for l in layers]
+    ax_c.bar(names, acc, label="accumulate")
+    ax_c.bar(names, upd, bottom=acc, label="update")
+    ax_c.set_ylabel("cycles per inference"), ax_c.set_title("cycles per layer"), ax_c.legend()
+    rates = [l["firing_events_per_neuron_per_step"] or 0.0 for l in layers]
+    ax_f.bar(names, rates, color="tab:green")
+    ax_f.set_ylabel("events / neuron / timestep"), ax_f.set_title("firing rate")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _write_json(path, data) -> None:
+    from models.atomic import atomic_write_json
+
+    atomic_write_json(Path(path), data)
+
+
+def _run_rtl(program, arch, pixels, workdir: Path, simulator: str, flip_bits=()):
+    from rtl.runner import run_inferences
+
+    image = program.memory_image(arch)
+    for memory, word, bit in flip_bits:
+        if memory not in image or memory == "registers":
+            raise UserError(f"--flip-bit: unknown memory '{memory}' (one of layers, pointers, synapses, weights, params)")
+        if not 0 <= word < len(image[memory]):
+            raise UserError(f"--flip-bit: word {word} is outside memory '{memory}' (0..{len(image[memory]) - 1})")
+        image[memory][word] ^= 1 << bit
+    inputs = [[int(v) for v in row] for row in pixels.reshape(len(pixels), -1).tolist()]
+    return run_inferences(image, inputs, arch, workdir, simulator=simulator)
+
+
+def _parse_flip(text: str):
+    try:
+        memory, word, bit = text.split(":")
+        return memory, int(word), int(bit)
+    except ValueError:
+        raise UserError(f"--flip-bit: expected MEMORY:WORD:BIT, got {text!r}") from None
+
+
+def _verify(program, arch, net, pixels, labels, out: Path, simulator: str, flip_bits=(), progress=True) -> dict:
+    from .verify import float_gap, verify
+
+    sim_results = _simulate(program, arch, pixels, progress)
+    if progress:
+        print(f"running {len(pixels)} inferences on the RTL ({simulator}) ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    rtl_results = _run_rtl(program, arch, pixels, out.parent / "rtl_work", simulator, flip_bits)
+    rtl_seconds = time.perf_counter() - start
+    report, golden = verify(program, arch, pixels, rtl_results, sim_results)
+    report.update(simulator=simulator, rtl_seconds=rtl_seconds, flipped_bits=[list(f) for f in flip_bits])
+    if net is not None:
+        report["float_vs_integer"] = float_gap(net, program, golden, pixels, labels)
+    _write_json(out, report)
+    return report
+
+
+# ---- commands -----------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from models.train import train_digits
+
+    from .trainconfig import load_train_config
+
+    config = load_train_config(args.config)
+    metrics = train_digits(args.out, config["model"], progress=not args.quiet, **config["train"])
+    print(f"test accuracy {metrics['test_accuracy']:.4f} in {metrics['train_seconds']:.1f} s; "
+          f"checkpoint {Path(args.out) / 'checkpoint.pt'}, metrics {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .compiler import compile_network
+
+    arch = _arch(args.arch)
+    net, _ = load_checkpoint(args.checkpoint)
+    program = compile_network(net, arch, meta={"checkpoint": str(args.checkpoint)})
+    program.save(args.out)
+    sizes = {name: len(next(iter(cols.values()))) for name, cols in program.memories.items()}
+    print(f"program written to {args.out}: {len(program.layers)} layers, T={program.timesteps}, words {sizes}")
+    return 0
+
+
+def cmd_sim(args) -> int:
+    from .program import Program
+
+    arch = _arch(args.arch)
+    program = Program.load(args.program)
+    program.check_arch(arch, str(args.program))
+    pixels, labels = _test_images(args.samples)
+    results = _simulate(program, arch, pixels, not args.quiet)
+    report = _sim_report(program, arch, results, labels)
+    out = Path(args.out)
+    _write_json(out, report)
+    _plot_sim(report, out.with_suffix(".png"))
+    print(f"{report['samples']} inferences: accuracy {report['accuracy']:.4f}, {report['cycles_mean']:.0f} cycles "
+          f"({report['latency_us_mean']:.1f} us at {arch.clock_mhz:g} MHz); report {out}, plot {out.with_suffix('.png')}")
+    return 0
+
+
+def cmd_rtl(args) -> int:
+    arch = _arch(args.arch)
+    from rtl.verilog import generate
+
+    from .layouts import all_layouts
+
+    path = generate(arch, Path(args.out))
+
+    summary = {"top": "core", "verilog": str(path), "arch": arch.to_dict(), "arch_fingerprint": arch.fingerprint(),
+               "word_widths": {name: layout.width for name, layout in all_layouts(arch).items()}}
+    _write_json(Path(args.out) / "rtl.json", summary)
+    print(f"Verilog written to {path}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    arch = _arch(args.arch)
+    program, net = _load_program_or_compile(args.source, arch)
+    program.check_arch(arch, str(args.source))
+    pixels, labels = _test_images(args.samples)
+    flips = [_parse_flip(f) for f in args.flip_bit]
+    report = _verify(program, arch, net, pixels, labels, Path(args.out), args.simulator, flips, not args.quiet)
+    first = report["mismatches"][0] if report["mismatches"] else None
+    print(f"bit_exact {report['bit_exact']}, cycle_exact {report['cycle_exact']} on {report['samples']} samples; "
+          f"report {args.out}" + (f"; first mismatch {json.dumps(first)}" if first else ""))
+    return 0 if report["bit_exact"] and report["cycle_exact"] else EXIT_MISMATCH
+
+
+def cmd_demo(args) -> int:
+    from models.train import train_digits
+
+    from .checkpoint import load_checkpoint, shipped_checkpoint_path
+    from .compiler import compile_network
+    from .trainconfig import load_train_config
+    from .verify import float_gap
+
+    from models import run_integer_network
+
+    out = Path(args.out)
+    arch = _arch(args.arch)
+    if args.pretrained:
+        checkpoint = shipped_checkpoint_path()
+        print(f"[1/5] using the shipped checkpoint {checkpoint}")
+    else:
+        print("[1/5] training the digits network (MLF K=3, T=4)")
+        config = load_train_config(None)
+        train_digits(out / "train", config["model"], progress=not args.quiet, **config["train"])
+        checkpoint = out / "train" / "checkpoint.pt"
+    net, payload = load_checkpoint(checkpoint)
+    print("[2/5] compiling to a fixed-point Program")
+    program = compile_network(net, arch, meta={"checkpoint": str(checkpoint)})
+    program.save(out / "program")
+    print("[3/5] simulating the whole test set")
+    pixels, labels = _test_images(None)
+    sim_results = _simulate(program, arch, pixels, not args.quiet)
+    sim_report = _sim_report(program, arch, sim_results, labels)
+    _write_json(out / "sim_report.json", sim_report)
+    _plot_sim(sim_report, out / "sim_report.png")
+    golden = run_integer_network(program.integer_layers(), pixels, program.timesteps, arch.membrane_bits)
+    gap = float_gap(net, program, golden, pixels, labels)
+    print("[4/5] generating Verilog")
+    from rtl.verilog import generate
+
+    verilog = generate(arch, out / "rtl")
+    print(f"[5/5] verifying {args.samples} test images on the RTL (Icarus Verilog)")
+    report = _verify(program, arch, net, pixels[:args.samples], labels[:args.samples], out / "verify_report.json",
+                     "icarus", progress=not args.quiet)
+    summary = {
+        "float_accuracy": gap["float_accuracy"],
+        "hardware_exact_accuracy": gap["hardware_exact_accuracy"],
+        "accuracy_gap_pp": gap["accuracy_gap_pp"],
+        "simulator_accuracy": sim_report["accuracy"],
+        "test_images": len(pixels),
+        "bit_exact": report["bit_exact"],
+        "cycle_exact": report["cycle_exact"],
+        "verified_samples": report["samples"],
+        "cycles_per_inference_mean": sim_report["cycles_mean"],
+        "latency_us_mean": sim_report["latency_us_mean"],
+        "artifacts": {
+            "checkpoint": str(checkpoint), "program": str(out / "program"), "sim_report": str(out / "sim_report.json"),
+            "sim_plot": str(out / "sim_report.png"), "verilog": str(verilog),
+            "verify_report": str(out / "verify_report.json"),
+        },
+    }
+    _write_json(out / "summary.json", summary)
+    print()
+    print(f"float accuracy           {summary['float_accuracy']:.4f}  ({len(pixels)} test images)")
+    print(f"hardware-exact accuracy  {summary['hardware_exact_accuracy']:.4f}  (gap {gap['accuracy_gap_pp']:+.2f} pp)")
+    print(f"bit_exact                {summary['bit_exact']}  (golden == simulator == RTL on {report['samples']} images)")
+    print(f"cycle_exact              {summary['cycle_exact']}  (simulator cycles == RTL cycles)")
+    print(f"cycles per inference     {summary['cycles_per_inference_mean']:.0f}  "
+          f"({summary['latency_us_mean']:.1f} us at {arch.clock_mhz:g} MHz)")
+    for name, path in summary["artifacts"].items():
+        print(f"  {name:14s} {path}")
+    print(f"  {'summary':14s} {out / 'summary.json'}")
+    return 0 if report["bit_exact"] and report["cycle_exact"] else EXIT_MISMATCH
+
+
+# ---- parser -------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="accel", description="Train, compile, simulate, generate and verify "
+                                     "spike-driven SNN accelerators.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def arch_arg(p):
+        p.add_argument("--arch", metavar="ARCH.yaml", default=None,
+                       help="architecture configuration (default: the embedded digits configuration)")
+
+    def quiet_arg(p):
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("demo", help="the main job: train, compile, simulate, generate Verilog, verify")
+    p.add_argument("--out", required=True, metavar="DIR")
+    arch_arg(p)
+    p.add_argument("--pretrained", action="store_true", help="use the shipped checkpoint instead of training")
+    p.add_argument("--samples", type=int, default=20, help="test images verified on the RTL (default 20)")
+    quiet_arg(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train the digits network from a YAML configuration")
+    p.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="training configuration (default: built-in)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    quiet_arg(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compile", help="quantize and compile a checkpoint into a Program directory")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    arch_arg(p)
+    p.add_argument("--out", required=True, metavar="PROGRAM_DIR")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("sim", help="run a Program on the cycle-level simulator over the digits test set")
+    p.add_argument("program", metavar="PROGRAM_DIR")
+    arch_arg(p)
+    p.add_argument("--out", required=True, metavar="REPORT.json")
+    p.add_argument("--samples", type=int, default=None, help="test images (default: all)")
+    quiet_arg(p)
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("rtl", help="generate the core's Verilog for a configuration")
+    arch_arg(p)
+    p.add_argument("--out", required=True, metavar="RTL_DIR")
+    p.set_defaults(func=cmd_rtl)
+
+    p = sub.add_parser("verify", help="prove golden == simulator == RTL on test images")
+    p.add_argument("source", metavar="CHECKPOINT_OR_PROGRAM")
+    arch_arg(p)
+    p.add_argument("--samples", type=int, default=20)
+    p.add_argument("--out", required=True, metavar="REPORT.json")
+    p.add_argument("--simulator", choices=["icarus"], default="icarus")
+    p.add_argument("--flip-bit", action="append", default=[], metavar="MEMORY:WORD:BIT",
+                   help="fault injection: flip one bit of a word loaded into the RTL (repeatable)")
+    quiet_arg(p)
+    p.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"accel {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"accel {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

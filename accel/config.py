@@ -1,0 +1,227 @@
+"""The architecture configuration: a validated YAML description of one core.
+
+The configuration fixes every width and memory depth of the core. The compiler checks a network against
+it, the simulator charges cycles under it and the RTL generator sizes the hardware from it, so all three
+read the same object.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+
+MULTIVALUE_MODES = ("repeat",)
+
+
+@dataclass(frozen=True)
+class Memories:
+    """Depths (number of words) of the core's memories."""
+
+    layers: int = 16
+    pointers: int = 2048
+    synapses: int = 16384
+    weights: int = 2048
+    params: int = 64
+    state: int = 256
+    events: int = 2048
+    inputs: int = 256
+    trace: int = 8192
+
+
+_MEMORY_LIMITS = {
+    "layers": (1, 256),
+    "pointers": (2, 1 << 20),
+    "synapses": (2, 1 << 22),
+    "weights": (2, 1 << 20),
+    "params": (1, 1 << 16),
+    "state": (2, 1 << 20),
+    "events": (2, 1 << 20),
+    "inputs": (2, 1 << 20),
+    "trace": (0, 1 << 22),
+}
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """One core configuration.
+
+    Attributes
+    ----------
+    lanes : int
+        Accumulate (AC) lanes: output neurons updated in parallel; a power of two.
+    weight_bits, acc_bits, membrane_bits : int
+        Signed widths of weights, synaptic accumulators and membranes (thresholds and biases share the
+        membrane width).
+    input_bits : int
+        Unsigned width of an encoding-layer input value (pixel).
+    max_levels : int
+        Largest number of MLF levels K a layer may use (one membrane per level per neuron).
+    max_timesteps : int
+        Largest T a program may use (sizes the timestep counter and trace field).
+    multivalue : str
+        How multi-valued inputs are handled without multipliers; ``repeat`` adds the weight v times.
+    clock_mhz : float
+        Clock used to turn cycles into latency and throughput.
+    memories : Memories
+        Depth of each memory in words.
+    """
+
+    name: str = "default"
+    lanes: int = 8
+    weight_bits: int = 8
+    acc_bits: int = 20
+    membrane_bits: int = 20
+    input_bits: int = 8
+    max_levels: int = 4
+    max_timesteps: int = 16
+    multivalue: str = "repeat"
+    clock_mhz: float = 24.0
+    memories: Memories = field(default_factory=Memories)
+
+    # ---- derived widths -------------------------------------------------------------------------
+    @property
+    def lane_bits(self) -> int:
+        return (self.lanes - 1).bit_length()
+
+    def addr_bits(self, memory: str) -> int:
+        """Address width of a memory (at least 1 bit)."""
+        return max(1, (getattr(self.memories, memory) - 1).bit_length())
+
+    @property
+    def neuron_index_bits(self) -> int:
+        """Width of a neuron (or input) index inside one layer."""
+        return max(self.addr_bits("state") + self.lane_bits, self.addr_bits("inputs"))
+
+    @property
+    def value_bits(self) -> int:
+        """Width of an event value: a pixel or a spike count 0..max_levels."""
+        return max(self.input_bits, self.max_levels.bit_length())
+
+    @property
+    def timestep_bits(self) -> int:
+        return max(1, (self.max_timesteps - 1).bit_length())
+
+    @property
+    def level_bits(self) -> int:
+        return self.max_levels.bit_length()
+
+    @property
+    def fanout_bits(self) -> int:
+        """Width of a fan-out count (number of synapse rows of one input)."""
+        return self.addr_bits("synapses") + 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """A short digest that identifies this configuration in Programs and caches."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_SCALAR_LIMITS = {
+    "lanes": (1, 256),
+    "weight_bits": (2, 32),
+    "acc_bits": (4, 64),
+    "membrane_bits": (4, 64),
+    "input_bits": (1, 16),
+    "max_levels": (1, 8),
+    "max_timesteps": (1, 1024),
+}
+
+
+def _suggest(key: str, choices, prefix: str = "") -> str:
+    close = difflib.get_close_matches(key, list(choices), n=1)
+    return f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+
+
+def _check_keys(data: dict, allowed, where: str, source: str) -> None:
+    for key in data:
+        if key not in allowed:
+            raise UserError(f"{source}: unknown key '{where}{key}'{_suggest(str(key), allowed, where)}")
+
+
+def _int_in_range(value, key: str, lo: int, hi: int, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{source}: key '{key}' must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise UserError(f"{source}: key '{key}' = {value} is out of range [{lo}, {hi}]")
+    return value
+
+
+def arch_from_dict(data, source: str = "<arch>") -> ArchConfig:
+    """Validate a mapping and build an :class:`ArchConfig`; raises :class:`UserError` naming the key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a mapping of configuration keys, got {type(data).__name__}")
+    top_keys = [f.name for f in fields(ArchConfig)]
+    _check_keys(data, top_keys, "", source)
+    kwargs = {}
+    for key, value in data.items():
+        if key == "memories":
+            if not isinstance(value, dict):
+                raise UserError(f"{source}: key 'memories' must be a mapping")
+            mem_keys = [f.name for f in fields(Memories)]
+            _check_keys(value, mem_keys, "memories.", source)
+            mems = {k: _int_in_range(v, f"memories.{k}", *_MEMORY_LIMITS[k], source) for k, v in value.items()}
+            kwargs["memories"] = Memories(**mems)
+        elif key in _SCALAR_LIMITS:
+            kwargs[key] = _int_in_range(value, key, *_SCALAR_LIMITS[key], source)
+        elif key == "name":
+            kwargs[key] = str(value)
+        elif key == "multivalue":
+            if value not in MULTIVALUE_MODES:
+                raise UserError(f"{source}: key 'multivalue' = {value!r} is not one of {', '.join(MULTIVALUE_MODES)}")
+            kwargs[key] = value
+        elif key == "clock_mhz":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 2000:
+                raise UserError(f"{source}: key 'clock_mhz' = {value!r} must be a number in (0, 2000]")
+            kwargs[key] = float(value)
+    arch = ArchConfig(**kwargs)
+    if arch.lanes & (arch.lanes - 1):
+        raise UserError(f"{source}: key 'lanes' = {arch.lanes} must be a power of two")
+    if arch.acc_bits > arch.membrane_bits:
+        raise UserError(f"{source}: key 'acc_bits' = {arch.acc_bits} must not exceed membrane_bits = {arch.membrane_bits}")
+    if arch.weight_bits > arch.acc_bits:
+        raise UserError(f"{source}: key 'weight_bits' = {arch.weight_bits} must not exceed acc_bits = {arch.acc_bits}")
+    return arch
+
+
+def load_arch(path=None) -> ArchConfig:
+    """Load and validate an architecture YAML file; ``None`` gives the embedded default."""
+    if path is None:
+        return default_arch()
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read architecture file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}: malformed YAML{where}") from None
+    return arch_from_dict(data, str(path))
+
+
+def default_arch_path() -> Path:
+    return Path(str(resources.files("accel") / "data" / "default_arch.yaml"))
+
+
+def default_arch() -> ArchConfig:
+    """The embedded default configuration (sized for the digits network)."""
+    return load_arch(default_arch_path())
+
+
+def arch_to_yaml(arch: ArchConfig) -> str:
+    return yaml.safe_dump(arch.to_dict(), sort_keys=False)

@@ -1,0 +1,188 @@
+"""Bit layouts of every memory word of the core, defined once.
+
+The compiler packs memory images with these layouts, the simulator reads the same fields, and the RTL
+builds its ``amaranth.lib.data`` layouts from them (:func:`rtl.layouts.to_amaranth`), so a field can
+never drift between the three. Fields are placed from the least significant bit up, in declaration
+order; an array field (``shape``) places element ``i`` (C order) at ``offset + i * width``, which is
+exactly Amaranth's ``StructLayout``/``ArrayLayout`` placement.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+import numpy as np
+
+from .config import ArchConfig
+
+# Event-buffer regions of the event memory (each ``memories.events`` words deep).
+REGION_INPUT, REGION_PING, REGION_PONG = 0, 1, 2
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    width: int
+    signed: bool = False
+    shape: tuple = ()
+
+    @property
+    def count(self) -> int:
+        return prod(self.shape) if self.shape else 1
+
+    @property
+    def total_width(self) -> int:
+        return self.width * self.count
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    fields: tuple
+
+    @property
+    def width(self) -> int:
+        return sum(f.total_width for f in self.fields)
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def offsets(self) -> dict:
+        out, offset = {}, 0
+        for f in self.fields:
+            out[f.name] = offset
+            offset += f.total_width
+        return out
+
+    def pack(self, **columns) -> list:
+        """Pack records into Python ints. Each column has a leading record axis and then ``shape``.
+
+        Raises ``OverflowError`` naming the field if a value does not fit its width.
+        """
+        n = None
+        for f in self.fields:
+            col = np.asarray(columns[f.name], dtype=np.int64).reshape(-1, f.count)
+            if n is None:
+                n = col.shape[0]
+            elif col.shape[0] != n:
+                raise ValueError(f"{self.name}: column '{f.name}' has {col.shape[0]} records, expected {n}")
+            lo, hi = (-(1 << (f.width - 1)), (1 << (f.width - 1)) - 1) if f.signed else (0, (1 << f.width) - 1)
+            if col.size and (col.min() < lo or col.max() > hi):
+                raise OverflowError(f"{self.name}.{f.name}: value outside [{lo}, {hi}] of {f.width} bits")
+        words = [0] * (n or 0)
+        offsets = self.offsets()
+        for f in self.fields:
+            col = np.asarray(columns[f.name], dtype=np.int64).reshape(-1, f.count)
+            mask = (1 << f.width) - 1
+            base = offsets[f.name]
+            for r in range(n):
+                word = words[r]
+                for i, v in enumerate(col[r].tolist()):
+                    word |= (v & mask) << (base + i * f.width)
+                words[r] = word
+        return words
+
+    def unpack(self, words) -> dict:
+        """Inverse of :meth:`pack`: a dict of int64 arrays with a leading record axis."""
+        offsets = self.offsets()
+        out = {}
+        for f in self.fields:
+            mask = (1 << f.width) - 1
+            col = np.zeros((len(words), f.count), dtype=np.int64)
+            for r, word in enumerate(words):
+                for i in range(f.count):
+                    v = (int(word) >> (offsets[f.name] + i * f.width)) & mask
+                    if f.signed and v >> (f.width - 1):
+                        v -= 1 << f.width
+                    col[r, i] = v
+            out[f.name] = col.reshape((len(words),) + f.shape)
+        return out
+
+
+def layer_layout(arch: ArchConfig) -> Layout:
+    """One layer descriptor (word of the ``layers`` memory)."""
+    return Layout("layer", (
+        Field("levels", arch.level_bits),
+        Field("shift", 3),
+        Field("in_region", 2),
+        Field("out_region", 2),
+        Field("ptr_base", arch.addr_bits("pointers")),
+        Field("state_base", arch.addr_bits("state")),
+        Field("n_groups", arch.addr_bits("state") + 1),
+        Field("param_base", arch.addr_bits("params")),
+        Field("n_blocks", arch.addr_bits("params") + 1),
+    ))
+
+
+def pointer_layout(arch: ArchConfig) -> Layout:
+    """Fan-out of one input neuron: ``count`` synapse rows starting at ``start``."""
+    return Layout("pointer", (
+        Field("start", arch.addr_bits("synapses")),
+        Field("count", arch.fanout_bits),
+    ))
+
+
+def synapse_layout(arch: ArchConfig) -> Layout:
+    """One synapse row: accumulate weight row ``wrow`` into the accumulator row ``row`` (all lanes)."""
+    return Layout("synapse", (
+        Field("row", arch.addr_bits("state")),
+        Field("wrow", arch.addr_bits("weights")),
+    ))
+
+
+def weight_layout(arch: ArchConfig) -> Layout:
+    return Layout("weight", (Field("w", arch.weight_bits, True, (arch.lanes,)),))
+
+
+def param_layout(arch: ArchConfig) -> Layout:
+    """Per channel block: bias and the K thresholds of each lane."""
+    return Layout("param", (
+        Field("bias", arch.membrane_bits, True, (arch.lanes,)),
+        Field("threshold", arch.membrane_bits, True, (arch.lanes, arch.max_levels)),
+    ))
+
+
+def state_layout(arch: ArchConfig) -> Layout:
+    """Membranes of one group: one per lane and level (the classifier uses level 0 for its logit)."""
+    return Layout("state", (Field("u", arch.membrane_bits, True, (arch.lanes, arch.max_levels)),))
+
+
+def acc_layout(arch: ArchConfig) -> Layout:
+    return Layout("acc", (Field("acc", arch.acc_bits, True, (arch.lanes,)),))
+
+
+def event_layout(arch: ArchConfig) -> Layout:
+    return Layout("event", (
+        Field("index", arch.neuron_index_bits),
+        Field("value", arch.value_bits),
+    ))
+
+
+def input_layout(arch: ArchConfig) -> Layout:
+    return Layout("input", (Field("value", arch.input_bits),))
+
+
+def trace_layout(arch: ArchConfig) -> Layout:
+    return Layout("trace", (
+        Field("timestep", arch.timestep_bits),
+        Field("layer", arch.addr_bits("layers")),
+        Field("index", arch.neuron_index_bits),
+        Field("value", arch.value_bits),
+    ))
+
+
+def all_layouts(arch: ArchConfig) -> dict:
+    return {
+        "layers": layer_layout(arch),
+        "pointers": pointer_layout(arch),
+        "synapses": synapse_layout(arch),
+        "weights": weight_layout(arch),
+        "params": param_layout(arch),
+        "state": state_layout(arch),
+        "acc": acc_layout(arch),
+        "events": event_layout(arch),
+        "inputs": input_layout(arch),
+        "trace": trace_layout(arch),
+    }

@@ -1,0 +1,125 @@
+"""Verification: golden model == simulator == RTL, every spike of every layer at every timestep.
+
+The golden model (``models.run_integer_network``) evaluates the quantized network densely with PyTorch;
+the simulator executes the Program's memory tables event by event; the RTL runs the generated Verilog.
+Integers are compared with equality. The float model is compared with the golden one only by accuracy
+and logit distance, which are reported.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from models import run_integer_network
+
+from .config import ArchConfig
+from .layouts import state_layout, trace_layout
+from .program import Program
+
+MAX_REPORTED_MISMATCHES = 10
+
+
+def golden_hw_spikes(program: Program, arch: ArchConfig, golden: dict, sample: int) -> list:
+    """Golden spikes of one sample as dense ``[T, n_hw]`` arrays in hardware index order, per firing layer."""
+    out = []
+    for l, spikes in enumerate(golden["spikes"]):
+        layer = program.layers[l]
+        dense = np.zeros((program.timesteps, layer.n_groups * arch.lanes), np.int64)
+        dense[:, layer.hw_index(arch.lanes)] = spikes[:, sample].reshape(program.timesteps, -1).numpy()
+        out.append(dense)
+    return out
+
+
+def decode_rtl(program: Program, arch: ArchConfig, result: dict) -> dict:
+    """Turn the RTL's trace words and state rows into dense spikes and logits."""
+    trace = trace_layout(arch).unpack(result["trace"])
+    spikes = [np.zeros((program.timesteps, layer.n_groups * arch.lanes), np.int64)
+              for layer in program.layers if layer.fires]
+    for t, l, i, v in zip(trace["timestep"], trace["layer"], trace["index"], trace["value"]):
+        spikes[int(l)][int(t), int(i)] = int(v)
+    state = state_layout(arch).unpack(result["state"])["u"]
+    last = program.layers[-1]
+    logits = state[last.state_base:last.state_base + last.n_groups, :, 0].reshape(-1)[last.hw_index(arch.lanes)]
+    return {"spikes": spikes, "logits": logits}
+
+
+def _locate(program: Program, arch: ArchConfig, layer_index: int, hw_index: int) -> dict:
+    layer = program.layers[layer_index]
+    group, lane = divmod(hw_index, arch.lanes)
+    position, block = divmod(group, layer.n_blocks)
+    where = {"neuron": int(hw_index), "channel": int(block * arch.lanes + lane)}
+    if len(layer.out_shape) == 3:
+        where["y"], where["x"] = (int(v) for v in divmod(position, layer.out_shape[2]))
+    return where
+
+
+def compare(program: Program, arch: ArchConfig, expected_spikes: list, expected_logits, got_spikes: list,
+            got_logits, sample: int, implementation: str) -> list:
+    """All mismatches of one sample, in (layer, timestep, neuron) order, then the logits."""
+    found = []
+    for l, (exp, got) in enumerate(zip(expected_spikes, got_spikes)):
+        for t, i in zip(*np.nonzero(exp != got)):
+            found.append({"implementation": implementation, "sample": sample, "layer": program.layers[l].name,
+                          "layer_index": l, "timestep": int(t), **_locate(program, arch, l, int(i)),
+                          "expected": int(exp[t, i]), "got": int(got[t, i])})
+    exp_logits, got_logits = np.asarray(expected_logits), np.asarray(got_logits)
+    for o in np.nonzero(exp_logits != got_logits)[0]:
+        found.append({"implementation": implementation, "sample": sample, "layer": program.layers[-1].name,
+                      "layer_index": len(program.layers) - 1, "timestep": program.timesteps - 1, "neuron": int(o),
+                      "logit": int(o), "expected": int(exp_logits[o]), "got": int(got_logits[o])})
+    return found
+
+
+def float_gap(net, program: Program, golden: dict, pixels: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Accuracy of the float model and the golden (integer) model, and their mean logit distance."""
+    with torch.no_grad():
+        float_logits = net(pixels).to(torch.float64)
+    scale = float(program.layers[-1].scale[0]) * program.timesteps
+    int_logits = golden["logits"].to(torch.float64) / scale
+    float_acc = float((float_logits.argmax(1) == labels).double().mean())
+    int_acc = float((golden["logits"].argmax(1) == labels).double().mean())
+    return {"float_accuracy": float_acc, "hardware_exact_accuracy": int_acc,
+            "accuracy_gap_pp": 100.0 * (float_acc - int_acc),
+            "logit_mean_abs_diff": float((float_logits - int_logits).abs().mean()),
+            "logit_max_abs_diff": float((float_logits - int_logits).abs().max()),
+            "prediction_agreement": float((float_logits.argmax(1) == golden["logits"].argmax(1)).double().mean())}
+
+
+def verify(program: Program, arch: ArchConfig, pixels: torch.Tensor, rtl_results: list | None,
+           sim_results: list) -> dict:
+    """Compare golden, simulator and (if given) RTL on the same images; returns the report dict."""
+    golden = run_integer_network(program.integer_layers(), pixels, program.timesteps, arch.membrane_bits)
+    mismatches, count = [], {"sim": 0, "rtl": 0}
+    cycles_rtl, cycles_rtl_measured = [], []
+    for n in range(len(pixels)):
+        expected = golden_hw_spikes(program, arch, golden, n)
+        sim = sim_results[n]
+        sim_spikes = [sim.spikes(l, e.shape[1], program.timesteps) for l, e in enumerate(expected)]
+        found = compare(program, arch, expected, golden["logits"][n].numpy(), sim_spikes, sim.logits, n, "sim")
+        if rtl_results is not None:
+            rtl = decode_rtl(program, arch, rtl_results[n])
+            found_rtl = compare(program, arch, expected, golden["logits"][n].numpy(), rtl["spikes"], rtl["logits"],
+                                n, "rtl")
+            count["rtl"] += len(found_rtl)
+            found += found_rtl
+            cycles_rtl.append(int(rtl_results[n]["cycles"]))
+            cycles_rtl_measured.append(int(rtl_results[n]["cycles_measured"]))
+        count["sim"] += sum(1 for f in found if f["implementation"] == "sim")
+        mismatches.extend(found[:MAX_REPORTED_MISMATCHES - len(mismatches)])
+    cycles_sim = [int(r.cycles) for r in sim_results]
+    saturations = {"golden": int(golden["saturations"]), "sim": int(sum(r.saturations for r in sim_results))}
+    if rtl_results is not None:
+        saturations["rtl"] = int(sum(r["saturations"] for r in rtl_results))
+    report = {
+        "bit_exact": count["sim"] == 0 and count["rtl"] == 0 and len(set(saturations.values())) == 1,
+        "samples": len(pixels),
+        "mismatch_count": count,
+        "mismatches": mismatches,
+        "cycles_sim": cycles_sim,
+        "cycles_rtl": cycles_rtl if rtl_results is not None else None,
+        "cycles_rtl_measured": cycles_rtl_measured if rtl_results is not None else None,
+        "cycle_exact": (rtl_results is not None and cycles_sim == cycles_rtl == cycles_rtl_measured),
+        "rtl_checked": rtl_results is not None,
+        "saturations": saturations,
+    }
+    return report, golden

@@ -1,0 +1,8 @@
+"""The Amaranth description of the core, its Verilog generation and the cocotb runner.
+
+- :mod:`rtl.layouts`: Amaranth layouts of the memory words, built from :mod:`accel.layouts`.
+- :mod:`rtl.components`: the AC array and the neuron update unit.
+- :mod:`rtl.core`: :class:`rtl.core.Core`, memories, controller and host interface (``docs/core.md``).
+- :mod:`rtl.verilog`: :func:`rtl.verilog.generate` writes ``core.v``.
+- :mod:`rtl.runner`: :func:`rtl.runner.run_inferences` runs the Verilog under Icarus through cocotb.
+"""

@@ -1,0 +1,154 @@
+"""Run inferences on the generated Verilog of the core under a cocotb-driven simulator (Icarus).
+
+:func:`run_inferences` generates ``core.v`` once per architecture fingerprint, builds it with cocotb's
+runner and runs :mod:`rtl.cocotb_harness` on a program image and a batch of inputs, in one simulator
+process. Job and results travel through JSON files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from accel.config import ArchConfig
+
+from . import cocotb_harness
+from .core import HOST_SELECT, HOST_WRITABLE, REGISTER_ADDRESS, memory_depths
+from .verilog import TOP_MODULE, generate
+
+SIMULATORS = ("icarus",)
+PROGRAM_REGISTERS = ("n_layers", "timesteps", "n_inputs", "state_rows")
+LOG_TAIL_CHARS = 4000
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return text[-LOG_TAIL_CHARS:]
+
+
+def _check_job(image: dict, inputs, arch: ArchConfig) -> None:
+    depths = memory_depths(arch)
+    for name in HOST_WRITABLE:
+        if name == "inputs":
+            continue
+        words = image.get(name, [])
+        if len(words) > depths[name]:
+            raise ValueError(f"image['{name}'] has {len(words)} words, the '{name}' memory holds {depths[name]}")
+    registers = image.get("registers")
+    if not isinstance(registers, dict) or any(key not in registers for key in PROGRAM_REGISTERS):
+        raise ValueError(f"image['registers'] must give {', '.join(PROGRAM_REGISTERS)}")
+    if registers["state_rows"] > depths["state"]:
+        raise ValueError(f"state_rows = {registers['state_rows']} exceeds the state memory ({depths['state']} rows)")
+    for number, pixels in enumerate(inputs):
+        if len(pixels) > depths["inputs"]:
+            raise ValueError(f"input {number} has {len(pixels)} pixels, the inputs memory holds {depths['inputs']}")
+
+
+def design_key(arch: ArchConfig) -> str:
+    """Cache key of a generated core: the architecture fingerprint plus a digest of the generator's
+    sources (``rtl/*.py`` and ``accel/layouts.py``), so an edited generator never reuses stale Verilog."""
+    import accel.layouts
+
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")) + [Path(accel.layouts.__file__)]:
+        digest.update(source.read_bytes())
+    return f"{arch.fingerprint()}-{digest.hexdigest()[:12]}"
+
+
+def build_core(runner, arch: ArchConfig, workdir) -> Path:
+    """Generate (once per architecture fingerprint) and compile the core with ``runner``.
+
+    The simulator's build is skipped when it is newer than ``core.v``. Returns the build directory.
+    """
+    if shutil.which("iverilog") is None:
+        raise RuntimeError("iverilog not found on PATH: install Icarus Verilog (apt-get install -y iverilog)")
+    build_dir = Path(workdir).resolve() / f"rtl-{design_key(arch)}"
+    source = build_dir / f"{TOP_MODULE}.v"
+    if not source.exists():
+        generate(arch, build_dir)
+    log = build_dir / "build.log"
+    try:
+        runner.build(sources=[source], hdl_toplevel=TOP_MODULE, build_dir=build_dir / "sim_build",
+                     timescale=("1ns", "1ps"), log_file=log)
+    except (RuntimeError, SystemExit) as exc:
+        raise RuntimeError(f"building {source} with Icarus failed ({exc}); log tail:\n{_log_tail(log)}") from None
+    return build_dir
+
+
+def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: str = "icarus") -> list:
+    """Run one inference per input on the Verilog core and read back what the host sees.
+
+    Parameters
+    ----------
+    image : dict
+        ``{"layers", "pointers", "synapses", "weights", "params": [packed words], "registers": {"n_layers",
+        "timesteps", "n_inputs", "state_rows"}}``; word lists may be shorter than their memory.
+    inputs : list of list of int
+        Pixels of each input image (written to the inputs memory from address 0).
+    arch : accel.config.ArchConfig
+    workdir : path-like
+        Holds the generated Verilog and build per architecture fingerprint, and one folder per call.
+    simulator : str
+        Only ``"icarus"``.
+
+    Returns
+    -------
+    list of dict
+        Per input: ``cycles`` (register), ``cycles_measured`` (busy time from simulation time),
+        ``trace`` (packed trace words ``0 .. trace_count-1``), ``trace_overflow``, ``saturations`` and
+        ``state`` (packed state rows ``0 .. state_rows-1``).
+
+    Raises
+    ------
+    RuntimeError
+        If Icarus is missing, or the build or the simulation fails (with the simulator's log tail).
+    """
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator {simulator!r} is not supported (choose from {', '.join(SIMULATORS)})")
+    inputs = [[int(p) for p in pixels] for pixels in inputs]
+    _check_job(image, inputs, arch)
+    from cocotb_tools.runner import get_runner
+
+    runner = get_runner(simulator)
+    build_dir = build_core(runner, arch, workdir)
+
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir))
+    registers = image["registers"]
+    job = {
+        "memories": {str(HOST_SELECT[name]): [int(w) for w in image.get(name, [])]
+                     for name in HOST_WRITABLE if name != "inputs"},
+        "registers": [[REGISTER_ADDRESS[name], int(registers[name])] for name in PROGRAM_REGISTERS],
+        "inputs": inputs,
+        "state_rows": int(registers["state_rows"]),
+        "result_file": str(run_dir / "results.json"),
+    }
+    job_file = run_dir / "job.json"
+    job_file.write_text(json.dumps(job))
+    log = run_dir / "sim.log"
+    results_xml = run_dir / "results.xml"
+    simulator_error = None
+    try:
+        # cocotb imports the test module from its working directory, the harness's own folder, which
+        # holds wherever the package is installed; everything the run writes goes to run_dir.
+        harness = Path(cocotb_harness.__file__)
+        runner.test(test_module=harness.stem, hdl_toplevel=TOP_MODULE, hdl_toplevel_lang="verilog",
+                    build_dir=build_dir / "sim_build", test_dir=harness.parent, results_xml=str(results_xml),
+                    extra_env={cocotb_harness.JOB_ENV: str(job_file)}, log_file=log)
+    except RuntimeError as exc:
+        simulator_error = str(exc)
+    except SystemExit as exc:  # cocotb's runner exits instead of raising when it runs under pytest
+        simulator_error = f"exit status {exc.code}"
+    # The harness writes its results only after every inference completed.
+    result_file = Path(job["result_file"])
+    if simulator_error is not None or not result_file.exists():
+        reason = simulator_error or "the harness wrote no results"
+        raise RuntimeError(f"RTL simulation under {simulator} failed ({reason}); log tail of {log}:\n"
+                           f"{_log_tail(log)}")
+    results = json.loads(result_file.read_text())
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return results

@@ -1,0 +1,108 @@
+"""The command line: outputs exist, bad input exits 2 with one line naming the culprit, nothing half-written."""
+import json
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from accel.checkpoint import shipped_checkpoint_path
+from accel.cli import main
+
+
+def run_cli(*args):
+    """Run ``accel`` in a subprocess (exit status and stderr exactly as a user sees them)."""
+    proc = subprocess.run([sys.executable, "-m", "accel.cli", *map(str, args)], capture_output=True, text=True)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def assert_one_line_error(rc, stderr, *needles):
+    assert rc == 2, stderr
+    lines = [l for l in stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_compile_and_sim_write_reports(tmp_path):
+    program = tmp_path / "prog"
+    assert main(["compile", str(shipped_checkpoint_path()), "--out", str(program)]) == 0
+    assert (program / "manifest.json").is_file() and (program / "arrays.npz").is_file()
+    report = tmp_path / "sim.json"
+    assert main(["sim", str(program), "--out", str(report), "--samples", "30", "--quiet"]) == 0
+    data = json.loads(report.read_text())
+    assert data["samples"] == 30 and data["accuracy"] >= 0.9 and data["cycles_min"] > 0
+    assert [l["name"] for l in data["layers"]] == ["conv0", "conv1", "classifier"]
+    assert report.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_config_errors(tmp_path):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("model:\n  levles: 3\n")
+    rc, _, err = run_cli("train", cfg, "--out", tmp_path / "run")
+    assert_one_line_error(rc, err, "train.yaml", "unknown key 'model.levles'", "did you mean 'model.levels'")
+    assert not (tmp_path / "run").exists()
+    cfg.write_text("train:\n  epochs: 0\n")
+    rc, _, err = run_cli("train", cfg, "--out", tmp_path / "run")
+    assert_one_line_error(rc, err, "key 'train.epochs' = 0 is out of range")
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"", "truncated or not a PyTorch checkpoint"),
+    (b"PK\x03\x04garbage", "truncated or not a PyTorch checkpoint"),
+    (b"hello world, not a checkpoint", "truncated or not a PyTorch checkpoint"),
+])
+def test_bad_checkpoint_files(tmp_path, content, needle):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content)
+    rc, _, err = run_cli("compile", bad, "--out", tmp_path / "prog")
+    assert_one_line_error(rc, err, "bad.pt", needle)
+    assert not (tmp_path / "prog").exists()
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickle_that_executes_code_is_refused(tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "spikecore-checkpoint", "payload": _Exploit()}, evil)
+    rc, out, err = run_cli("compile", evil, "--out", tmp_path / "prog")
+    assert_one_line_error(rc, err, "evil.pt", "refused")
+    assert "this must never run" not in out + err
+
+
+def test_nan_checkpoint_names_parameter(tmp_path):
+    payload = torch.load(shipped_checkpoint_path(), weights_only=True)
+    payload["state_dict"]["conv1.weight"][0, 0, 0, 0] = float("nan")
+    bad = tmp_path / "nan.pt"
+    torch.save(payload, bad)
+    rc, _, err = run_cli("compile", bad, "--out", tmp_path / "prog")
+    assert_one_line_error(rc, err, "nan.pt", "'conv1.weight' contains NaN or Inf")
+
+
+def test_network_too_large_for_memories(tmp_path):
+    arch = tmp_path / "small.yaml"
+    arch.write_text("memories:\n  state: 64\n")
+    rc, _, err = run_cli("compile", shipped_checkpoint_path(), "--arch", arch, "--out", tmp_path / "prog")
+    assert_one_line_error(rc, err, "layer conv0", "memory 'state'", "memories.state = 64")
+    assert not (tmp_path / "prog").exists()
+
+
+def test_program_compiled_for_another_arch_is_refused(tmp_path):
+    program = tmp_path / "prog"
+    assert main(["compile", str(shipped_checkpoint_path()), "--out", str(program)]) == 0
+    other = tmp_path / "other.yaml"
+    other.write_text("acc_bits: 19\n")
+    rc, _, err = run_cli("sim", program, "--arch", other, "--out", tmp_path / "r.json")
+    assert_one_line_error(rc, err, "compiled for architecture", "recompile")
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_help_for_every_command():
+    for command in ("demo", "train", "compile", "sim", "rtl", "verify"):
+        proc = subprocess.run([sys.executable, "-m", "accel.cli", command, "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0 and "usage: accel " + command in proc.stdout

@@ -1,0 +1,61 @@
+"""Golden model == simulator on the trained digits network, and the accuracy contract."""
+import numpy as np
+import torch
+
+from accel.verify import compare, golden_hw_spikes, float_gap, verify
+from models import run_integer_network
+from sim.engine import simulate, simulate_batch
+
+
+def test_golden_equals_simulator_every_spike(digits_program, arch, digits_test_set):
+    pixels = digits_test_set[0][:60]
+    results = simulate_batch(digits_program, arch, pixels.reshape(60, -1).numpy())
+    report, _ = verify(digits_program, arch, pixels, None, results)
+    assert report["mismatch_count"]["sim"] == 0 and report["mismatches"] == []
+    assert report["bit_exact"] and report["saturations"]["golden"] == report["saturations"]["sim"]
+    assert sum(len(idx) for r in results for l in r.events for idx, _ in l) > 1000  # the network really spikes
+
+
+def test_simulator_cycles_follow_the_schedule(digits_program, arch, digits_test_set):
+    """Recompute docs/core.md's cycle formula from the golden spikes and the fan-out table."""
+    pixels = digits_test_set[0][:5]
+    golden = run_integer_network(digits_program.integer_layers(), pixels, digits_program.timesteps,
+                                 arch.membrane_bits)
+    count = digits_program.memories["pointers"]["count"]
+    for n in range(len(pixels)):
+        flat = pixels[n].reshape(-1).numpy()
+        inputs = [flat] + [s for s in golden_hw_spikes(digits_program, arch, golden, n)]
+        expect = digits_program.state_rows + digits_program.n_inputs + 1
+        for t in range(digits_program.timesteps):
+            for l, layer in enumerate(digits_program.layers):
+                values = inputs[l] if l == 0 else inputs[l][t]
+                idx = np.nonzero(values)[0]
+                c, v = count[layer.ptr_base + idx], values[idx]
+                emitted = np.count_nonzero(inputs[l + 1][t]) if layer.fires else 0
+                expect += 2 + 1 + int((4 + 2 * c + c * v).sum()) + 1 + 2 * layer.n_groups + emitted + 1
+        assert simulate(digits_program, arch, flat).cycles == expect
+
+
+def test_accuracy_float_and_hardware_exact(digits_net, digits_program, arch, digits_test_set):
+    pixels, labels = digits_test_set
+    golden = run_integer_network(digits_program.integer_layers(), pixels, digits_program.timesteps,
+                                 arch.membrane_bits)
+    gap = float_gap(digits_net, digits_program, golden, pixels, labels)
+    assert gap["float_accuracy"] >= 0.97
+    assert abs(gap["accuracy_gap_pp"]) <= 0.5
+    assert gap["prediction_agreement"] >= 0.98
+
+
+def test_compare_locates_a_flipped_spike(digits_program, arch, digits_test_set):
+    pixels = digits_test_set[0][:1]
+    golden = run_integer_network(digits_program.integer_layers(), pixels, digits_program.timesteps,
+                                 arch.membrane_bits)
+    expected = golden_hw_spikes(digits_program, arch, golden, 0)
+    got = [e.copy() for e in expected]
+    t, i = 2, int(digits_program.layers[1].hw_index(arch.lanes)[37])
+    got[1][t, i] += 1
+    found = compare(digits_program, arch, expected, golden["logits"][0].numpy(), got,
+                    golden["logits"][0].numpy(), 0, "sim")
+    assert len(found) == 1
+    assert (found[0]["layer"], found[0]["timestep"], found[0]["neuron"]) == ("conv1", 2, i)
+    assert found[0]["channel"] == 37 // 16 and (found[0]["y"], found[0]["x"]) == divmod(37 % 16, 4)
