@@ -15,9 +15,18 @@ from .errors import UserError
 
 EXIT_BAD_INPUT = 2
 EXIT_MISMATCH = 1
+SIMULATORS = ("icarus", "verilator")
 
 
 # ---- shared steps -------------------------------------------------------------------------------
+def rtl_cache_dir() -> Path:
+    """Where generated and compiled cores are cached (``$SPIKECORE_CACHE``, else ``~/.cache/spikecore``)."""
+    import os
+
+    root = os.environ.get("SPIKECORE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "spikecore"
+    return Path(root) / "rtl"
+
+
 def _arch(path):
     from .config import load_arch
 
@@ -161,7 +170,7 @@ def _verify(program, arch, net, pixels, labels, out: Path, simulator: str, flip_
     if progress:
         print(f"running {len(pixels)} inferences on the RTL ({simulator}) ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    rtl_results = _run_rtl(program, arch, pixels, out.parent / "rtl_work", simulator, flip_bits)
+    rtl_results = _run_rtl(program, arch, pixels, rtl_cache_dir(), simulator, flip_bits)
     rtl_seconds = time.perf_counter() - start
     report, golden = verify(program, arch, pixels, rtl_results, sim_results)
     report.update(simulator=simulator, rtl_seconds=rtl_seconds, flipped_bits=[list(f) for f in flip_bits])
@@ -254,6 +263,8 @@ def cmd_demo(args) -> int:
 
     out = Path(args.out)
     arch = _arch(args.arch)
+    if args.samples < 1:
+        raise UserError(f"--samples must be at least 1, got {args.samples}")
     if args.pretrained:
         checkpoint = shipped_checkpoint_path()
         print(f"[1/5] using the shipped checkpoint {checkpoint}")
@@ -278,9 +289,9 @@ def cmd_demo(args) -> int:
     from rtl.verilog import generate
 
     verilog = generate(arch, out / "rtl")
-    print(f"[5/5] verifying {args.samples} test images on the RTL (Icarus Verilog)")
+    print(f"[5/5] verifying {args.samples} test images on the RTL ({args.simulator})")
     report = _verify(program, arch, net, pixels[:args.samples], labels[:args.samples], out / "verify_report.json",
-                     "icarus", progress=not args.quiet)
+                     args.simulator, progress=not args.quiet)
     summary = {
         "float_accuracy": gap["float_accuracy"],
         "hardware_exact_accuracy": gap["hardware_exact_accuracy"],
@@ -330,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     arch_arg(p)
     p.add_argument("--pretrained", action="store_true", help="use the shipped checkpoint instead of training")
     p.add_argument("--samples", type=int, default=20, help="test images verified on the RTL (default 20)")
+    p.add_argument("--simulator", choices=SIMULATORS, default="icarus", help="RTL simulator (default icarus)")
     quiet_arg(p)
     p.set_defaults(func=cmd_demo)
 
@@ -363,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     arch_arg(p)
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--out", required=True, metavar="REPORT.json")
-    p.add_argument("--simulator", choices=["icarus"], default="icarus")
+    p.add_argument("--simulator", choices=SIMULATORS, default="icarus", help="RTL simulator (default icarus)")
     p.add_argument("--flip-bit", action="append", default=[], metavar="MEMORY:WORD:BIT",
                    help="fault injection: flip one bit of a word loaded into the RTL (repeatable)")
     quiet_arg(p)

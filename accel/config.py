@@ -122,8 +122,9 @@ class ArchConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """A short digest that identifies this configuration in Programs and caches."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        """A short digest of everything that shapes the hardware (the name does not), for Programs and caches."""
+        fields_ = {k: v for k, v in self.to_dict().items() if k != "name"}
+        text = json.dumps(fields_, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

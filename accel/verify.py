@@ -87,7 +87,11 @@ def float_gap(net, program: Program, golden: dict, pixels: torch.Tensor, labels:
 
 def verify(program: Program, arch: ArchConfig, pixels: torch.Tensor, rtl_results: list | None,
            sim_results: list) -> dict:
-    """Compare golden, simulator and (if given) RTL on the same images; returns the report dict."""
+    """Compare golden, simulator and (if given) RTL on the same images.
+
+    Returns ``(report, golden)``: the report dict (``bit_exact``, ``samples``, ``mismatches``, ``cycles_sim``, ``cycles_rtl``, ...) and the golden
+    model's outputs, which callers reuse for the float-versus-integer comparison.
+    """
     golden = run_integer_network(program.integer_layers(), pixels, program.timesteps, arch.membrane_bits)
     mismatches, count = [], {"sim": 0, "rtl": 0}
     cycles_rtl, cycles_rtl_measured = [], []

@@ -66,9 +66,9 @@ def _saturate(v: np.ndarray, bits: int):
 
 
 class _Tables:
-    """The program's memory columns as numpy arrays, prepared once per (program, arch)."""
+    """The program's memory columns as numpy arrays, prepared once per program."""
 
-    def __init__(self, program: Program, arch: ArchConfig):
+    def __init__(self, program: Program):
         mem = program.memories
         self.desc = {k: np.asarray(v, np.int64) for k, v in mem["layers"].items()}
         self.ptr_start = np.asarray(mem["pointers"]["start"], np.int64)
@@ -83,7 +83,7 @@ class _Tables:
 def simulate(program: Program, arch: ArchConfig, pixels, tables: _Tables | None = None) -> SimResult:
     """Run one inference of ``program`` on integer ``pixels`` (flat, ``program.n_inputs`` values)."""
     program.check_arch(arch)
-    tables = tables or _Tables(program, arch)
+    tables = tables or _Tables(program)
     lanes, levels_max = arch.lanes, arch.max_levels
     d = tables.desc
     n_layers, timesteps = len(program.layers), program.timesteps
@@ -155,7 +155,7 @@ def simulate(program: Program, arch: ArchConfig, pixels, tables: _Tables | None 
 
 def simulate_batch(program: Program, arch: ArchConfig, pixels_batch, progress=None) -> list:
     """Simulate several inferences (one per row of ``pixels_batch``), sharing the prepared tables."""
-    tables = _Tables(program, arch)
+    tables = _Tables(program)
     results = []
     for pixels in pixels_batch:
         results.append(simulate(program, arch, pixels, tables))

