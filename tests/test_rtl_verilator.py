@@ -18,8 +18,8 @@ SAMPLES = 3
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    return tmp_path_factory.mktemp("rtl-verilator")
+def workdir(rtl_cache):
+    return rtl_cache / "rtl"  # shared with the command-line tests: one build per session
 
 
 @pytest.fixture(scope="module")
