@@ -5,34 +5,12 @@ a single level, ``0..K`` for the multi-level (MLF) neuron.
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
-
-class RectangleSpike(torch.autograd.Function):
-    """Heaviside ``v > 0`` forward; rectangular surrogate ``1[|v| < width/2] / width`` backward.
-
-    ``v`` is the membrane minus the threshold. Firing is strict (``v > 0``), as in the MLF authors' code.
-    """
-
-    @staticmethod
-    def forward(ctx, v: torch.Tensor, width: float):
-        ctx.save_for_backward(v)
-        ctx.width = width
-        return (v > 0).to(v.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (v,) = ctx.saved_tensors
-        window = (v.abs() < ctx.width / 2).to(grad_output.dtype) / ctx.width
-        return grad_output * window, None
-
-
-def rectangle(width: float = 1.0):
-    """Surrogate factory: returns ``spike(v)`` with the rectangular surrogate of the given width."""
-    if width <= 0:
-        raise ValueError(f"surrogate width must be positive, got {width}")
-    return lambda v: RectangleSpike.apply(v, width)
+from .surrogates import RectangleSpike, make_surrogate, rectangle  # RectangleSpike, rectangle: existing API
 
 
 def mlf_thresholds(levels: int, v_th: float, width: float) -> list:
@@ -47,10 +25,10 @@ def mlf_step(u: torch.Tensor, o_prev: torch.Tensor, x: torch.Tensor, thresholds:
     For each level ``k`` (leading axis of ``u``)::
 
         u_k <- decay * u_k * (1 - o_k[t-1]) + x[t]
-        o_k[t] = spike(u_k - theta_k)              # Heaviside, strict
+        o_k[t] = spike(u_k - theta_k)              # Heaviside (strict unless the surrogate says not)
         output[t] = sum_k o_k[t]
 
-    ``K = 1`` is the plain iterative LIF neuron of STBP.
+    ``K = 1`` is the plain iterative LIF neuron of STBP; ``K = 1, decay = 1`` is the IF neuron.
 
     Parameters
     ----------
@@ -75,37 +53,92 @@ class MLF(nn.Module):
     width : float
         Level spacing ``a`` and the rectangular surrogate's width.
     decay : float
-        Membrane decay ``k_tau`` per step.
+        Membrane decay ``k_tau`` per step (``1.0``: no leak, the IF neuron).
+    surrogate : Surrogate, str or dict, optional
+        The spike function (see :mod:`models.surrogates`); default ``rectangle(width)``, strict firing.
     """
 
-    def __init__(self, levels: int = 3, v_th: float = 0.6, width: float = 1.0, decay: float = 0.25):
+    def __init__(self, levels: int = 3, v_th: float = 0.6, width: float = 1.0, decay: float = 0.25,
+                 surrogate=None):
         super().__init__()
         if levels < 1:
             raise ValueError(f"levels must be >= 1, got {levels}")
         self.levels, self.v_th, self.width, self.decay = levels, v_th, width, decay
-        self.spike = rectangle(width)
+        self.spike = rectangle(width) if surrogate is None else make_surrogate(surrogate)
 
     @property
     def thresholds(self) -> list:
         return mlf_thresholds(self.levels, self.v_th, self.width)
 
+    def threshold_tensor(self, like: torch.Tensor) -> torch.Tensor:
+        """The thresholds as ``[K, 1, ...]``, broadcastable against ``[K] + like.shape[1:]``."""
+        th = torch.tensor(self.thresholds, dtype=like.dtype, device=like.device)
+        return th.view((self.levels,) + (1,) * (like.dim() - 1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        th = torch.tensor(self.thresholds, dtype=x.dtype, device=x.device)
-        th = th.view((self.levels,) + (1,) * (x.dim() - 1))
+        return self.trace(x)[1].sum(1)
+
+    def trace(self, x: torch.Tensor):
+        """Run over ``x`` ``[T, N, ...]``; return membranes and per-level spikes, both ``[T, K, N, ...]``.
+
+        The membranes are the post-integration values ``u_k[t]`` that are compared with the thresholds
+        (before the reset that the next step applies); the metrics use them to find dormant units.
+        """
+        th = self.threshold_tensor(x)
         u = torch.zeros((self.levels,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
         o = torch.zeros_like(u)
-        out = []
+        membranes, spikes = [], []
         for t in range(x.shape[0]):
             u, o = mlf_step(u, o, x[t], th, self.decay, self.spike)
-            out.append(o.sum(0))
-        return torch.stack(out)
+            membranes.append(u)
+            spikes.append(o)
+        return torch.stack(membranes), torch.stack(spikes)
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels}, v_th={self.v_th}, width={self.width}, decay={self.decay}"
+        return (f"levels={self.levels}, v_th={self.v_th}, width={self.width}, decay={self.decay}, "
+                f"surrogate={self.spike!r}")
 
 
 class LIF(MLF):
-    """Leaky integrate-and-fire: the MLF neuron with one level."""
+    """Leaky integrate-and-fire: the MLF neuron with one level.
 
-    def __init__(self, v_th: float = 0.6, width: float = 1.0, decay: float = 0.25):
-        super().__init__(1, v_th, width, decay)
+    ``u <- decay * u * (1 - o[t-1]) + x[t]``, ``o[t] = H(u - v_th)``: hard reset to zero, leak applied
+    to the reset membrane (STBP; the LSN paper's Eqs. 2-4 with ``alpha = decay``).
+    """
+
+    def __init__(self, v_th: float = 0.6, width: float = 1.0, decay: float = 0.25, surrogate=None):
+        super().__init__(1, v_th, width, decay, surrogate)
+
+
+class IF(MLF):
+    """Integrate-and-fire (no leak): ``u <- u * (1 - o[t-1]) + x[t]``, ``o[t] = H(u - v_th)``.
+
+    Used on residual connections in the dual-stream paper: with ``0 < v_th <= 1`` and a membrane at rest,
+    an input spike fires and no input stays silent, so ``IF(s) = s`` for spike trains ``s``. That needs
+    ``H(0) = 1`` at ``v_th = 1``, so the default surrogate fires on ``u >= v_th`` (``strict=False``).
+    """
+
+    def __init__(self, v_th: float = 1.0, width: float = 1.0, surrogate=None):
+        super().__init__(1, v_th, width, 1.0, rectangle(width, strict=False) if surrogate is None else surrogate)
+
+
+NEURON_TYPES = {"mlf": MLF, "lif": LIF, "if": IF}
+
+
+def make_neuron(spec) -> MLF:
+    """A neuron module from a config entry ``{"type": "mlf"|"lif"|"if", **its constructor arguments}``.
+
+    Raises
+    ------
+    ValueError
+        Naming the bad key when the type or an argument is unknown.
+    """
+    if not isinstance(spec, dict) or spec.get("type") not in NEURON_TYPES:
+        raise ValueError(f"neuron.type: expected one of {sorted(NEURON_TYPES)}, got {spec!r}")
+    arguments = {k: v for k, v in spec.items() if k != "type"}
+    cls = NEURON_TYPES[spec["type"]]
+    allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = sorted(set(arguments) - allowed)
+    if unknown:
+        raise ValueError(f"neuron.{unknown[0]}: not an argument of {cls.__name__} (allowed: {sorted(allowed)})")
+    return cls(**arguments)
