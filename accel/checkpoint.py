@@ -46,8 +46,19 @@ def load_checkpoint(path) -> tuple:
             raise UserError(f"{path}: parameter '{key}' contains NaN or Inf")
     try:
         net = DigitsNet(**payload.get("config", {}))
-        net.load_state_dict(state)
-    except (TypeError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(f"{path}: checkpoint does not match the digits network ({first})") from None
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path}: bad model configuration ({exc})") from None
+    expected = net.state_dict()
+    unexpected = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(state))
+    if unexpected:
+        raise UserError(f"{path}: unsupported layer or parameter '{unexpected[0]}' "
+                        f"(the digits network has no such parameter)")
+    if missing:
+        raise UserError(f"{path}: parameter '{missing[0]}' of the digits network is missing")
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor) or value.shape != expected[key].shape:
+            shape = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise UserError(f"{path}: parameter '{key}' has shape {shape}, expected {list(expected[key].shape)}")
+    net.load_state_dict(state)
     return net.eval(), payload

@@ -50,9 +50,13 @@ def _load_program_or_compile(source, arch):
     from .compiler import compile_network
     from .program import Program
 
+    from .compiler import validate_program
+
     source = Path(source)
     if source.is_dir():
-        return Program.load(source), None
+        program = Program.load(source)
+        validate_program(program, arch, str(source))
+        return program, None
     net, _ = load_checkpoint(source)
     return compile_network(net, arch, meta={"checkpoint": str(source)}), net
 
@@ -146,8 +150,6 @@ def _run_rtl(program, arch, pixels, workdir: Path, simulator: str, flip_bits=())
 
     image = program.memory_image(arch)
     for memory, word, bit in flip_bits:
-        if memory not in image or memory == "registers":
-            raise UserError(f"--flip-bit: unknown memory '{memory}' (one of layers, pointers, synapses, weights, params)")
         if not 0 <= word < len(image[memory]):
             raise UserError(f"--flip-bit: word {word} is outside memory '{memory}' (0..{len(image[memory]) - 1})")
         image[memory][word] ^= 1 << bit
@@ -155,12 +157,21 @@ def _run_rtl(program, arch, pixels, workdir: Path, simulator: str, flip_bits=())
     return run_inferences(image, inputs, arch, workdir, simulator=simulator)
 
 
-def _parse_flip(text: str):
+def _parse_flip(text: str, arch):
+    from .layouts import all_layouts
+    from .program import MEMORY_NAMES
+
     try:
         memory, word, bit = text.split(":")
-        return memory, int(word), int(bit)
+        word, bit = int(word), int(bit)
     except ValueError:
         raise UserError(f"--flip-bit: expected MEMORY:WORD:BIT, got {text!r}") from None
+    if memory not in MEMORY_NAMES:
+        raise UserError(f"--flip-bit: unknown memory '{memory}' (one of {', '.join(MEMORY_NAMES)})")
+    width = all_layouts(arch)[memory].width
+    if not 0 <= bit < width:
+        raise UserError(f"--flip-bit: bit {bit} is outside the {width}-bit words of memory '{memory}'")
+    return memory, word, bit
 
 
 def _verify(program, arch, net, pixels, labels, out: Path, simulator: str, flip_bits=(), progress=True) -> dict:
@@ -209,9 +220,11 @@ def cmd_compile(args) -> int:
 def cmd_sim(args) -> int:
     from .program import Program
 
+    from .compiler import validate_program
+
     arch = _arch(args.arch)
     program = Program.load(args.program)
-    program.check_arch(arch, str(args.program))
+    validate_program(program, arch, str(args.program))
     pixels, labels = _test_images(args.samples)
     results = _simulate(program, arch, pixels, not args.quiet)
     report = _sim_report(program, arch, results, labels)
@@ -240,10 +253,9 @@ def cmd_rtl(args) -> int:
 
 def cmd_verify(args) -> int:
     arch = _arch(args.arch)
+    flips = [_parse_flip(f, arch) for f in args.flip_bit]
     program, net = _load_program_or_compile(args.source, arch)
-    program.check_arch(arch, str(args.source))
     pixels, labels = _test_images(args.samples)
-    flips = [_parse_flip(f) for f in args.flip_bit]
     report = _verify(program, arch, net, pixels, labels, Path(args.out), args.simulator, flips, not args.quiet)
     first = report["mismatches"][0] if report["mismatches"] else None
     print(f"bit_exact {report['bit_exact']}, cycle_exact {report['cycle_exact']} on {report['samples']} samples; "

@@ -15,7 +15,7 @@ from models import DigitsNet
 
 from .config import ArchConfig
 from .errors import UserError
-from .layouts import REGION_INPUT, REGION_PING, REGION_PONG
+from .layouts import REGION_INPUT, REGION_PING, REGION_PONG, all_layouts
 from .program import Program, ProgramLayer
 from .quantize import quantize_digits
 
@@ -224,6 +224,25 @@ def check_capacity(layers, memories: dict, arch: ArchConfig, n_inputs: int) -> N
     max_index = max(max(l.n_inputs_hw for l in layers), max(l.n_groups for l in layers) * arch.lanes)
     if max_index > (1 << arch.neuron_index_bits):
         raise UserError(f"program: neuron index {max_index} does not fit {arch.neuron_index_bits} bits")
+
+
+def validate_program(program: Program, arch: ArchConfig, source: str) -> None:
+    """Check a loaded Program against the configuration: same hardware, every parameter and every memory
+    word within its width (a hand-edited or corrupted program is rejected naming the layer or memory)."""
+    program.check_arch(arch, source)
+    try:
+        check_ranges(program.layers, arch, program.input_max, program.timesteps)
+    except UserError as exc:
+        raise UserError(f"{source}: {exc}") from None
+    layouts = all_layouts(arch)
+    for name, columns in program.memories.items():
+        try:
+            layouts[name].pack(**columns)
+        except OverflowError as exc:
+            raise UserError(f"{source}: memory '{name}': {exc}") from None
+        except (KeyError, ValueError) as exc:
+            raise UserError(f"{source}: memory '{name}' has malformed columns ({exc})") from None
+    check_capacity(program.layers, program.memories, arch, program.n_inputs)
 
 
 def compile_network(net: DigitsNet, arch: ArchConfig, meta: dict | None = None) -> Program:

@@ -10,6 +10,7 @@ This module imports nothing from the project, so the simulator finds it wherever
 """
 import json
 import os
+import random
 from pathlib import Path
 
 import cocotb
@@ -24,12 +25,29 @@ REGISTER = {"cycles": 4, "trace_count": 5, "trace_overflow": 6, "saturations": 7
 
 
 class Host:
-    """Drives the host interface of ``dut``; every method starts and ends just after a falling edge."""
+    """Drives the host interface of ``dut``; every method starts and ends just after a falling edge.
 
-    def __init__(self, dut):
+    With ``idle_seed``, 0..3 idle cycles with random select, address and data (write strobe low) precede
+    every transaction: the core must ignore the bus whenever the strobe is low.
+    """
+
+    def __init__(self, dut, idle_seed=None):
         self.dut = dut
+        self.random = None if idle_seed is None else random.Random(idle_seed)
+
+    async def idle(self):
+        if self.random is None:
+            return
+        dut = self.dut
+        for _ in range(self.random.randrange(4)):
+            dut.host_we.value = 0
+            dut.host_sel.value = self.random.randrange(1 << len(dut.host_sel))
+            dut.host_addr.value = self.random.randrange(1 << len(dut.host_addr))
+            dut.host_wdata.value = self.random.randrange(1 << len(dut.host_wdata))
+            await FallingEdge(dut.clk)
 
     async def write(self, select, address, value):
+        await self.idle()
         dut = self.dut
         dut.host_sel.value = select
         dut.host_addr.value = address
@@ -38,6 +56,7 @@ class Host:
         await FallingEdge(dut.clk)
 
     async def read(self, select, address):
+        await self.idle()
         dut = self.dut
         dut.host_sel.value = select
         dut.host_addr.value = address
@@ -45,8 +64,24 @@ class Host:
         await FallingEdge(dut.clk)
         return int(dut.host_rdata.value)
 
+    async def abort_by_reset(self, after_cycles):
+        """Start an inference, then assert ``rst`` for two cycles after ``after_cycles`` cycles."""
+        dut = self.dut
+        dut.host_we.value = 0
+        dut.start.value = 1
+        await FallingEdge(dut.clk)
+        dut.start.value = 0
+        for _ in range(after_cycles):
+            await FallingEdge(dut.clk)
+        assert int(dut.busy.value) == 1, "the reset was meant to land in the middle of an inference"
+        dut.rst.value = 1
+        for _ in range(2):
+            await FallingEdge(dut.clk)
+        dut.rst.value = 0
+
     async def run(self):
         """Pulse ``start`` and wait for ``done``; returns the busy cycles measured from simulation time."""
+        await self.idle()
         dut = self.dut
         dut.host_we.value = 0
         dut.start.value = 1
@@ -66,7 +101,7 @@ async def run_job(dut):
     # The clock toggles inside the simulator ("gpi"): a Python clock costs two coroutine wake-ups per cycle.
     # Host signals change only at falling edges, so the simulator's own clock writes cannot race them.
     cocotb.start_soon(Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns", impl="gpi").start())
-    host = Host(dut)
+    host = Host(dut, job.get("idle_seed"))
     dut.rst.value = 1
     dut.start.value = 0
     dut.host_we.value = 0
@@ -81,9 +116,13 @@ async def run_job(dut):
         await host.write(SELECT_CONTROL, address, value)
 
     results = []
-    for pixels in job["inputs"]:
+    for number, pixels in enumerate(job["inputs"]):
         for address, pixel in enumerate(pixels):
             await host.write(SELECT_INPUTS, address, pixel)
+        if number == 0 and job.get("reset_after_cycles") is not None:
+            await host.abort_by_reset(job["reset_after_cycles"])
+            for address, value in job["registers"]:  # reset cleared them; the memories kept the program
+                await host.write(SELECT_CONTROL, address, value)
         cycles_measured = await host.run()
         registers = {name: await host.read(SELECT_CONTROL, address) for name, address in REGISTER.items()}
         trace = [await host.read(SELECT_TRACE, a) for a in range(registers["trace_count"])]

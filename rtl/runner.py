@@ -107,7 +107,8 @@ def build_core(runner, arch: ArchConfig, workdir, simulator: str = "icarus") -> 
 
 
 def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: str = "icarus",
-                   jobs: int | None = None) -> list:
+                   jobs: int | None = None, idle_seed: int | None = None,
+                   reset_after_cycles: int | None = None) -> list:
     """Run one inference per input on the Verilog core and read back what the host sees.
 
     Parameters
@@ -125,6 +126,12 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
     jobs : int, optional
         Simulator processes run side by side, each on a contiguous share of the inputs with its own copy
         of the program (default: one per CPU core, at most one per input).
+    idle_seed : int, optional
+        Robustness testing: insert 0..3 random idle bus cycles (write strobe low, random select, address
+        and data) before every host transaction, from this seed (each share offsets it by its index).
+    reset_after_cycles : int, optional
+        Robustness testing: start each share's first inference, assert ``rst`` after this many cycles,
+        rewrite the control registers (reset clears them; memories keep the program) and run it again.
 
     Returns
     -------
@@ -148,12 +155,14 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
     shares = [inputs[len(inputs) * k // jobs:len(inputs) * (k + 1) // jobs] for k in range(jobs)]
     # Each share runs in its own simulator process (a fresh runner object each: runners keep state).
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        parts = list(pool.map(lambda share: _run_share(get_runner(simulator), simulator, build_dir, image, share),
-                              shares))
+        host = [{"idle_seed": None if idle_seed is None else idle_seed + k, "reset_after_cycles": reset_after_cycles}
+                for k in range(jobs)]
+        parts = list(pool.map(lambda k: _run_share(get_runner(simulator), simulator, build_dir, image, shares[k],
+                                                   host[k]), range(jobs)))
     return [result for part in parts for result in part]
 
 
-def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: list) -> list:
+def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: list, host: dict) -> list:
     """One simulator process: load the program once, then run ``inputs`` one after another."""
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir))
     registers = image["registers"]
@@ -164,6 +173,7 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
         "inputs": inputs,
         "state_rows": int(registers["state_rows"]),
         "result_file": str(run_dir / "results.json"),
+        **host,
     }
     job_file = run_dir / "job.json"
     job_file.write_text(json.dumps(job))

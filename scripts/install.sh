@@ -18,4 +18,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore torch==2.13.0
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"
+# Peers installed without their dependencies (each would otherwise pull a newer torch or audio stacks):
+# tonic reads the event datasets (it needs only h5py and importRosbag beside what is installed);
+# SpikingJelly is the cross-check of our neurons and SEW blocks (it needs loguru).
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps \
+  tonic==1.7.0 spikingjelly==2.0.0
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+  h5py==3.16.0 importRosbag==1.0.4 loguru==0.7.3
+python3 -c 'import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith("2.13.0") else f"torch {v} is installed, 2.13.0 is required")'
 echo "installed: $(iverilog -V 2>/dev/null | head -n 1 | cut -d' ' -f1-4), torch $(python3 -c 'import torch; print(torch.__version__)')"

@@ -1,7 +1,6 @@
 """The compiler's passes and the Program format."""
 import numpy as np
 import pytest
-import torch
 
 from accel import UserError
 from accel.compiler import compile_network

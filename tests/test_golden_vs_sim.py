@@ -1,6 +1,5 @@
 """Golden model == simulator on the trained digits network, and the accuracy contract."""
 import numpy as np
-import torch
 
 from accel.verify import compare, golden_hw_spikes, float_gap, verify
 from models import run_integer_network

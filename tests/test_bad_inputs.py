@@ -1,0 +1,177 @@
+"""Every row of docs/bad-inputs.md: exit status 2, one line naming the file, key or layer, no traceback,
+nothing half-written. Run in-process (fast); tests/test_cli.py repeats two of them in a subprocess."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from accel.checkpoint import shipped_checkpoint_path
+from accel.cli import main
+
+SHIPPED = shipped_checkpoint_path()
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def _write(path: Path, content) -> Path:
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    return path
+
+
+def _edited_checkpoint(tmp: Path, edit) -> Path:
+    payload = torch.load(SHIPPED, weights_only=True)
+    edit(payload)
+    torch.save(payload, tmp / "edited.pt")
+    return tmp / "edited.pt"
+
+
+def _program(tmp: Path) -> Path:
+    assert main(["compile", str(SHIPPED), "--out", str(tmp / "prog")]) == 0
+    return tmp / "prog"
+
+
+def _edited_program(tmp: Path, key: str, edit) -> Path:
+    path = _program(tmp)
+    with np.load(path / "arrays.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    edit(arrays[key])
+    np.savez(path / "arrays.npz", **arrays)
+    return path
+
+
+def _set_nan(payload):
+    payload["state_dict"]["conv1.weight"][0, 0, 0, 0] = float("nan")
+
+
+def _set_config(key, value):
+    def edit(payload):
+        payload["config"][key] = value
+    return edit
+
+
+def _extra_layer(payload):
+    payload["state_dict"]["conv2.weight"] = torch.zeros(4, 4, 3, 3)
+
+
+def _set_version(path: Path) -> Path:
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["version"] = 99
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    return path
+
+
+# (row id, argv builder(tmp) -> list, needles in the message)
+CASES = [
+    ("arch-malformed-yaml",
+     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "lanes: 8\nmemories: [1, 2\n"), "--out", t / "out"],
+     ["a.yaml", "malformed YAML at line"]),
+    ("arch-unknown-key",
+     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "lanez: 8\n"), "--out", t / "out"],
+     ["a.yaml", "unknown key 'lanez'", "did you mean 'lanes'"]),
+    ("arch-unknown-nested-key",
+     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "memories:\n  synapse: 8\n"), "--out", t / "out"],
+     ["unknown key 'memories.synapse'", "did you mean 'memories.synapses'"]),
+    ("arch-out-of-range",
+     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "acc_bits: 200\n"), "--out", t / "out"],
+     ["a.yaml", "key 'acc_bits' = 200 is out of range [4, 64]"]),
+    ("arch-wrong-type",
+     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "weight_bits: eight\n"), "--out", t / "out"],
+     ["key 'weight_bits' must be an integer"]),
+    ("arch-invalid-combination",
+     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "lanes: 6\n"), "--out", t / "out"],
+     ["key 'lanes' = 6 must be a power of two"]),
+    ("arch-missing-file",
+     lambda t: ["rtl", "--arch", t / "nope.yaml", "--out", t / "out"],
+     ["nope.yaml: cannot read architecture file"]),
+    ("train-unknown-key",
+     lambda t: ["train", _write(t / "c.yaml", "model:\n  levles: 3\n"), "--out", t / "out"],
+     ["c.yaml", "unknown key 'model.levles'", "did you mean 'model.levels'"]),
+    ("train-out-of-range",
+     lambda t: ["train", _write(t / "c.yaml", "train:\n  epochs: 0\n"), "--out", t / "out"],
+     ["c.yaml", "key 'train.epochs' = 0 is out of range"]),
+    ("train-unsupported-dataset",
+     lambda t: ["train", _write(t / "c.yaml", "dataset: imagenet\n"), "--out", t / "out"],
+     ["key 'dataset' = 'imagenet' is not supported"]),
+    ("network-too-large",
+     lambda t: ["compile", SHIPPED, "--arch", _write(t / "a.yaml", "memories:\n  synapses: 4096\n"),
+                "--out", t / "out"],
+     ["layer conv1", "memory 'synapses'", "memories.synapses = 4096"]),
+    ("accumulator-overflow",
+     lambda t: ["compile", SHIPPED, "--arch", _write(t / "a.yaml", "acc_bits: 12\n"), "--out", t / "out"],
+     ["layer conv0", "accumulator bound", "overflows acc_bits = 12"]),
+    ("weight-overflow",
+     lambda t: ["sim", _edited_program(t, "layer1.weight", lambda w: w.__setitem__((0, 0, 0, 0), 300)),
+                "--out", t / "out.json"],
+     ["prog", "layer conv1", "weight", "overflows 8 bits"]),
+    ("threshold-overflow",
+     lambda t: ["sim", _edited_program(t, "layer0.thresholds", lambda th: th.__setitem__((2, 0), 1 << 21)),
+                "--out", t / "out.json"],
+     ["layer conv0", "threshold", "overflows 20 bits"]),
+    ("unsupported-layer",
+     lambda t: ["compile", _edited_checkpoint(t, _extra_layer), "--out", t / "out"],
+     ["edited.pt", "unsupported layer or parameter 'conv2.weight'"]),
+    ("decay-not-a-shift",
+     lambda t: ["compile", _edited_checkpoint(t, _set_config("decay", 0.3)), "--out", t / "out"],
+     ["layer conv0", "decay 0.3 is not a power of two"]),
+    ("nan-in-checkpoint",
+     lambda t: ["compile", _edited_checkpoint(t, _set_nan), "--out", t / "out"],
+     ["edited.pt", "'conv1.weight' contains NaN or Inf"]),
+    ("truncated-checkpoint",
+     lambda t: ["compile", _write(t / "cut.pt", SHIPPED.read_bytes()[:20000]), "--out", t / "out"],
+     ["cut.pt", "truncated or not a PyTorch checkpoint"]),
+    ("not-a-checkpoint",
+     lambda t: ["compile", _write(t / "notes.pt", "hello, not a checkpoint\n"), "--out", t / "out"],
+     ["notes.pt", "truncated or not a PyTorch checkpoint"]),
+    ("code-executing-pickle",
+     lambda t: ["compile", (torch.save({"x": _Exploit()}, t / "evil.pt"), t / "evil.pt")[1], "--out", t / "out"],
+     ["evil.pt", "refused", "execute code"]),
+    ("missing-checkpoint",
+     lambda t: ["compile", t / "none.pt", "--out", t / "out"],
+     ["none.pt: no such checkpoint file"]),
+    ("program-for-another-arch",
+     lambda t: ["sim", _program(t), "--arch", _write(t / "a.yaml", "acc_bits: 19\n"), "--out", t / "out.json"],
+     ["compiled for architecture", "recompile"]),
+    ("corrupt-program",
+     lambda t: ["sim", (lambda p: (_write(p / "arrays.npz", b"garbage"), p)[1])(_program(t)),
+                "--out", t / "out.json"],
+     ["arrays.npz: missing or corrupt parameter arrays"]),
+    ("program-version",
+     lambda t: ["sim", _set_version(_program(t)), "--out", t / "out.json"],
+     ["manifest.json", "program format version 99 is not supported"]),
+    ("not-a-program",
+     lambda t: ["sim", t, "--out", t / "out.json"],
+     ["not a program directory"]),
+    ("bad-flip-bit",
+     lambda t: ["verify", SHIPPED, "--flip-bit", "weights:0:99", "--out", t / "out.json"],
+     ["--flip-bit: bit 99 is outside the 64-bit words of memory 'weights'"]),
+    ("bad-sample-count",
+     lambda t: ["demo", "--samples", "0", "--out", t / "out"],
+     ["--samples must be at least 1"]),
+]
+
+
+def test_table_lists_every_case():
+    table = (Path(__file__).parents[1] / "docs" / "bad-inputs.md").read_text()
+    for row_id, _, _ in CASES:
+        assert f"`{row_id}`" in table, row_id
+
+
+@pytest.mark.parametrize("row_id, argv, needles", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(row_id, argv, needles, tmp_path, capsys):
+    args = [str(a) for a in argv(tmp_path)]
+    capsys.readouterr()
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    lines = [l for l in captured.err.splitlines() if l.strip()]
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"accel {args[0]}: error: ")
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert "this must never run" not in captured.out + captured.err
+    for leftover in ("out", "out.json"):
+        assert not (tmp_path / leftover).exists(), leftover
