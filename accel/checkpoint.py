@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from models import DigitsNet
-from models.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+from models.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, GENERIC_MODEL
 
 from .errors import UserError
 
@@ -19,7 +19,11 @@ def shipped_checkpoint_path() -> Path:
 
 
 def load_checkpoint(path) -> tuple:
-    """Load a checkpoint; returns ``(net, payload)``. Raises :class:`UserError` naming the file on bad input."""
+    """Load a checkpoint; returns ``(net, payload)``. Raises :class:`UserError` naming the file on bad input.
+
+    Digits checkpoints (``model: "digits"``) rebuild :class:`DigitsNet`; generic ones (``model: "network"``,
+    written by ``accel train`` for a generic configuration) rebuild ``build_network(payload["config"])``.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint file")
@@ -36,26 +40,33 @@ def load_checkpoint(path) -> tuple:
         raise UserError(f"{path}: not a {CHECKPOINT_FORMAT} file")
     if payload.get("version") != CHECKPOINT_VERSION:
         raise UserError(f"{path}: checkpoint version {payload.get('version')} is not supported")
-    if payload.get("model") != "digits":
-        raise UserError(f"{path}: unsupported model {payload.get('model')!r} (supported: digits)")
+    if payload.get("model") not in ("digits", GENERIC_MODEL):
+        raise UserError(f"{path}: unsupported model {payload.get('model')!r} (supported: digits, {GENERIC_MODEL})")
     state = payload.get("state_dict")
     if not isinstance(state, dict):
         raise UserError(f"{path}: checkpoint has no state_dict")
     for key, value in state.items():
         if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
             raise UserError(f"{path}: parameter '{key}' contains NaN or Inf")
+    generic = payload.get("model") == GENERIC_MODEL
     try:
-        net = DigitsNet(**payload.get("config", {}))
+        if generic:  # any network of models.networks, rebuilt from the config it recorded
+            from models.networks import build_network
+
+            net = build_network(payload.get("config"))
+        else:
+            net = DigitsNet(**payload.get("config", {}))
     except (TypeError, ValueError) as exc:
         raise UserError(f"{path}: bad model configuration ({exc})") from None
+    what = "the network" if generic else "the digits network"
     expected = net.state_dict()
     unexpected = sorted(set(state) - set(expected))
     missing = sorted(set(expected) - set(state))
     if unexpected:
         raise UserError(f"{path}: unsupported layer or parameter '{unexpected[0]}' "
-                        f"(the digits network has no such parameter)")
+                        f"({what} has no such parameter)")
     if missing:
-        raise UserError(f"{path}: parameter '{missing[0]}' of the digits network is missing")
+        raise UserError(f"{path}: parameter '{missing[0]}' of {what} is missing")
     for key, value in state.items():
         if not isinstance(value, torch.Tensor) or value.shape != expected[key].shape:
             shape = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__

@@ -193,12 +193,24 @@ def _verify(program, arch, net, pixels, labels, out: Path, simulator: str, flip_
 
 # ---- commands -----------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from models.train import train_digits
+    from models.datasets import DatasetFormatError, DatasetNotFoundError
+    from models.train import RunDirError, train_digits, train_network
 
     from .trainconfig import load_train_config
 
     config = load_train_config(args.config)
-    metrics = train_digits(args.out, config["model"], progress=not args.quiet, **config["train"])
+    if config.get("generic"):
+        try:
+            metrics = train_network(args.out, config, progress=not args.quiet,
+                                    resume=False if args.restart else (True if args.resume else None),
+                                    log=lambda line: print(line, file=sys.stderr, flush=True))
+        except (RunDirError, DatasetNotFoundError, DatasetFormatError) as exc:
+            raise UserError(str(exc).splitlines()[0]) from None
+    else:
+        if args.resume:
+            raise UserError(f"{args.config or 'the built-in configuration'}: --resume needs a generic "
+                            f"configuration (the digits network trains in one go)")
+        metrics = train_digits(args.out, config["model"], progress=not args.quiet, **config["train"])
     print(f"test accuracy {metrics['test_accuracy']:.4f} in {metrics['train_seconds']:.1f} s; "
           f"checkpoint {Path(args.out) / 'checkpoint.pt'}, metrics {Path(args.out) / 'metrics.json'}")
     return 0
@@ -358,9 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     quiet_arg(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("train", help="train the digits network from a YAML configuration")
+    p = sub.add_parser("train", help="train a network (digits, or any network/dataset: docs/training.md) from YAML")
     p.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="training configuration (default: built-in)")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
+    resume = p.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true",
+                        help="continue the unfinished run in RUN_DIR (also automatic when one is found there)")
+    resume.add_argument("--restart", action="store_true",
+                        help="ignore a run already in RUN_DIR and start from epoch 1 (overwrites it)")
     quiet_arg(p)
     p.set_defaults(func=cmd_train)
 

@@ -245,8 +245,39 @@ def validate_program(program: Program, arch: ArchConfig, source: str) -> None:
     check_capacity(program.layers, program.memories, arch, program.n_inputs)
 
 
+def unsupported_layer(net) -> str:
+    """The first layer (in module order) of a non-digits network that the compiler cannot map yet, as
+    ``"layer NAME (Type)"``: convolutions, linear layers, tdBN/BN and MLF-family neurons are known; any
+    other module (residual blocks, pooling, ...) is not; a network of known layers only is still not a
+    supported topology."""
+    from torch import nn
+
+    from models.blocks import TimeDistributed
+    from models.neurons import MLF
+    from models.tdbn import TdBN
+
+    known = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, TdBN, MLF)
+
+    def walk(module, prefix):
+        for name, child in module.named_children():
+            full = f"{prefix}{name}"
+            inner = child.module if isinstance(child, TimeDistributed) else child
+            if isinstance(inner, (nn.Sequential, nn.ModuleList)):
+                found = walk(inner, f"{full}.")
+                if found:
+                    return found
+            elif not isinstance(inner, known):
+                return f"layer {full} ({type(inner).__name__})"
+        return None
+
+    return walk(net, "") or f"network {type(net).__name__}"
+
+
 def compile_network(net: DigitsNet, arch: ArchConfig, meta: dict | None = None) -> Program:
     """Run every pass and return the Program."""
+    if not isinstance(net, DigitsNet):
+        raise UserError(f"{unsupported_layer(net)}: not supported by the compiler yet "
+                        f"(it compiles the digits network only)")
     timesteps = net.config["timesteps"]
     input_max = int(net.input_scale)
     layers = to_program_layers(net, arch)

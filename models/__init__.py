@@ -2,7 +2,8 @@
 
 Nothing here imports the hardware side (accel, sim, rtl).
 """
-from .neurons import MLF, LIF, IF, mlf_step, rectangle, RectangleSpike, mlf_thresholds, make_neuron
+from .neurons import MLF, LIF, IF, mlf_step, mlf_thresholds, make_neuron
+from .surrogates import RectangleSpike, rectangle
 from .surrogates import Surrogate, triangle, arctan, sigmoid, make_surrogate
 from .tdbn import TdBN
 from .digits import DigitsNet, load_digits_split, DIGITS_MAX_PIXEL

@@ -10,7 +10,7 @@ import inspect
 import torch
 from torch import nn
 
-from .surrogates import RectangleSpike, make_surrogate, rectangle  # RectangleSpike, rectangle: existing API
+from .surrogates import make_surrogate, rectangle
 
 
 def mlf_thresholds(levels: int, v_th: float, width: float) -> list:

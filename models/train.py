@@ -1,4 +1,5 @@
-"""Training of the digits network: progress bar, checkpoint, metrics JSON.
+"""Training: the digits network (``train_digits``) and any network of :mod:`models.networks` on any dataset
+(``train_network``, resumable): progress bar, checkpoint, metrics JSON, curves.
 
 Checkpoints are plain dicts of tensors and numbers, so ``torch.load(path, weights_only=True)`` reads
 them; nothing in a checkpoint can execute code.
@@ -16,7 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .atomic import atomic_write_bytes
-from .digits import DigitsNet, load_digits_split
+from .digits import DIGITS_MAX_PIXEL, DigitsNet, load_digits_split
 
 CHECKPOINT_FORMAT = "spikecore-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -112,6 +113,377 @@ def _plot_curves(history, path: Path) -> None:
     ax_acc.plot(epochs, [h["train_accuracy"] for h in history], label="train")
     ax_acc.plot(epochs, [h["test_accuracy"] for h in history], label="test")
     ax_acc.set_xlabel("epoch"), ax_acc.set_ylabel("accuracy"), ax_acc.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ================================================================================================================
+# Generic training: any network of models.networks on any dataset, resumable, with the papers' measurements
+# ================================================================================================================
+GENERIC_MODEL = "network"  # the "model" field of a generic checkpoint; "config" holds build_network's dict
+
+
+class RunDirError(ValueError):
+    """RUN_DIR cannot be used (a different run is there, or nothing to resume)."""
+
+
+class _TensorData:
+    """In-memory samples: ``x`` ``[N, ...]`` (time-major on output when ``time_major``), labels ``[N]``."""
+
+    def __init__(self, x, y, time_major: bool):
+        self.x, self.y, self.time_major = x, y, time_major
+
+    def __len__(self):
+        return len(self.y)
+
+    def batch(self, index):
+        x = self.x[index]
+        return (x.transpose(0, 1) if self.time_major else x), self.y[index]
+
+    def set_epoch_seed(self, seed: int) -> None:
+        pass
+
+
+class _DatasetData:
+    """A ``torch.utils.data.Dataset`` read item by item (single process, so the order is the only randomness)."""
+
+    def __init__(self, dataset, time_major: bool):
+        self.dataset, self.time_major = dataset, time_major
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def batch(self, index):
+        items = [self.dataset[int(i)] for i in index]
+        x = torch.stack([item[0] for item in items])
+        y = torch.tensor([item[1] for item in items], dtype=torch.long)
+        return (x.transpose(0, 1) if self.time_major else x), y
+
+    def set_epoch_seed(self, seed: int) -> None:
+        if getattr(self.dataset, "augment", False):
+            self.dataset.generator = torch.Generator().manual_seed(seed)
+
+
+def synthetic_data(kind: str = "cifar", train_samples: int = 256, test_samples: int = 64, classes: int = 10,
+                   timesteps: int = 8, size: int = 32, seed: int = 0):
+    """Random CIFAR-size (``[N, 3, size, size]`` floats) or DVS-size (``[N, T, 2, size, size]`` 0/1 frames)
+    samples from a fixed seed: one random prototype per class plus noise, so the task is learnable."""
+    g = torch.Generator().manual_seed(seed)
+    n = train_samples + test_samples
+    shape = (3, size, size) if kind == "cifar" else (timesteps, 2, size, size)
+    prototypes = torch.randn((classes,) + shape, generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
+    noise = torch.randn((n,) + shape, generator=g)
+    x = prototypes[y] + noise
+    if kind == "dvs":
+        x = (torch.rand((n,) + shape, generator=g) < torch.sigmoid(x - 1.0)).to(torch.float32)
+    return x[:train_samples], y[:train_samples], x[train_samples:], y[train_samples:]
+
+
+def load_data(dataset: dict):
+    """``(train, test)`` data sources for a validated dataset section (accel/trainconfig.py)."""
+    from . import datasets
+
+    name = dataset["name"]
+    if name == "synthetic":
+        x_tr, y_tr, x_te, y_te = synthetic_data(dataset["kind"], dataset["train_samples"], dataset["test_samples"],
+                                                dataset["classes"], dataset["timesteps"], dataset["size"],
+                                                dataset["seed"])
+        dvs = dataset["kind"] == "dvs"
+        return _TensorData(x_tr, y_tr, dvs), _TensorData(x_te, y_te, dvs)
+    if name == "digits":
+        x_tr, y_tr, x_te, y_te = load_digits_split()
+        scale = float(DIGITS_MAX_PIXEL)
+        return (_TensorData(x_tr.float() / scale, y_tr, False), _TensorData(x_te.float() / scale, y_te, False))
+    if name == "cifar10":
+        make = lambda train: datasets.CIFAR10(dataset["root"], train=train, augment=dataset["augment"] and train,
+                                              normalize=dataset["normalize"])
+        return _DatasetData(make(True), False), _DatasetData(make(False), False)
+    if name == "dvs_gesture":
+        make = lambda train: datasets.DVSGesture(dataset["root"], train=train, timesteps=dataset["timesteps"],
+                                                 dt_ms=dataset["dt_ms"], size=dataset["size"],
+                                                 cache_dir=dataset["cache_dir"])
+        return _DatasetData(make(True), True), _DatasetData(make(False), True)
+    make = lambda train: datasets.CIFAR10DVS(dataset["root"], train=train, timesteps=dataset["timesteps"],
+                                             dt_ms=dataset["dt_ms"], size=dataset["size"],
+                                             downsample=dataset["downsample"],
+                                             train_per_class=dataset["train_per_class"])
+    return _DatasetData(make(True), True), _DatasetData(make(False), True)
+
+
+def make_optimizer(net: nn.Module, train: dict):
+    """SGD with momentum (MLF, MS-ResNet), Adam or AdamW, as the config says."""
+    if train["optimizer"] == "sgd":
+        return torch.optim.SGD(net.parameters(), lr=train["lr"], momentum=train["momentum"],
+                               weight_decay=train["weight_decay"], nesterov=train["nesterov"])
+    kind = torch.optim.Adam if train["optimizer"] == "adam" else torch.optim.AdamW
+    return kind(net.parameters(), lr=train["lr"], weight_decay=train["weight_decay"])
+
+
+def make_schedule(optimizer, train: dict):
+    """Stepped once per epoch: cosine to 0 over ``epochs``, step (x ``gamma`` at ``milestones``), or constant."""
+    if train["schedule"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train["epochs"])
+    if train["schedule"] == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(train["milestones"]),
+                                                    gamma=train["gamma"])
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def _is_dual(net) -> bool:
+    return getattr(net, "block_kind", None) == "dual"
+
+
+def _loss(net, logits, y, loss_kind: str):
+    from .blocks import dual_stream_loss
+
+    if loss_kind == "dual":
+        return dual_stream_loss(logits[0], logits[1], y), logits[0]
+    return nn.functional.cross_entropy(logits, y), logits
+
+
+def _evaluate(net, data, batch_size: int) -> dict:
+    """Test accuracy; for dual-stream networks of both streams (``test_accuracy`` is the FSNN's ``O_s``)."""
+    net.eval()
+    correct, correct_a = 0, 0
+    with torch.no_grad():
+        for i in range(0, len(data), batch_size):
+            x, y = data.batch(torch.arange(i, min(i + batch_size, len(data))))
+            out = net(x)
+            if _is_dual(net):
+                correct += int((out[0].argmax(1) == y).sum())
+                correct_a += int((out[1].argmax(1) == y).sum())
+            else:
+                correct += int((out.argmax(1) == y).sum())
+    result = {"test_accuracy": correct / len(data)}
+    if _is_dual(net):
+        result["test_accuracy_dsnn"] = correct_a / len(data)
+    return result
+
+
+def _stages(net) -> dict:
+    from .metrics import resnet_stages
+    from .neurons import MLF
+
+    if hasattr(net, "blocks"):
+        return resnet_stages(net)
+    return {name: m for name, m in net.named_modules() if isinstance(m, MLF)}
+
+
+def measure(net, x, y, loss_kind: str) -> dict:
+    """The papers' measurements on one fixed batch.
+
+    Activity and synaptic operations in eval mode (the inference network: FSNN for dual-stream nets);
+    the mean |gradient| per stage in train mode on a copy of the network (batch statistics as in training,
+    the network's own BN running estimates untouched).
+    """
+    import copy
+
+    from .metrics import ActivityMonitor, GradientMonitor, SynapticOpsCounter, energy_pj
+
+    n = len(y)
+    net.eval()
+    if _is_dual(net):
+        net.set_stream_mode("fsnn")
+    try:
+        with torch.no_grad(), ActivityMonitor(net) as activity, SynapticOpsCounter(net) as counter:
+            net(x)
+    finally:
+        if _is_dual(net):
+            net.set_stream_mode("dual")
+    layers = activity.report()
+    probe = copy.deepcopy(net).train()
+    with GradientMonitor(_stages(probe)) as gradients:
+        loss, _ = _loss(probe, probe(x), y, loss_kind)
+        loss.backward()
+    return {
+        "images": n,
+        "firing_rate": {name: v["firing_rate"] for name, v in layers.items()},
+        "dormant_ratio": {name: v["dormant_ratio"] for name, v in layers.items()},
+        "mean_firing_rate": sum(v["firing_rate"] for v in layers.values()) / max(1, len(layers)),
+        "mean_dormant_ratio": activity.mean_dormant_ratio() if layers else 0.0,
+        "synaptic_ops_per_image": {"ac": counter.ops.ac / n, "mac": counter.ops.mac / n},
+        "synaptic_ops_per_layer": {name: {"ac": ac / n, "mac": mac / n}
+                                   for name, (ac, mac) in counter.ops.per_layer.items()},
+        "energy_pj_per_image": energy_pj(counter.ops) / n,
+        "gradient_mean_abs": dict(gradients.mean_abs),
+    }
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + 7919 * (epoch + 1)) % (2**63 - 1)
+
+
+def _save_generic(path: Path, net, config: dict, metrics: dict, optimizer, schedule, epoch: int,
+                  finished: bool) -> None:
+    import io
+
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model": GENERIC_MODEL,
+        "config": json.loads(json.dumps(config["model"])),
+        "state_dict": {k: v.detach().clone() for k, v in net.state_dict().items()},
+        "metrics": metrics,
+        "train_state": {
+            "epoch": epoch,
+            "finished": finished,
+            "run_config": _plain(config),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": schedule.state_dict(),
+            "rng": torch.get_rng_state(),
+        },
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _plain(config: dict) -> dict:
+    """The run's configuration as plain JSON types (what a checkpoint records and resume compares)."""
+    return json.loads(json.dumps({k: config[k] for k in ("dataset", "model", "train")}))
+
+
+def _read_run(path: Path):
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise RunDirError(f"{path}: cannot resume: truncated or not a PyTorch checkpoint") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("train_state"), dict):
+        raise RunDirError(f"{path}: holds a checkpoint that is not a resumable generic run; choose another --out")
+    return payload
+
+
+def train_network(out_dir, config: dict, progress: bool = True, resume: bool | None = None, log=None,
+                  stop_after: int | None = None) -> dict:
+    """Train ``build_network(config["model"])`` on ``config["dataset"]`` with ``config["train"]``.
+
+    ``config`` is a validated generic configuration (``accel.trainconfig.load_train_config``). Writes, after
+    every epoch and atomically, ``checkpoint.pt`` (weights, network config, optimizer, schedule and RNG
+    state), ``metrics.json`` and ``curves.png``. ``resume=None`` resumes an unfinished run found in
+    ``out_dir`` (same configuration required); ``resume=True`` demands one; ``resume=False`` starts afresh.
+    The data order and augmentation of epoch ``e`` depend only on ``(seed, e)``, so a resumed run ends with
+    the same weights as an uninterrupted one. ``stop_after=n`` returns after ``n`` epochs of this call, as
+    an interrupted run would (the run stays unfinished and resumable).
+    """
+    from .networks import build_network
+
+    out_dir = Path(out_dir)
+    path = out_dir / "checkpoint.pt"
+    train, dataset = config["train"], config["dataset"]
+    previous = None
+    if resume is not False and path.is_file():
+        previous = _read_run(path)
+        stored = previous["train_state"]["run_config"]
+        if stored != _plain(config):
+            diff = next(f"{section}.{key}" for section in ("dataset", "model", "train")
+                        for key in sorted(set(stored.get(section, {})) | set(_plain(config)[section]))
+                        if stored.get(section, {}).get(key) != _plain(config)[section].get(key))
+            raise RunDirError(f"{out_dir}: holds a run with a different configuration ('{diff}' differs); "
+                              f"choose another --out")
+        if previous["train_state"]["finished"]:
+            if log:
+                log(f"{out_dir}: the run is already finished ({previous['train_state']['epoch']} epochs)")
+            return previous["metrics"]
+    elif resume:
+        raise RunDirError(f"{out_dir}: --resume: no checkpoint.pt to resume from")
+
+    torch.manual_seed(train["seed"])
+    net = build_network(config["model"])
+    optimizer = make_optimizer(net, train)
+    schedule = make_schedule(optimizer, train)
+    train_data, test_data = load_data(dataset)
+    eval_n = min(train["eval_batch"], len(test_data))
+    eval_x, eval_y = test_data.batch(torch.arange(eval_n))
+    history, start_epoch, seconds_before = [], 0, 0.0
+    if previous is not None:
+        state = previous["train_state"]
+        net.load_state_dict(previous["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start_epoch = state["epoch"]
+        history = list(previous["metrics"]["history"])
+        seconds_before = previous["metrics"]["train_seconds"]
+        if log:
+            log(f"{out_dir}: resuming after epoch {start_epoch} of {train['epochs']}")
+    batch_size, epochs = train["batch_size"], train["epochs"]
+    steps = math.ceil(len(train_data) / batch_size)
+    metrics = {}
+    start = time.perf_counter()
+    bar = tqdm(total=epochs * steps, initial=start_epoch * steps, desc=f"train {config['model']['arch']}",
+               unit="batch", disable=not progress)
+    try:
+        last = epochs if stop_after is None else min(epochs, start_epoch + stop_after)
+        for epoch in range(start_epoch, last):
+            epoch_start = time.perf_counter()
+            seed = _epoch_seed(train["seed"], epoch)
+            torch.manual_seed(seed)
+            train_data.set_epoch_seed(seed + 1)
+            order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(seed))
+            net.train()
+            total_loss, correct, seen = 0.0, 0, 0
+            lr = optimizer.param_groups[0]["lr"]
+            for i in range(0, len(train_data), batch_size):
+                x, y = train_data.batch(order[i:i + batch_size])
+                loss, logits = _loss(net, net(x), y, train["loss"])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total_loss += loss.item() * len(y)
+                correct += int((logits.argmax(1) == y).sum())
+                seen += len(y)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+            schedule.step()
+            row = {"epoch": epoch + 1, "lr": lr, "loss": total_loss / seen, "train_accuracy": correct / seen}
+            row.update(_evaluate(net, test_data, max(batch_size, 64)))
+            row["measurements"] = measure(net, eval_x, eval_y, train["loss"])
+            row["seconds"] = time.perf_counter() - epoch_start
+            history.append(row)
+            finished = epoch + 1 == epochs
+            metrics = {
+                "dataset": dataset["name"],
+                "model": config["model"],
+                "train": train,
+                "train_images": len(train_data),
+                "test_images": len(test_data),
+                "epochs_done": epoch + 1,
+                "finished": finished,
+                "test_accuracy": row["test_accuracy"],
+                "train_seconds": seconds_before + time.perf_counter() - start,
+                "threads": torch.get_num_threads(),
+                "history": history,
+            }
+            _save_generic(path, net, config, metrics, optimizer, schedule, epoch + 1, finished)
+            atomic_write_bytes(out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+            _plot_generic_curves(history, out_dir / "curves.png")
+            bar.set_postfix(epoch=epoch + 1, loss=f"{row['loss']:.3f}", test=f"{row['test_accuracy']:.4f}")
+    finally:
+        bar.close()
+    return metrics
+
+
+def _plot_generic_curves(history, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc, ax_act) = plt.subplots(1, 3, figsize=(13, 3.5))
+    ax_loss.plot(epochs, [h["loss"] for h in history], marker=".")
+    ax_loss.set_xlabel("epoch"), ax_loss.set_ylabel("training loss")
+    ax_acc.plot(epochs, [h["train_accuracy"] for h in history], marker=".", label="train")
+    ax_acc.plot(epochs, [h["test_accuracy"] for h in history], marker=".", label="test")
+    ax_acc.set_xlabel("epoch"), ax_acc.set_ylabel("accuracy"), ax_acc.legend()
+    ax_act.plot(epochs, [h["measurements"]["mean_firing_rate"] for h in history], marker=".", label="firing rate")
+    ax_act.plot(epochs, [h["measurements"]["mean_dormant_ratio"] for h in history], marker=".",
+                label="dormant ratio")
+    ax_act.set_xlabel("epoch"), ax_act.set_ylabel("mean over neuron layers"), ax_act.legend()
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)

@@ -44,6 +44,32 @@ def _edited_program(tmp: Path, key: str, edit) -> Path:
     return path
 
 
+RESNET8 = "model: {arch: resnet, block: ds, depth: 8, width: small, levels: 3, timesteps: 2}\ntrain: {epochs: 1}\n"
+
+
+def _cifar_config(tmp: Path, fill) -> Path:
+    """A CIFAR-10 training config whose dataset folder ``fill(folder)`` prepares."""
+    folder = tmp / "cifar" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    fill(folder)
+    return _write(tmp / "c.yaml", f"dataset: {{name: cifar10, root: {folder}}}\n" + RESNET8)
+
+
+def _junk_batches(folder: Path) -> None:
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        (folder / name).write_text("junk")
+
+
+def _wrong_shape_batches(folder: Path) -> None:
+    import pickle
+
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / name, "wb") as handle:
+            pickle.dump({b"data": np.zeros((10, 100), np.uint8), b"labels": [0] * 10}, handle, protocol=2)
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({b"label_names": [b"c"] * 10}, handle, protocol=2)
+
+
 def _set_nan(payload):
     payload["state_dict"]["conv1.weight"][0, 0, 0, 0] = float("nan")
 
@@ -97,6 +123,15 @@ CASES = [
     ("train-unsupported-dataset",
      lambda t: ["train", _write(t / "c.yaml", "dataset: imagenet\n"), "--out", t / "out"],
      ["key 'dataset' = 'imagenet' is not supported"]),
+    ("dataset-empty-directory",
+     lambda t: ["train", _cifar_config(t, lambda folder: None), "--out", t / "out"],
+     ["CIFAR-10: missing data_batch_1", "put data_batch_1 .. data_batch_5, test_batch and batches.meta"]),
+    ("dataset-corrupt-file",
+     lambda t: ["train", _cifar_config(t, _junk_batches), "--out", t / "out"],
+     ["data_batch_1: not a readable CIFAR-10 pickle batch"]),
+    ("dataset-wrong-shape",
+     lambda t: ["train", _cifar_config(t, _wrong_shape_batches), "--out", t / "out"],
+     ["data_batch_1: b'data' must be a uint8 array [N, 3072], got uint8 [10, 100]"]),
     ("network-too-large",
      lambda t: ["compile", SHIPPED, "--arch", _write(t / "a.yaml", "memories:\n  synapses: 4096\n"),
                 "--out", t / "out"],

@@ -6,28 +6,13 @@ Matched settings (docs/methods.md): SpikingJelly's LIF with ``decay_input=False,
 ``load_state_dict_from_url`` from torchvision at import time only (for pretrained weights we never use);
 torchvision has no CPU build here, so that one name is provided from ``torch.hub`` when torchvision is absent.
 """
-import importlib.util
-import sys
-import types
-
 import pytest
 import torch
 
+from bench.peers import import_sew_resnet
 from models import IF, LIF, SEWBlock, arctan, rectangle, sigmoid
 
 from spikingjelly.activation_based import functional, neuron, surrogate
-
-
-def import_sew_resnet():
-    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
-        shim = types.ModuleType("torchvision._internally_replaced_utils")
-        shim.load_state_dict_from_url = torch.hub.load_state_dict_from_url
-        package = types.ModuleType("torchvision")
-        package._internally_replaced_utils = shim
-        sys.modules.setdefault("torchvision", package)
-        sys.modules.setdefault("torchvision._internally_replaced_utils", shim)
-    from spikingjelly.activation_based.model import sew_resnet
-    return sew_resnet
 
 
 def random_current(shape, seed):
