@@ -71,11 +71,14 @@ def _simulate(program, arch, pixels, progress=True):
         return simulate_batch(program, arch, flat, bar)
 
 
-def _sim_report(program, arch, results, labels) -> dict:
+def _sim_report(program, arch, results, labels, pixels, energy=None) -> dict:
+    """Per-inference means of the cycle account, memory traffic and energy, plus accuracy (docs/core.md)."""
     import numpy as np
 
+    from sim.cost import energy_of, layer_accesses, load_energy_model, setup_accesses
     from sim.engine import LayerAccount
 
+    energy = energy or load_energy_model(None)
     totals = [LayerAccount(layer.name) for layer in program.layers]
     for r in results:
         for total, account in zip(totals, r.layers):
@@ -87,11 +90,22 @@ def _sim_report(program, arch, results, labels) -> dict:
     for layer, total in zip(program.layers, totals):
         entry = {k: v / n for k, v in total.__dict__.items() if k != "name"}
         neurons = layer.channels * layer.positions
+        accesses = {name: (r / n, w / n) for name, (r, w) in layer_accesses(total).items()}
         entry.update(name=layer.name, neurons=neurons,
                      firing_events_per_neuron_per_step=(total.output_events / n / program.timesteps / neurons
                                                         if layer.fires else None),
-                     lane_utilization=(total.ac_ops / n / (arch.lanes * max(total.accumulate_cycles / n, 1))))
+                     lane_utilization=(total.ac_ops / n / (arch.lanes * max(total.accumulate_cycles / n, 1))),
+                     memory_reads={name: r for name, (r, _) in accesses.items()},
+                     memory_writes={name: w for name, (_, w) in accesses.items()},
+                     energy_ops_pj=total.ac_ops / n * energy.e_ac_pj,
+                     energy_memory_pj=energy_of(accesses, arch, energy))
         per_layer.append(entry)
+    input_events = float(np.count_nonzero(pixels.reshape(n, -1).numpy()) / n)
+    setup = setup_accesses(program.state_rows, program.n_inputs, input_events)
+    setup_pj = energy_of(setup, arch, energy)
+    ops_pj = sum(l["energy_ops_pj"] for l in per_layer)
+    memory_pj = sum(l["energy_memory_pj"] for l in per_layer) + setup_pj
+    sops = sum(l["ac_ops"] for l in per_layer)
     clock_hz = arch.clock_mhz * 1e6
     return {
         "samples": n,
@@ -106,6 +120,13 @@ def _sim_report(program, arch, results, labels) -> dict:
         "latency_us_mean": float(cycles.mean() / clock_hz * 1e6),
         "throughput_inferences_per_s": float(clock_hz / cycles.mean()),
         "setup_cycles": int(results[0].setup_cycles),
+        "setup_memory_accesses": {name: {"reads": r, "writes": w} for name, (r, w) in setup.items()},
+        "synaptic_ops_per_inference": sops,
+        "energy_model": {"e_ac_pj": energy.e_ac_pj, "sram_pj_per_64bit": energy.sram_pj_per_64bit},
+        "energy_ops_pj": ops_pj,
+        "energy_memory_pj": memory_pj,
+        "energy_total_pj": ops_pj + memory_pj,
+        "pj_per_sop": (ops_pj + memory_pj) / sops if sops else None,
         "saturations": int(sum(r.saturations for r in results)),
         "trace_overflows": int(sum(r.trace_overflow for r in results)),
         "layers": per_layer,
@@ -123,12 +144,20 @@ def _plot_sim(report: dict, path: Path) -> None:
 
     layers = report["layers"]
     names = [l["name"] for l in layers]
-    fig, (ax_c, ax_f) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, ((ax_c, ax_u), (ax_e, ax_f)) = plt.subplots(2, 2, figsize=(10, 7))
     acc = [l["accumulate_cycles"] for l in layers]
     upd = [l["update_cycles"] for l in layers]
     ax_c.bar(names, acc, label="accumulate")
     ax_c.bar(names, upd, bottom=acc, label="update")
     ax_c.set_ylabel("cycles per inference"), ax_c.set_title("cycles per layer"), ax_c.legend()
+    ax_u.bar(names, [l["lane_utilization"] for l in layers], color="tab:purple")
+    ax_u.set_ylim(0, 1), ax_u.set_ylabel("lane additions / lane-cycles"), ax_u.set_title("AC-lane utilization")
+    ops = [l["energy_ops_pj"] / 1e3 for l in layers]
+    mem = [l["energy_memory_pj"] / 1e3 for l in layers]
+    ax_e.bar(names, ops, label="operations")
+    ax_e.bar(names, mem, bottom=ops, label="memory")
+    ax_e.set_ylabel("nJ per inference"), ax_e.legend()
+    ax_e.set_title(f"energy ({report['pj_per_sop']:.2f} pJ/SOP overall)" if report["pj_per_sop"] else "energy")
     rates = [l["firing_events_per_neuron_per_step"] or 0.0 for l in layers]
     ax_f.bar(names, rates, color="tab:green")
     ax_f.set_ylabel("events / neuron / timestep"), ax_f.set_title("firing rate")
@@ -238,13 +267,17 @@ def cmd_sim(args) -> int:
     program = Program.load(args.program)
     validate_program(program, arch, str(args.program))
     pixels, labels = _test_images(args.samples)
+    from sim.cost import load_energy_model
+
+    energy = load_energy_model(args.energy)
     results = _simulate(program, arch, pixels, not args.quiet)
-    report = _sim_report(program, arch, results, labels)
+    report = _sim_report(program, arch, results, labels, pixels, energy)
     out = Path(args.out)
     _write_json(out, report)
     _plot_sim(report, out.with_suffix(".png"))
     print(f"{report['samples']} inferences: accuracy {report['accuracy']:.4f}, {report['cycles_mean']:.0f} cycles "
-          f"({report['latency_us_mean']:.1f} us at {arch.clock_mhz:g} MHz); report {out}, plot {out.with_suffix('.png')}")
+          f"({report['latency_us_mean']:.1f} us at {arch.clock_mhz:g} MHz), {report['energy_total_pj'] / 1e3:.1f} nJ "
+          f"({report['pj_per_sop']:.2f} pJ/SOP); report {out}, plot {out.with_suffix('.png')}")
     return 0
 
 
@@ -304,7 +337,7 @@ def cmd_demo(args) -> int:
     print("[3/5] simulating the whole test set")
     pixels, labels = _test_images(None)
     sim_results = _simulate(program, arch, pixels, not args.quiet)
-    sim_report = _sim_report(program, arch, sim_results, labels)
+    sim_report = _sim_report(program, arch, sim_results, labels, pixels)
     _write_json(out / "sim_report.json", sim_report)
     _plot_sim(sim_report, out / "sim_report.png")
     golden = run_integer_network(program.integer_layers(), pixels, program.timesteps, arch.membrane_bits)
@@ -392,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     arch_arg(p)
     p.add_argument("--out", required=True, metavar="REPORT.json")
     p.add_argument("--samples", type=int, default=None, help="test images (default: all)")
+    p.add_argument("--energy", metavar="ENERGY.yaml", default=None,
+                   help="energy table: e_ac_pj, sram_pj_per_64bit {bytes: pJ} (default: Horowitz 45 nm)")
     quiet_arg(p)
     p.set_defaults(func=cmd_sim)
 

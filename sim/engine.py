@@ -30,10 +30,11 @@ class LayerAccount:
     ac_ops: int = 0              # lane additions performed (padding lanes included)
     output_events: int = 0
     neuron_updates: int = 0      # groups updated
+    steps: int = 0               # timesteps run (one descriptor read each)
 
     def add(self, other: "LayerAccount") -> None:
         for key in ("cycles", "accumulate_cycles", "update_cycles", "input_events", "synapse_rows", "ac_ops",
-                    "output_events", "neuron_updates"):
+                    "output_events", "neuron_updates", "steps"):
             setattr(self, key, getattr(self, key) + getattr(other, key))
 
 
@@ -101,7 +102,7 @@ def simulate(program: Program, arch: ArchConfig, pixels, tables: _Tables | None 
     acc_bits, mem_bits = arch.acc_bits, arch.membrane_bits
     for t in range(timesteps):
         for l in range(n_layers):
-            a = LayerAccount(program.layers[l].name)
+            a = LayerAccount(program.layers[l].name, steps=1)
             idx, val = region_events[int(d["in_region"][l])]
             # accumulate phase
             ptr = d["ptr_base"][l] + idx

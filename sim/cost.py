@@ -1,0 +1,106 @@
+"""Memory traffic and energy of a simulated run, derived from the schedule of ``docs/core.md``.
+
+Every state of the schedule touches known memories, so the accesses follow from the counters of a
+:class:`sim.engine.LayerAccount`: per input event one event and one pointer read; per synapse row one
+synapse, one weight and one accumulator read and one accumulator write; per group one accumulator, state
+and params read and one accumulator and state write; per output event one event and one trace write; per
+layer and timestep one descriptor read. Per inference, the set-up (CLEAR, SCAN) writes every used
+accumulator and state row once, reads every input and writes every nonzero pixel as an event.
+
+Energy = operations (``e_ac_pj`` per lane addition) + memory accesses. An access to a memory of ``B``
+bytes costs ``(bits / 64) * E64(B)``, where ``E64`` interpolates log-log between SRAM points; the default
+points are Horowitz's 45 nm figures (ISSCC 2014: 64-bit access of an 8 KB SRAM 10 pJ, 32 KB 20 pJ,
+1 MB 100 pJ). Override them with ``accel sim --energy ENERGY.yaml``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from accel.config import ArchConfig, _check_keys
+from accel.errors import UserError
+from accel.layouts import all_layouts
+
+DEFAULT_SRAM_POINTS = {8 * 1024: 10.0, 32 * 1024: 20.0, 1024 * 1024: 100.0}
+
+
+@dataclass(frozen=True)
+class EnergyModel:
+    e_ac_pj: float = 0.9
+    sram_pj_per_64bit: dict = field(default_factory=lambda: dict(DEFAULT_SRAM_POINTS))
+
+    def access_pj(self, depth: int, bits: int) -> float:
+        """Energy of one access to a memory of ``depth`` words of ``bits`` bits."""
+        sizes = np.array(sorted(self.sram_pj_per_64bit), dtype=float)
+        energies = np.array([self.sram_pj_per_64bit[s] for s in sorted(self.sram_pj_per_64bit)], dtype=float)
+        size = max(depth * bits / 8, 1.0)
+        if len(sizes) == 1:
+            e64 = energies[0]
+        else:  # log-log interpolation, extrapolated with the end segments' slopes
+            x, y = np.log(sizes), np.log(energies)
+            i = int(np.clip(np.searchsorted(x, np.log(size)) - 1, 0, len(x) - 2))
+            slope = (y[i + 1] - y[i]) / (x[i + 1] - x[i])
+            e64 = float(np.exp(y[i] + slope * (np.log(size) - x[i])))
+        return bits / 64 * e64
+
+
+def load_energy_model(path=None) -> EnergyModel:
+    """Read an energy table (``e_ac_pj``, ``sram_pj_per_64bit: {bytes: pJ}``); ``None`` gives the default."""
+    if path is None:
+        return EnergyModel()
+    source = str(path)
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise UserError(f"{source}: cannot read energy table ({exc.strerror})") from None
+    except yaml.YAMLError:
+        raise UserError(f"{source}: malformed YAML") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a mapping with keys e_ac_pj, sram_pj_per_64bit")
+    _check_keys(data, ["e_ac_pj", "sram_pj_per_64bit"], "", source)
+    e_ac = data.get("e_ac_pj", 0.9)
+    if isinstance(e_ac, bool) or not isinstance(e_ac, (int, float)) or e_ac < 0:
+        raise UserError(f"{source}: key 'e_ac_pj' must be a non-negative number, got {e_ac!r}")
+    points = data.get("sram_pj_per_64bit", DEFAULT_SRAM_POINTS)
+    if (not isinstance(points, dict) or not points
+            or not all(isinstance(k, int) and k > 0 and isinstance(v, (int, float)) and v > 0
+                       for k, v in points.items())):
+        raise UserError(f"{source}: key 'sram_pj_per_64bit' must map positive sizes in bytes to positive pJ")
+    return EnergyModel(float(e_ac), {int(k): float(v) for k, v in points.items()})
+
+
+def layer_accesses(account) -> dict:
+    """``{memory: (reads, writes)}`` of one layer's account (summed over its timesteps)."""
+    rows, groups = account.synapse_rows, account.neuron_updates
+    return {
+        "layers": (account.steps, 0),
+        "events": (account.input_events, account.output_events),
+        "pointers": (account.input_events, 0),
+        "synapses": (rows, 0),
+        "weights": (rows, 0),
+        "acc": (rows + groups, rows + groups),
+        "state": (groups, groups),
+        "params": (groups, 0),
+        "trace": (0, account.output_events),
+    }
+
+
+def setup_accesses(state_rows: int, n_inputs: int, input_events: int) -> dict:
+    return {"inputs": (n_inputs, 0), "events": (0, input_events), "acc": (0, state_rows),
+            "state": (0, state_rows)}
+
+
+def memory_depths(arch: ArchConfig) -> dict:
+    mems = arch.memories
+    return {"layers": mems.layers, "pointers": mems.pointers, "synapses": mems.synapses, "weights": mems.weights,
+            "params": mems.params, "inputs": mems.inputs, "acc": mems.state, "state": mems.state,
+            "events": 3 * mems.events, "trace": max(mems.trace, 1)}
+
+
+def energy_of(accesses: dict, arch: ArchConfig, model: EnergyModel) -> float:
+    """Memory energy in pJ of ``{memory: (reads, writes)}`` (reads and writes cost the same)."""
+    layouts, depths = all_layouts(arch), memory_depths(arch)
+    return sum((r + w) * model.access_pj(depths[name], layouts[name].width) for name, (r, w) in accesses.items())
