@@ -186,3 +186,14 @@ def all_layouts(arch: ArchConfig) -> dict:
         "inputs": input_layout(arch),
         "trace": trace_layout(arch),
     }
+
+
+def memory_depths(arch: ArchConfig) -> dict:
+    """Depth in words of every memory of the core (``docs/core.md``, table "Memories"): the accumulator and
+    state memories share ``memories.state``; the event memory holds three regions."""
+    mems = arch.memories
+    return {
+        "layers": mems.layers, "pointers": mems.pointers, "synapses": mems.synapses, "weights": mems.weights,
+        "params": mems.params, "inputs": mems.inputs, "acc": mems.state, "state": mems.state,
+        "events": 3 * mems.events, "trace": mems.trace,
+    }

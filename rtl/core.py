@@ -14,7 +14,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from accel.config import ArchConfig
-from accel.layouts import REGION_INPUT
+from accel.layouts import REGION_INPUT, memory_depths
 
 from .components import AcArray, NeuronUpdate
 from .layouts import memory_layouts
@@ -32,16 +32,6 @@ REGISTERS = ("n_layers", "timesteps", "n_inputs", "state_rows", "cycles", "trace
 REGISTER_ADDRESS = {name: address for address, name in enumerate(REGISTERS)}
 # Width of the cycle and saturation counters (they wrap modulo 2**32).
 COUNTER_BITS = 32
-
-
-def memory_depths(arch: ArchConfig) -> dict:
-    """Depth in words of every memory of the core (``docs/core.md``, table "Memories")."""
-    mems = arch.memories
-    return {
-        "layers": mems.layers, "pointers": mems.pointers, "synapses": mems.synapses, "weights": mems.weights,
-        "params": mems.params, "inputs": mems.inputs, "acc": mems.state, "state": mems.state,
-        "events": 3 * mems.events, "trace": mems.trace,
-    }
 
 
 def host_addr_bits(arch: ArchConfig) -> int:

@@ -17,10 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from accel.config import ArchConfig
+from accel.layouts import memory_depths
 
 from . import cocotb_harness
 from . import verilator as verilator_support
-from .core import HOST_SELECT, HOST_WRITABLE, REGISTER_ADDRESS, memory_depths
+from .core import HOST_SELECT, HOST_WRITABLE, REGISTER_ADDRESS
 from .verilog import TOP_MODULE, generate
 
 SIMULATORS = ("icarus", "verilator")

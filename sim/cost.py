@@ -22,7 +22,7 @@ import yaml
 
 from accel.config import ArchConfig, _check_keys
 from accel.errors import UserError
-from accel.layouts import all_layouts
+from accel.layouts import all_layouts, memory_depths
 
 DEFAULT_SRAM_POINTS = {8 * 1024: 10.0, 32 * 1024: 20.0, 1024 * 1024: 100.0}
 
@@ -91,13 +91,6 @@ def layer_accesses(account) -> dict:
 def setup_accesses(state_rows: int, n_inputs: int, input_events: int) -> dict:
     return {"inputs": (n_inputs, 0), "events": (0, input_events), "acc": (0, state_rows),
             "state": (0, state_rows)}
-
-
-def memory_depths(arch: ArchConfig) -> dict:
-    mems = arch.memories
-    return {"layers": mems.layers, "pointers": mems.pointers, "synapses": mems.synapses, "weights": mems.weights,
-            "params": mems.params, "inputs": mems.inputs, "acc": mems.state, "state": mems.state,
-            "events": 3 * mems.events, "trace": max(mems.trace, 1)}
 
 
 def energy_of(accesses: dict, arch: ArchConfig, model: EnergyModel) -> float:
