@@ -70,3 +70,14 @@ def test_demo_from_scratch_twenty_images(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["bit_exact"] and summary["cycle_exact"] and summary["verified_samples"] == 20
     assert summary["float_accuracy"] >= 0.97 and abs(summary["accuracy_gap_pp"]) <= 0.5
+
+
+def test_verify_command_twenty_images_bit_exact(tmp_path, capsys):
+    """`accel verify CHECKPOINT --samples 20` exactly as the issue states it (Verilator, the default)."""
+    report = tmp_path / "verify.json"
+    assert main(["verify", str(shipped_checkpoint_path()), "--samples", "20", "--out", str(report), "--quiet"]) == 0
+    data = json.loads(report.read_text())
+    assert data["bit_exact"] is True and data["samples"] == 20 and data["mismatches"] == []
+    assert data["cycles_sim"] == data["cycles_rtl"] == data["cycles_rtl_measured"] and len(data["cycles_sim"]) == 20
+    assert data["float_vs_integer"]["prediction_agreement"] >= 0.95
+    assert "bit_exact True, cycle_exact True on 20 samples" in capsys.readouterr().out
