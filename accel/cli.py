@@ -139,8 +139,7 @@ def _plot_sim(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from models.atomic import atomic_write_bytes
-    import io
+    from models.atomic import atomic_save_figure
 
     layers = report["layers"]
     names = [l["name"] for l in layers]
@@ -162,10 +161,7 @@ def _plot_sim(report: dict, path: Path) -> None:
     ax_f.bar(names, rates, color="tab:green")
     ax_f.set_ylabel("events / neuron / timestep"), ax_f.set_title("firing rate")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_save_figure(fig, path)
 
 
 def _write_json(path, data) -> None:

@@ -80,8 +80,13 @@ class _ConvPath(nn.Module):
         return self.bn2(self.conv2(self.sn1(self.bn1(self.conv1(x)))))
 
 
-def _needs_projection(in_channels, out_channels, stride) -> bool:
-    return stride != 1 or in_channels != out_channels
+def _projection(in_channels, out_channels, stride, neuron, norm, spiking: bool):
+    """The downsample shortcut ``conv1x1 + norm`` (``+ SN`` when ``spiking``), or ``None`` when the shape is
+    unchanged and the identity serves."""
+    if stride == 1 and in_channels == out_channels:
+        return None
+    layers = [conv(in_channels, out_channels, 1, stride), make_norm(norm, out_channels, _neuron_threshold(neuron))]
+    return nn.Sequential(*(layers + [neuron()] if spiking else layers))
 
 
 class SpikingBasicBlock(nn.Module):
@@ -95,10 +100,7 @@ class SpikingBasicBlock(nn.Module):
         super().__init__()
         neuron = neuron or LIF
         self.path = _ConvPath(in_channels, out_channels, stride, neuron, norm)
-        self.shortcut = nn.Identity()
-        if _needs_projection(in_channels, out_channels, stride):
-            self.shortcut = nn.Sequential(conv(in_channels, out_channels, 1, stride),
-                                          make_norm(norm, out_channels, _neuron_threshold(neuron)))
+        self.shortcut = _projection(in_channels, out_channels, stride, neuron, norm, spiking=False) or nn.Identity()
         self.sn_out = neuron()
 
     def residual(self, x):
@@ -126,10 +128,7 @@ class DSBasicBlock(nn.Module):
         neuron = neuron or LIF
         self.path = _ConvPath(in_channels, out_channels, stride, neuron, norm)
         self.sn_out = neuron()
-        self.shortcut = nn.Identity()
-        if _needs_projection(in_channels, out_channels, stride):
-            self.shortcut = nn.Sequential(conv(in_channels, out_channels, 1, stride),
-                                          make_norm(norm, out_channels, _neuron_threshold(neuron)), neuron())
+        self.shortcut = _projection(in_channels, out_channels, stride, neuron, norm, spiking=True) or nn.Identity()
 
     def residual(self, x):
         return self.path(x)
@@ -159,10 +158,7 @@ class MSBasicBlock(nn.Module):
         self.path = _ConvPath(in_channels, out_channels, stride, neuron, norm)
         if zero_init_residual:
             nn.init.zeros_(norm_gain(self.path.bn2))
-        self.shortcut = None
-        if _needs_projection(in_channels, out_channels, stride):
-            self.shortcut = nn.Sequential(conv(in_channels, out_channels, 1, stride),
-                                          make_norm(norm, out_channels, _neuron_threshold(neuron)))
+        self.shortcut = _projection(in_channels, out_channels, stride, neuron, norm, spiking=False)
 
     def forward(self, membrane):
         spikes = self.sn_in(membrane)
@@ -209,10 +205,7 @@ class SEWBlock(nn.Module):
         self.connect = connect
         self.path = _ConvPath(in_channels, out_channels, stride, neuron, norm)
         self.sn2 = neuron()
-        self.shortcut = nn.Identity()
-        if _needs_projection(in_channels, out_channels, stride):
-            self.shortcut = nn.Sequential(conv(in_channels, out_channels, 1, stride),
-                                          make_norm(norm, out_channels, _neuron_threshold(neuron)), neuron())
+        self.shortcut = _projection(in_channels, out_channels, stride, neuron, norm, spiking=True) or nn.Identity()
 
     def forward(self, x):
         return logic_join(self.connect, self.sn2(self.path(x)), self.shortcut(x))
@@ -249,10 +242,7 @@ class LSNBlock(nn.Module):
         neuron = neuron or lsn_neuron
         self.excitatory = nn.Sequential(_ConvPath(in_channels, out_channels, stride, neuron, norm), neuron())
         self.inhibitory = nn.Sequential(_ConvPath(in_channels, out_channels, stride, neuron, norm), neuron())
-        self.shortcut = nn.Identity()
-        if _needs_projection(in_channels, out_channels, stride):
-            self.shortcut = nn.Sequential(conv(in_channels, out_channels, 1, stride),
-                                          make_norm(norm, out_channels, _neuron_threshold(neuron)), neuron())
+        self.shortcut = _projection(in_channels, out_channels, stride, neuron, norm, spiking=True) or nn.Identity()
 
     def forward(self, x):
         return lsn_join(self.shortcut(x), self.excitatory(x), self.inhibitory(x))
@@ -289,14 +279,9 @@ class DualStreamBlock(nn.Module):
         if zero_init_residual:
             zero_norm(self.path.bn2)
         self.residual_neuron = (residual_neuron or IF)() if join == "IF" else None
-        self.shortcut = nn.Identity()
-        self.shortcut_a = nn.Identity()
-        if _needs_projection(in_channels, out_channels, stride):
-            v_th = _neuron_threshold(neuron)
-            layers = [conv(in_channels, out_channels, 1, stride), make_norm(norm, out_channels, v_th)]
-            self.shortcut = nn.Sequential(*(layers if join == "IF" else layers + [neuron()]))
-            self.shortcut_a = nn.Sequential(conv(in_channels, out_channels, 1, stride),
-                                            make_norm(norm, out_channels, v_th))
+        self.shortcut = (_projection(in_channels, out_channels, stride, neuron, norm, spiking=join != "IF")
+                         or nn.Identity())
+        self.shortcut_a = _projection(in_channels, out_channels, stride, neuron, norm, spiking=False) or nn.Identity()
 
     def forward(self, streams):
         o, a = streams

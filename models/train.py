@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .atomic import atomic_write_bytes
+from .atomic import atomic_save_figure, atomic_write_bytes
 from .digits import DIGITS_MAX_PIXEL, DigitsNet, load_digits_split
 
 CHECKPOINT_FORMAT = "spikecore-checkpoint"
@@ -101,23 +100,30 @@ def train_digits(out_dir, model_config: dict | None = None, epochs: int = 40, ba
 
 
 def _plot_curves(history, path: Path) -> None:
+    """Loss and accuracies per epoch, plus firing rate and dormant ratio when the rows carry measurements."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax_loss.plot(epochs, [h["loss"] for h in history])
+    measured = all("measurements" in h for h in history)
+    fig, axes = plt.subplots(1, 3 if measured else 2, figsize=(13 if measured else 9, 3.5))
+    ax_loss, ax_acc = axes[0], axes[1]
+    ax_loss.plot(epochs, [h["loss"] for h in history], marker=".")
     ax_loss.set_xlabel("epoch"), ax_loss.set_ylabel("training loss")
-    ax_acc.plot(epochs, [h["train_accuracy"] for h in history], label="train")
-    ax_acc.plot(epochs, [h["test_accuracy"] for h in history], label="test")
+    ax_acc.plot(epochs, [h["train_accuracy"] for h in history], marker=".", label="train")
+    ax_acc.plot(epochs, [h["test_accuracy"] for h in history], marker=".", label="test")
     ax_acc.set_xlabel("epoch"), ax_acc.set_ylabel("accuracy"), ax_acc.legend()
+    if measured:
+        ax_act = axes[2]
+        ax_act.plot(epochs, [h["measurements"]["mean_firing_rate"] for h in history], marker=".",
+                    label="firing rate")
+        ax_act.plot(epochs, [h["measurements"]["mean_dormant_ratio"] for h in history], marker=".",
+                    label="dormant ratio")
+        ax_act.set_xlabel("epoch"), ax_act.set_ylabel("mean over neuron layers"), ax_act.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    atomic_save_figure(fig, path)
 
 
 # ================================================================================================================
@@ -460,32 +466,10 @@ def train_network(out_dir, config: dict, progress: bool = True, resume: bool | N
             }
             _save_generic(path, net, config, metrics, optimizer, schedule, epoch + 1, finished)
             atomic_write_bytes(out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
-            _plot_generic_curves(history, out_dir / "curves.png")
+            _plot_curves(history, out_dir / "curves.png")
             bar.set_postfix(epoch=epoch + 1, loss=f"{row['loss']:.3f}", test=f"{row['test_accuracy']:.4f}")
     finally:
         bar.close()
     return metrics
 
 
-def _plot_generic_curves(history, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc, ax_act) = plt.subplots(1, 3, figsize=(13, 3.5))
-    ax_loss.plot(epochs, [h["loss"] for h in history], marker=".")
-    ax_loss.set_xlabel("epoch"), ax_loss.set_ylabel("training loss")
-    ax_acc.plot(epochs, [h["train_accuracy"] for h in history], marker=".", label="train")
-    ax_acc.plot(epochs, [h["test_accuracy"] for h in history], marker=".", label="test")
-    ax_acc.set_xlabel("epoch"), ax_acc.set_ylabel("accuracy"), ax_acc.legend()
-    ax_act.plot(epochs, [h["measurements"]["mean_firing_rate"] for h in history], marker=".", label="firing rate")
-    ax_act.plot(epochs, [h["measurements"]["mean_dormant_ratio"] for h in history], marker=".",
-                label="dormant ratio")
-    ax_act.set_xlabel("epoch"), ax_act.set_ylabel("mean over neuron layers"), ax_act.legend()
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
