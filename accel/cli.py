@@ -1,4 +1,4 @@
-"""The ``accel`` command line: demo, train, compile, sim, rtl, verify.
+"""The ``accel`` command line: demo, train, compile, sim, rtl, verify, synth, sweep, import, export.
 
 Every command reads YAML, writes JSON (and PNG plots) beside its human summary, and exits with status 2
 and one line naming the file, key or layer on bad input.
@@ -44,7 +44,17 @@ def _test_images(samples: int | None):
     return x_te, y_te
 
 
-def _load_program_or_compile(source, arch):
+def _set_stream_mode(net, mode, source):
+    """Dual-stream networks compile in one inference mode (``--stream-mode``)."""
+    if mode is None:
+        return net
+    if getattr(net, "block_kind", None) != "dual":
+        raise UserError(f"{source}: --stream-mode is for dual-stream networks only")
+    net.set_stream_mode(mode)
+    return net
+
+
+def _load_program_or_compile(source, arch, stream_mode=None):
     """A program directory, or a checkpoint to compile; returns ``(program, net_or_None)``."""
     from .checkpoint import load_checkpoint
     from .compiler import compile_network
@@ -58,6 +68,7 @@ def _load_program_or_compile(source, arch):
         validate_program(program, arch, str(source))
         return program, None
     net, _ = load_checkpoint(source)
+    _set_stream_mode(net, stream_mode, source)
     return compile_network(net, arch, meta={"checkpoint": str(source)}), net
 
 
@@ -247,6 +258,7 @@ def cmd_compile(args) -> int:
 
     arch = _arch(args.arch)
     net, _ = load_checkpoint(args.checkpoint)
+    _set_stream_mode(net, args.stream_mode, args.checkpoint)
     program = compile_network(net, arch, meta={"checkpoint": str(args.checkpoint)})
     program.save(args.out)
     sizes = {name: len(next(iter(cols.values()))) for name, cols in program.memories.items()}
@@ -295,7 +307,7 @@ def cmd_rtl(args) -> int:
 def cmd_verify(args) -> int:
     arch = _arch(args.arch)
     flips = [_parse_flip(f, arch) for f in args.flip_bit]
-    program, net = _load_program_or_compile(args.source, arch)
+    program, net = _load_program_or_compile(args.source, arch, args.stream_mode)
     pixels, labels = _test_images(args.samples)
     report = _verify(program, arch, net, pixels, labels, Path(args.out), args.simulator, flips, not args.quiet)
     first = report["mismatches"][0] if report["mismatches"] else None
@@ -310,23 +322,43 @@ def cmd_demo(args) -> int:
     from .checkpoint import load_checkpoint, shipped_checkpoint_path
     from .compiler import compile_network
     from .trainconfig import load_train_config
-    from .verify import float_gap
+    from .verify import float_gap, run_golden
 
-    from models import run_integer_network
+    from . import methods
 
+    if args.list_methods:
+        for name, method in methods.METHODS.items():
+            print(f"{name:15s} {method.summary}")
+        return 0
+    if args.out is None:
+        raise UserError("--out is required (the folder for the demo's results)")
     out = Path(args.out)
-    arch = _arch(args.arch)
+    method = None if args.method is None else methods.METHODS.get(args.method)
+    if args.method is not None and method is None:
+        raise UserError(f"--method {args.method!r} is not a method (see accel demo --list-methods)")
+    residual = method is not None and method.network is not None
+    arch = _arch(args.arch if args.arch or not residual else methods.methods_arch_path())
     if args.samples < 1:
         raise UserError(f"--samples must be at least 1, got {args.samples}")
+    if args.epochs is not None and (args.epochs < 1 or method is None):
+        raise UserError(f"--epochs must be at least 1 and goes with --method, got {args.epochs}")
     if args.pretrained:
+        if method is not None:
+            raise UserError("--pretrained is the shipped digits network; a --method is trained (use --epochs "
+                            "for a quick run)")
         checkpoint = shipped_checkpoint_path()
         print(f"[1/5] using the shipped checkpoint {checkpoint}")
+    elif method is not None:
+        print(f"[1/5] training the {args.method} network on the digits: {method.summary}")
+        checkpoint = methods.train_method(args.method, out / "train", progress=not args.quiet, epochs=args.epochs)
     else:
         print("[1/5] training the digits network (MLF K=3, T=4)")
         config = load_train_config(None)
         train_digits(out / "train", config["model"], progress=not args.quiet, **config["train"])
         checkpoint = out / "train" / "checkpoint.pt"
     net, payload = load_checkpoint(checkpoint)
+    if method is not None:
+        methods.prepare(args.method, net)
     print("[2/5] compiling to a fixed-point Program")
     program = compile_network(net, arch, meta={"checkpoint": str(checkpoint)})
     program.save(out / "program")
@@ -336,7 +368,7 @@ def cmd_demo(args) -> int:
     sim_report = _sim_report(program, arch, sim_results, labels, pixels)
     _write_json(out / "sim_report.json", sim_report)
     _plot_sim(sim_report, out / "sim_report.png")
-    golden = run_integer_network(program.integer_layers(), pixels, program.timesteps, arch.membrane_bits)
+    golden = run_golden(program, arch, pixels)
     gap = float_gap(net, program, golden, pixels, labels)
     print("[4/5] generating Verilog")
     from rtl.verilog import generate
@@ -346,6 +378,7 @@ def cmd_demo(args) -> int:
     report = _verify(program, arch, net, pixels[:args.samples], labels[:args.samples], out / "verify_report.json",
                      args.simulator, progress=not args.quiet)
     summary = {
+        "method": args.method or "default",
         "float_accuracy": gap["float_accuracy"],
         "hardware_exact_accuracy": gap["hardware_exact_accuracy"],
         "accuracy_gap_pp": gap["accuracy_gap_pp"],
@@ -386,13 +419,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--arch", metavar="ARCH.yaml", default=None,
                        help="architecture configuration (default: the embedded digits configuration)")
 
+    def stream_mode_arg(p):
+        p.add_argument("--stream-mode", choices=("fsnn", "dsnn"), default=None,
+                       help="dual-stream networks: compile the FSNN (AAP removed) or DSNN (AAP kept) inference")
+
     def quiet_arg(p):
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("demo", help="the main job: train, compile, simulate, generate Verilog, verify")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", metavar="DIR", help="folder for every result (required unless --list-methods)")
+    p.add_argument("--method", metavar="NAME", default=None,
+                   help="run the chain for one method of the seed papers (see --list-methods)")
+    p.add_argument("--list-methods", action="store_true", help="print the method names and exit")
     arch_arg(p)
     p.add_argument("--pretrained", action="store_true", help="use the shipped checkpoint instead of training")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="with --method: train N epochs instead of the method's default (a quick run)")
     p.add_argument("--samples", type=int, default=20, help="test images verified on the RTL (default 20)")
     p.add_argument("--simulator", choices=SIMULATORS, default="verilator",
                    help="RTL simulator (default verilator: ~30x faster than icarus once built)")
@@ -414,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     arch_arg(p)
     p.add_argument("--out", required=True, metavar="PROGRAM_DIR")
+    stream_mode_arg(p)
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("sim", help="run a Program on the cycle-level simulator over the digits test set")
@@ -438,10 +481,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="REPORT.json")
     p.add_argument("--simulator", choices=SIMULATORS, default="verilator",
                    help="RTL simulator (default verilator: ~30x faster than icarus once built)")
+    stream_mode_arg(p)
     p.add_argument("--flip-bit", action="append", default=[], metavar="MEMORY:WORD:BIT",
                    help="fault injection: flip one bit of a word loaded into the RTL (repeatable)")
     quiet_arg(p)
     p.set_defaults(func=cmd_verify)
+
+    from . import sweep as sweep_command, synth as synth_command
+
+    synth_command.add_parser(sub, arch_arg, quiet_arg)
+    sweep_command.add_parser(sub, quiet_arg)
+    from . import nir_io
+
+    nir_io.add_parsers(sub, arch_arg, stream_mode_arg)
     return parser
 
 

@@ -1,195 +1,270 @@
 """The compiler: trained network -> Program, as a list of named passes.
 
-``quantize`` (fold tdBN, fixed point, thresholds, leak as shift) -> ``check_ranges`` (prove that no
-accumulator can overflow, that every parameter fits its width) -> ``allocate`` (memory bases, event
-regions) -> ``build_tables`` (fan-out pointers, synapse rows, weight rows, parameter rows, layer
-descriptors) -> ``check_capacity`` (every table fits its memory).
+``lower`` (network -> float stage graph, :mod:`accel.lowering`) -> ``quantize`` (fold, fixed point,
+thresholds, leak as shift, :mod:`accel.quantize`) -> ``check_ranges`` (bound every register statically:
+accumulators, event values, gate inputs) -> ``allocate`` (one core pass per source, event regions by
+liveness, accumulator/state/parameter rows) -> ``build_tables`` (fan-out pointers, synapse rows, shared
+weight rows, parameter rows, pass descriptors) -> ``check_capacity`` (every table fits its memory).
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-
-from models import DigitsNet
+from torch import nn
 
 from .config import ArchConfig
 from .errors import UserError
-from .layouts import REGION_INPUT, REGION_PING, REGION_PONG, all_layouts
-from .program import Program, ProgramLayer
-from .quantize import quantize_digits
+from .layouts import HARDWARE_KIND, REGION_INPUT, all_layouts
+from .lowering import PIXELS, lower
+from .program import Program, ProgramLayer, ProgramSource
+from .quantize import quantize_graph
 
 
 def _signed_range(bits: int):
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
-def to_program_layers(net: DigitsNet, arch: ArchConfig) -> list:
-    """Pass ``quantize``: integer layers with their logical shapes."""
-    int_layers, scales = quantize_digits(net, arch)
-    cfg = net.config
-    shape = (1, cfg["image_size"], cfg["image_size"])
-    out = []
-    for i, (layer, scale) in enumerate(zip(int_layers, scales)):
-        if layer.op == "conv":
-            c_out, _, kh, kw = layer.weight.shape
-            oh = (shape[1] + 2 * layer.padding - kh) // layer.stride + 1
-            ow = (shape[2] + 2 * layer.padding - kw) // layer.stride + 1
-            out_shape, name = (int(c_out), oh, ow), f"conv{i}"
+def to_program_layers(net: nn.Module, arch: ArchConfig, input_shape, input_divisor: float) -> tuple:
+    """Passes ``lower`` and ``quantize``: the Program's stages (memory layout still empty) and T."""
+    graph = lower(net, input_shape, input_divisor)
+    stages, scales = quantize_graph(graph, arch)
+    layers = []
+    for stage, scale in zip(stages, scales):
+        sources = [ProgramSource(input=src.input, op=src.op, weight=src.weight.numpy(),
+                                 in_shape=tuple(graph.shape_of(src.input)), stride=src.stride, padding=src.padding)
+                   for src in stage.sources]
+        layers.append(ProgramLayer(name=stage.name, kind=stage.kind, sources=sources, out_shape=stage.out_shape,
+                                   bias=stage.bias.numpy(), thresholds=stage.thresholds.numpy(),
+                                   scale=scale.numpy().astype(np.float64), shift=stage.shift,
+                                   truth_table=stage.truth_table, carry=stage.carry))
+    return layers, graph.timesteps
+
+
+def _fan_in_bound(src: ProgramSource) -> np.ndarray:
+    """Per output channel: sum of |w| over one output neuron's inputs."""
+    return np.abs(src.weight).reshape(src.weight.shape[0], -1).sum(1)
+
+
+def value_bounds(layers, input_max: int) -> tuple:
+    """Static bounds of every stage: ``(largest event value, largest |accumulator|)`` per stage."""
+    values, accs = [], []
+    for layer in layers:
+        acc = np.zeros(layer.channels)
+        for src in layer.sources:
+            acc = acc + _fan_in_bound(src) * (input_max if src.input == PIXELS else values[src.input])
+        if layer.carry is not None:
+            acc = acc + accs[layer.carry]
+        accs.append(acc)
+        if layer.kind == "neuron":
+            values.append(layer.levels)
+        elif layer.kind == "gate":
+            values.append(1)
+        elif layer.kind == "sum":
+            values.append(int((acc + np.maximum(layer.bias, 0)).max()))
         else:
-            out_shape, name = (int(layer.weight.shape[0]),), "classifier"
-        out.append(ProgramLayer(
-            name=name, op=layer.op, in_shape=tuple(shape), out_shape=out_shape,
-            weight=layer.weight.numpy(), bias=layer.bias.numpy(), thresholds=layer.thresholds.numpy(),
-            scale=scale.numpy().astype(np.float64), shift=layer.shift, stride=layer.stride,
-            padding=layer.padding, fires=layer.fires))
-        shape = out_shape
-    return out
+            values.append(0)
+    return values, [int(a.max()) for a in accs]
 
 
 def check_ranges(layers, arch: ArchConfig, input_max: int, timesteps: int) -> None:
-    """Pass ``check_ranges``: widths of every parameter and the accumulator bound of docs/numerics.md."""
+    """Pass ``check_ranges``: widths of every parameter and the bounds of docs/numerics.md."""
     if input_max > (1 << arch.input_bits) - 1:
         raise UserError(f"layer {layers[0].name}: input values up to {input_max} do not fit input_bits = {arch.input_bits}")
     if timesteps > arch.max_timesteps:
         raise UserError(f"program: T = {timesteps} exceeds max_timesteps = {arch.max_timesteps}")
+    if not layers or layers[-1].kind != "readout" or any(l.kind == "readout" for l in layers[:-1]):
+        raise UserError("program: the last layer, and only it, must be the readout (classifier)")
     w_lo, w_hi = _signed_range(arch.weight_bits)
     m_lo, m_hi = _signed_range(arch.membrane_bits)
     acc_hi = _signed_range(arch.acc_bits)[1]
-    in_max = input_max
-    for layer in layers:
+    value_max = (1 << arch.value_bits) - 1
+    values, accs = value_bounds(layers, input_max)
+    for i, layer in enumerate(layers):
         if layer.levels > arch.max_levels:
             raise UserError(f"layer {layer.name}: {layer.levels} levels exceed max_levels = {arch.max_levels}")
-        for what, arr, lo, hi in (("weight", layer.weight, w_lo, w_hi), ("bias", layer.bias, m_lo, m_hi),
-                                  ("threshold", layer.thresholds, m_lo, m_hi)):
-            if arr.size and (arr.min() < lo or arr.max() > hi):
-                bits = arch.weight_bits if what == "weight" else arch.membrane_bits
-                raise UserError(f"layer {layer.name}: a {what} in [{arr.min()}, {arr.max()}] overflows {bits} bits")
-        bound = int((np.abs(layer.weight).reshape(layer.weight.shape[0], -1).sum(1) * in_max).max())
-        if bound > acc_hi:
-            raise UserError(f"layer {layer.name}: accumulator bound {bound} (sum |w| * max input {in_max}) "
+        if not layer.sources:
+            raise UserError(f"layer {layer.name}: has no synaptic input")
+        for src in layer.sources:
+            if src.weight.size and (src.weight.min() < w_lo or src.weight.max() > w_hi):
+                raise UserError(f"layer {layer.name}: a weight in [{src.weight.min()}, {src.weight.max()}] "
+                                f"overflows {arch.weight_bits} bits")
+            if src.input != PIXELS and not 0 <= src.input < i:
+                raise UserError(f"layer {layer.name}: reads layer {src.input}, which does not run before it")
+        for what, arr in (("bias", layer.bias), ("threshold", layer.thresholds)):
+            if arr.size and (arr.min() < m_lo or arr.max() > m_hi):
+                raise UserError(f"layer {layer.name}: a {what} in [{arr.min()}, {arr.max()}] overflows "
+                                f"{arch.membrane_bits} bits")
+        if layer.carry is not None and not (0 <= layer.carry < i and layers[layer.carry].kind == "neuron"):
+            raise UserError(f"layer {layer.name}: membrane shortcut from layer {layer.carry}, not an earlier neuron")
+        if accs[i] > acc_hi:
+            raise UserError(f"layer {layer.name}: accumulator bound {accs[i]} (sum |w| * max input) "
                             f"overflows acc_bits = {arch.acc_bits}; widen acc_bits or reduce the fan-in")
-        in_max = layer.levels
+        if layer.kind == "sum" and values[i] > value_max:
+            raise UserError(f"layer {layer.name}: sums up to {values[i]} do not fit event values of "
+                            f"{arch.value_bits} bits; widen input_bits")
+        if layer.kind == "gate":
+            if any(src.input == PIXELS or values[src.input] != 1 for src in layer.sources):
+                raise UserError(f"layer {layer.name}: a logic join needs binary inputs (neurons with K = 1 or gates)")
+            if any(src.weight.min() < 0 for src in layer.sources) or accs[i] >= 8 or layer.truth_table & 1:
+                raise UserError(f"layer {layer.name}: gate index out of 0..7, or a table that fires on no input")
+
+
+def _free_region(live: dict, arch: ArchConfig, layer: ProgramLayer) -> int:
+    for region in range(1, arch.event_regions):
+        if region not in live.values():
+            return region
+    raise UserError(f"layer {layer.name}: needs {len(live) + 2} event regions at once, the configuration has "
+                    f"event_regions = {arch.event_regions}")
 
 
 def allocate(layers, arch: ArchConfig, n_inputs: int) -> None:
-    """Pass ``allocate``: bases of each layer in the pointer, state, param, weight and synapse memories."""
+    """Pass ``allocate``: one pass per source; event regions by liveness; memory bases of each stage."""
     lanes = arch.lanes
-    ptr = state = param = 0
-    in_region, n_in_hw = REGION_INPUT, n_inputs
+    last_use = {}
+    for i, layer in enumerate(layers):
+        for src in layer.sources:
+            last_use[src.input] = i
+    carried = {layer.carry for layer in layers if layer.carry is not None}
+    live = {}                      # producing stage -> region, while a later stage still reads it
+    ptr = acc = state = param = passes = 0
     for i, layer in enumerate(layers):
         layer.n_blocks = math.ceil(layer.channels / lanes)
         layer.n_groups = layer.positions * layer.n_blocks
-        layer.ptr_base, layer.n_inputs_hw = ptr, n_in_hw
-        layer.state_base, layer.param_base = state, param
-        layer.in_region = in_region
-        layer.out_region = REGION_PING if in_region != REGION_PING else REGION_PONG
-        ptr += n_in_hw
-        state += layer.n_groups
-        param += layer.n_blocks
-        in_region, n_in_hw = layer.out_region, layer.n_groups * lanes
+        for src in layer.sources:
+            producer = None if src.input == PIXELS else layers[src.input]
+            src.pass_index, passes = passes, passes + 1
+            src.in_region = REGION_INPUT if producer is None else live[src.input]
+            src.n_inputs_hw = n_inputs if producer is None else producer.n_groups * lanes
+            src.ptr_base, ptr = ptr, ptr + src.n_inputs_hw
+        layer.out_region = _free_region(live, arch, layer)
+        live = {p: r for p, r in live.items() if last_use.get(p, -1) > i}
+        if i in last_use:
+            live[i] = layer.out_region
+        if layer.carry is not None:
+            layer.acc_base = layers[layer.carry].acc_base
+        else:
+            layer.acc_base, acc = acc, acc + layer.n_groups
+        layer.clear_acc = i not in carried
+        if layer.has_state:
+            layer.state_base, state = state, state + layer.n_groups
+        layer.param_base, param = param, param + layer.n_blocks
 
 
-def _input_coordinates(prev: ProgramLayer | None, in_shape, lanes: int, n_hw: int):
+def _input_coordinates(producer: ProgramLayer | None, in_shape, lanes: int, n_hw: int):
     """For each hardware input index: logical (channel, y, x) and whether it is a real neuron."""
     idx = np.arange(n_hw)
-    if prev is None:  # pixels, logical order
+    if producer is None:  # pixels, logical order
         c, rest = np.divmod(idx, in_shape[1] * in_shape[2])
         y, x = np.divmod(rest, in_shape[2])
         return c, y, x, np.ones(n_hw, bool)
     group, lane = np.divmod(idx, lanes)
-    q, block = np.divmod(group, prev.n_blocks)
+    q, block = np.divmod(group, producer.n_blocks)
     c = block * lanes + lane
-    if len(prev.out_shape) == 3:
-        y, x = np.divmod(q, prev.out_shape[2])
+    if len(producer.out_shape) == 3:
+        y, x = np.divmod(q, producer.out_shape[2])
     else:
         y = x = np.zeros_like(q)
-    return c, y, x, c < prev.channels
+    return c, y, x, c < producer.channels
+
+
+def _source_tables(src: ProgramSource, layer: ProgramLayer, producer, lanes: int):
+    """Fan-out of every producer index: ``(starts, counts)`` relative to the source's first synapse, the
+    synapse rows ``(acc row, local weight row)`` and the local weight rows ``[R, lanes]``. All-zero weight
+    rows (other channel blocks of an identity, for example) get no synapse: the core skips them."""
+    nb = layer.n_blocks
+    wpad = np.zeros((nb * lanes,) + src.weight.shape[1:], dtype=np.int64)
+    wpad[:layer.channels] = src.weight
+    c, y, x, real = _input_coordinates(producer, src.in_shape, lanes, src.n_inputs_hw)
+    starts = np.zeros(src.n_inputs_hw, np.int64)
+    counts = np.zeros(src.n_inputs_hw, np.int64)
+    rows, wrows = [], []
+    if src.op == "conv":
+        _, c_in, kh, kw = src.weight.shape
+        oh, ow = layer.out_shape[1:]
+        # local weight row ((ci*KH + ky)*KW + kx)*nb + block holds W[block*L + lane, ci, ky, kx]
+        w_rows = wpad.reshape(nb, lanes, c_in, kh, kw).transpose(2, 3, 4, 0, 1).reshape(-1, lanes)
+        nonzero = np.any(w_rows != 0, axis=1)
+        for i in np.nonzero(real)[0]:
+            starts[i] = len(rows)
+            for ky in range(kh):
+                for kx in range(kw):
+                    ny, nx = y[i] + src.padding - ky, x[i] + src.padding - kx
+                    if ny % src.stride or nx % src.stride:
+                        continue
+                    oy, ox = ny // src.stride, nx // src.stride
+                    if not (0 <= oy < oh and 0 <= ox < ow):
+                        continue
+                    for block in range(nb):
+                        wrow = ((c[i] * kh + ky) * kw + kx) * nb + block
+                        if nonzero[wrow]:
+                            rows.append(layer.acc_base + (oy * ow + ox) * nb + block)
+                            wrows.append(wrow)
+            counts[i] = len(rows) - starts[i]
+    else:
+        # the input of a linear map is flattened in logical (C, H, W) order
+        if producer is not None and len(producer.out_shape) == 3:
+            logical = (c * producer.out_shape[1] + y) * producer.out_shape[2] + x
+        elif producer is None:
+            logical = (c * src.in_shape[1] + y) * src.in_shape[2] + x
+        else:
+            logical = c
+        w_rows = wpad.T.reshape(-1, nb, lanes)  # [N_in, nb, lanes]
+        for i in np.nonzero(real)[0]:
+            starts[i] = len(rows)
+            for block in range(nb):
+                if np.any(w_rows[logical[i], block]):
+                    rows.append(layer.acc_base + block)
+                    wrows.append(logical[i] * nb + block)
+            counts[i] = len(rows) - starts[i]
+        w_rows = w_rows.reshape(-1, lanes)
+    return starts, counts, rows, wrows, w_rows
 
 
 def build_tables(layers, arch: ArchConfig) -> dict:
-    """Pass ``build_tables``: memory columns of every memory (see accel/layouts.py)."""
+    """Pass ``build_tables``: memory columns of every memory (see accel/layouts.py).
+
+    Weight rows are shared: identical rows (across positions, layers and sources) are stored once.
+    """
     lanes = arch.lanes
     ptr_start, ptr_count, syn_row, syn_wrow, weight_rows = [], [], [], [], []
-    bias_rows, th_rows = [], []
+    bias_rows, th_rows, descriptors = [], [], []
     never = _signed_range(arch.membrane_bits)[1]
     n_syn = n_wrows = 0
-    prev = None
     for layer in layers:
+        for k, src in enumerate(layer.sources):
+            producer = None if src.input == PIXELS else layers[src.input]
+            starts, counts, rows, wrows, w_rows = _source_tables(src, layer, producer, lanes)
+            src.syn_base, src.n_synapses = n_syn, len(rows)
+            ptr_start.append(starts + n_syn), ptr_count.append(counts)
+            syn_row.append(np.asarray(rows, np.int64)), syn_wrow.append(np.asarray(wrows, np.int64) + n_wrows)
+            weight_rows.append(w_rows.astype(np.int64))
+            n_syn += len(rows)
+            n_wrows += len(w_rows)
+            update = k == len(layer.sources) - 1
+            descriptors.append({
+                "kind": HARDWARE_KIND[layer.kind], "update": int(update), "clear_acc": int(layer.clear_acc),
+                "levels": layer.levels, "shift": layer.shift, "truth_table": layer.truth_table,
+                "in_region": src.in_region, "out_region": layer.out_region, "ptr_base": src.ptr_base,
+                "acc_base": layer.acc_base, "state_base": layer.state_base, "n_groups": layer.n_groups,
+                "param_base": layer.param_base, "n_blocks": layer.n_blocks,
+            })
         nb, c_out = layer.n_blocks, layer.channels
-        # weights as rows of `lanes` output channels; padding lanes are zero
-        wpad = np.zeros((nb * lanes,) + layer.weight.shape[1:], dtype=np.int64)
-        wpad[:c_out] = layer.weight
-        c, y, x, real = _input_coordinates(prev, layer.in_shape, lanes, layer.n_inputs_hw)
-        layer.weight_base, layer.syn_base = n_wrows, n_syn
-        starts = np.zeros(layer.n_inputs_hw, np.int64)
-        counts = np.zeros(layer.n_inputs_hw, np.int64)
-        rows, wrows = [], []
-        if layer.op == "conv":
-            _, c_in, kh, kw = layer.weight.shape
-            oh, ow = layer.out_shape[1:]
-            # weight row ((ci*KH + ky)*KW + kx)*nb + block holds W[block*L + lane, ci, ky, kx]
-            w_rows = wpad.reshape(nb, lanes, c_in, kh, kw).transpose(2, 3, 4, 0, 1).reshape(-1, lanes)
-            for i in np.nonzero(real)[0]:
-                starts[i] = n_syn + len(rows)
-                for ky in range(kh):
-                    for kx in range(kw):
-                        ny, nx = y[i] + layer.padding - ky, x[i] + layer.padding - kx
-                        if ny % layer.stride or nx % layer.stride:
-                            continue
-                        oy, ox = ny // layer.stride, nx // layer.stride
-                        if not (0 <= oy < oh and 0 <= ox < ow):
-                            continue
-                        for block in range(nb):
-                            rows.append(layer.state_base + (oy * ow + ox) * nb + block)
-                            wrows.append(layer.weight_base + ((c[i] * kh + ky) * kw + kx) * nb + block)
-                counts[i] = n_syn + len(rows) - starts[i]
-        else:
-            # the input of a linear layer is flattened in logical (C, H, W) order
-            if prev is not None and len(prev.out_shape) == 3:
-                logical = (c * prev.out_shape[1] + y) * prev.out_shape[2] + x
-            else:
-                logical = c
-            n_real = int(real.sum())
-            w_rows = wpad.T.reshape(-1, nb, lanes)  # [N_in, nb, lanes]
-            order = np.nonzero(real)[0]
-            w_rows = w_rows[logical[order]].reshape(-1, lanes)
-            for k, i in enumerate(order):
-                starts[i] = n_syn + len(rows)
-                for block in range(nb):
-                    rows.append(layer.state_base + block)
-                    wrows.append(layer.weight_base + k * nb + block)
-                counts[i] = nb
-            assert len(w_rows) == n_real * nb
-        layer.n_weight_rows, layer.n_synapses = len(w_rows), len(rows)
-        n_wrows += len(w_rows)
-        n_syn += len(rows)
-        ptr_start.append(starts), ptr_count.append(counts)
-        syn_row.append(np.asarray(rows, np.int64)), syn_wrow.append(np.asarray(wrows, np.int64))
-        weight_rows.append(w_rows.astype(np.int64))
-        # params: bias and thresholds per channel block
         bias = np.zeros(nb * lanes, np.int64)
         bias[:c_out] = layer.bias
         th = np.full((nb * lanes, arch.max_levels), never, np.int64)
         th[:c_out, :layer.levels] = layer.thresholds.T
         bias_rows.append(bias.reshape(nb, lanes)), th_rows.append(th.reshape(nb, lanes, arch.max_levels))
-        prev = layer
-    descriptors = {
-        "levels": np.array([l.levels for l in layers]),
-        "shift": np.array([l.shift for l in layers]),
-        "in_region": np.array([l.in_region for l in layers]),
-        "out_region": np.array([l.out_region for l in layers]),
-        "ptr_base": np.array([l.ptr_base for l in layers]),
-        "state_base": np.array([l.state_base for l in layers]),
-        "n_groups": np.array([l.n_groups for l in layers]),
-        "param_base": np.array([l.param_base for l in layers]),
-        "n_blocks": np.array([l.n_blocks for l in layers]),
-    }
+    syn_wrow = np.concatenate(syn_wrow)
+    used = np.unique(syn_wrow)
+    shared, inverse = np.unique(np.concatenate(weight_rows)[used], axis=0, return_inverse=True)
+    remap = np.zeros(n_wrows, np.int64)
+    remap[used] = inverse.reshape(-1)
     return {
-        "layers": descriptors,
+        "layers": {key: np.array([d[key] for d in descriptors]) for key in descriptors[0]},
         "pointers": {"start": np.concatenate(ptr_start), "count": np.concatenate(ptr_count)},
-        "synapses": {"row": np.concatenate(syn_row), "wrow": np.concatenate(syn_wrow)},
-        "weights": {"w": np.concatenate(weight_rows)},
+        "synapses": {"row": np.concatenate(syn_row), "wrow": remap[syn_wrow]},
+        "weights": {"w": shared.astype(np.int64).reshape(-1, lanes)},
         "params": {"bias": np.concatenate(bias_rows), "threshold": np.concatenate(th_rows)},
     }
 
@@ -197,31 +272,34 @@ def build_tables(layers, arch: ArchConfig) -> dict:
 def check_capacity(layers, memories: dict, arch: ArchConfig, n_inputs: int) -> None:
     """Pass ``check_capacity``: a network too large for the configured memories is rejected by name."""
     mem = arch.memories
-    need = {
-        "layers": len(layers), "pointers": len(memories["pointers"]["start"]),
-        "synapses": len(memories["synapses"]["row"]), "weights": len(memories["weights"]["w"]),
-        "params": len(memories["params"]["bias"]), "state": sum(l.n_groups for l in layers),
-        "inputs": n_inputs,
+    sources = [src for layer in layers for src in layer.sources]
+    owner = {id(src): layer for layer in layers for src in layer.sources}
+    ends = {  # memory -> [(end of a stage's or pass's use, stage)]
+        "layers": [(src.pass_index + 1, owner[id(src)]) for src in sources],
+        "pointers": [(src.ptr_base + src.n_inputs_hw, owner[id(src)]) for src in sources],
+        "synapses": [(src.syn_base + src.n_synapses, owner[id(src)]) for src in sources],
+        "params": [(layer.param_base + layer.n_blocks, layer) for layer in layers],
+        "state": [(layer.acc_base + layer.n_groups, layer) for layer in layers]
+        + [(layer.state_base + layer.n_groups, layer) for layer in layers if layer.has_state],
     }
-    for name, used in need.items():
-        if used > getattr(mem, name):
-            culprit = layers[-1].name
-            for layer in layers:  # name the first layer whose tables cross the limit
-                end = {"pointers": layer.ptr_base + layer.n_inputs_hw, "synapses": layer.syn_base + layer.n_synapses,
-                       "weights": layer.weight_base + layer.n_weight_rows, "params": layer.param_base + layer.n_blocks,
-                       "state": layer.state_base + layer.n_groups}.get(name, used)
-                if end > getattr(mem, name):
-                    culprit = layer.name
-                    break
-            raise UserError(f"layer {culprit}: the network needs {used} words of memory '{name}' "
-                            f"but the configuration has memories.{name} = {getattr(mem, name)}")
+    wrow = np.asarray(memories["synapses"]["wrow"])
+    ends["weights"] = [(len(np.unique(wrow[:src.syn_base + src.n_synapses])), owner[id(src)]) for src in sources]
+    for name, uses in ends.items():
+        limit = getattr(mem, name)
+        over = [(end, layer) for end, layer in uses if end > limit]
+        if over:
+            used = max(end for end, _ in uses)
+            raise UserError(f"layer {over[0][1].name}: the network needs {used} words of memory '{name}' "
+                            f"but the configuration has memories.{name} = {limit}")
+    if n_inputs > mem.inputs:
+        raise UserError(f"layer {layers[0].name}: {n_inputs} inputs exceed memories.inputs = {mem.inputs}")
     for layer in layers:
         if layer.fires and layer.n_groups * arch.lanes > mem.events:
             raise UserError(f"layer {layer.name}: up to {layer.n_groups * arch.lanes} events per timestep exceed "
                             f"memories.events = {mem.events}")
     if n_inputs > mem.events:
         raise UserError(f"layer {layers[0].name}: {n_inputs} inputs exceed memories.events = {mem.events}")
-    max_index = max(max(l.n_inputs_hw for l in layers), max(l.n_groups for l in layers) * arch.lanes)
+    max_index = max(max(src.n_inputs_hw for src in sources), max(l.n_groups for l in layers) * arch.lanes)
     if max_index > (1 << arch.neuron_index_bits):
         raise UserError(f"program: neuron index {max_index} does not fit {arch.neuron_index_bits} bits")
 
@@ -245,46 +323,31 @@ def validate_program(program: Program, arch: ArchConfig, source: str) -> None:
     check_capacity(program.layers, program.memories, arch, program.n_inputs)
 
 
-def unsupported_layer(net) -> str:
-    """The first layer (in module order) of a non-digits network that the compiler cannot map yet, as
-    ``"layer NAME (Type)"``: convolutions, linear layers, tdBN/BN and MLF-family neurons are known; any
-    other module (residual blocks, pooling, ...) is not; a network of known layers only is still not a
-    supported topology."""
-    from torch import nn
-
-    from models.blocks import TimeDistributed
-    from models.neurons import MLF
-    from models.tdbn import TdBN
-
-    known = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, TdBN, MLF)
-
-    def walk(module, prefix):
-        for name, child in module.named_children():
-            full = f"{prefix}{name}"
-            inner = child.module if isinstance(child, TimeDistributed) else child
-            if isinstance(inner, (nn.Sequential, nn.ModuleList)):
-                found = walk(inner, f"{full}.")
-                if found:
-                    return found
-            elif not isinstance(inner, known):
-                return f"layer {full} ({type(inner).__name__})"
-        return None
-
-    return walk(net, "") or f"network {type(net).__name__}"
-
-
-def compile_network(net: DigitsNet, arch: ArchConfig, meta: dict | None = None) -> Program:
-    """Run every pass and return the Program."""
-    if not isinstance(net, DigitsNet):
-        raise UserError(f"{unsupported_layer(net)}: not supported by the compiler yet "
-                        f"(it compiles the digits network only)")
-    timesteps = net.config["timesteps"]
-    input_max = int(net.input_scale)
-    layers = to_program_layers(net, arch)
+def compile_stages(layers, arch: ArchConfig, timesteps: int, input_shape, input_max: int,
+                   meta: dict | None = None) -> Program:
+    """The hardware passes (``check_ranges`` .. ``check_capacity``) on quantized stages."""
     check_ranges(layers, arch, input_max, timesteps)
-    n_inputs = int(np.prod(layers[0].in_shape))
+    n_inputs = int(np.prod(input_shape))
     allocate(layers, arch, n_inputs)
     memories = build_tables(layers, arch)
     check_capacity(layers, memories, arch, n_inputs)
-    return Program(arch_fingerprint=arch.fingerprint(), timesteps=timesteps, input_shape=layers[0].in_shape,
+    return Program(arch_fingerprint=arch.fingerprint(), timesteps=timesteps, input_shape=tuple(input_shape),
                    input_max=input_max, layers=layers, memories=memories, meta=dict(meta or {}))
+
+
+def compile_network(net: nn.Module, arch: ArchConfig, meta: dict | None = None, input_shape=None,
+                    input_max: int | None = None) -> Program:
+    """Run every pass and return the Program.
+
+    ``input_shape`` (default: the network's ``input_shape``) is the integer pixel image ``(C, H, W)``;
+    the network sees ``pixels / input_scale`` (``net.input_scale``, the largest pixel value unless
+    ``input_max`` says otherwise).
+    """
+    divisor = float(getattr(net, "input_scale", 1.0))
+    if input_shape is None and not hasattr(net, "input_shape"):
+        raise UserError(f"network {type(net).__name__}: its integer input is unknown (networks trained on the "
+                        f"digits pixels compile; give input_shape and input_scale for others)")
+    input_shape = tuple(input_shape or net.input_shape)
+    input_max = int(divisor) if input_max is None else int(input_max)
+    layers, timesteps = to_program_layers(net, arch, input_shape, divisor)
+    return compile_stages(layers, arch, timesteps, input_shape, input_max, meta)

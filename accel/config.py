@@ -18,7 +18,7 @@ import yaml
 
 from .errors import UserError
 
-MULTIVALUE_MODES = ("repeat",)
+MULTIVALUE_MODES = ("repeat", "bitserial")
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,12 @@ class ArchConfig:
     max_timesteps : int
         Largest T a program may use (sizes the timestep counter and trace field).
     multivalue : str
-        How multi-valued inputs are handled without multipliers; ``repeat`` adds the weight v times.
+        How multi-valued inputs (pixels, spike counts, sums) are handled without multipliers: ``repeat``
+        adds the weight ``v`` times (``v`` cycles), ``bitserial`` adds ``w << b`` for each set bit ``b`` of
+        ``v`` (``popcount(v)`` cycles, one shifter per lane).
+    event_regions : int
+        Event buffers of the event memory (each ``memories.events`` deep): region 0 holds the input
+        events, the others the outputs of stages still to be consumed (residual networks need more).
     clock_mhz : float
         Clock used to turn cycles into latency and throughput.
     memories : Memories
@@ -83,6 +88,7 @@ class ArchConfig:
     max_levels: int = 4
     max_timesteps: int = 16
     multivalue: str = "repeat"
+    event_regions: int = 4
     clock_mhz: float = 24.0
     memories: Memories = field(default_factory=Memories)
 
@@ -108,6 +114,10 @@ class ArchConfig:
     @property
     def timestep_bits(self) -> int:
         return max(1, (self.max_timesteps - 1).bit_length())
+
+    @property
+    def region_bits(self) -> int:
+        return max(1, (self.event_regions - 1).bit_length())
 
     @property
     def level_bits(self) -> int:
@@ -136,6 +146,7 @@ _SCALAR_LIMITS = {
     "input_bits": (1, 16),
     "max_levels": (1, 8),
     "max_timesteps": (1, 1024),
+    "event_regions": (2, 16),
 }
 
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from .config import ArchConfig
 
-# Event-buffer regions of the event memory (each ``memories.events`` words deep).
-REGION_INPUT, REGION_PING, REGION_PONG = 0, 1, 2
+# Event-buffer region of the input events; regions 1 .. event_regions - 1 are allocated by the compiler.
+REGION_INPUT = 0
 
 @dataclass(frozen=True)
 class Field:
@@ -101,14 +101,31 @@ class Layout:
         return out
 
 
+# Hardware stage kinds (the ``kind`` field of a pass descriptor); a readout is a neuron that never fires.
+KIND_NEURON, KIND_SUM, KIND_GATE = 0, 1, 2
+HARDWARE_KIND = {"neuron": KIND_NEURON, "readout": KIND_NEURON, "sum": KIND_SUM, "gate": KIND_GATE}
+GATE_TABLE_BITS = 8
+
+
 def layer_layout(arch: ArchConfig) -> Layout:
-    """One layer descriptor (word of the ``layers`` memory)."""
+    """One pass descriptor (word of the ``layers`` memory).
+
+    A pass accumulates the events of region ``in_region`` through the fan-out tables at ``ptr_base``;
+    when ``update`` is set it then updates the ``n_groups`` groups of its stage: accumulators at
+    ``acc_base`` (cleared afterwards when ``clear_acc``), membranes at ``state_base`` (neurons only),
+    parameters at ``param_base`` (``n_blocks`` channel blocks), emitting into ``out_region``.
+    """
     return Layout("layer", (
+        Field("kind", 2),
+        Field("update", 1),
+        Field("clear_acc", 1),
         Field("levels", arch.level_bits),
         Field("shift", 3),
-        Field("in_region", 2),
-        Field("out_region", 2),
+        Field("truth_table", GATE_TABLE_BITS),
+        Field("in_region", arch.region_bits),
+        Field("out_region", arch.region_bits),
         Field("ptr_base", arch.addr_bits("pointers")),
+        Field("acc_base", arch.addr_bits("state")),
         Field("state_base", arch.addr_bits("state")),
         Field("n_groups", arch.addr_bits("state") + 1),
         Field("param_base", arch.addr_bits("params")),
@@ -190,10 +207,10 @@ def all_layouts(arch: ArchConfig) -> dict:
 
 def memory_depths(arch: ArchConfig) -> dict:
     """Depth in words of every memory of the core (``docs/core.md``, table "Memories"): the accumulator and
-    state memories share ``memories.state``; the event memory holds three regions."""
+    state memories share ``memories.state``; the event memory holds ``event_regions`` regions."""
     mems = arch.memories
     return {
         "layers": mems.layers, "pointers": mems.pointers, "synapses": mems.synapses, "weights": mems.weights,
         "params": mems.params, "inputs": mems.inputs, "acc": mems.state, "state": mems.state,
-        "events": 3 * mems.events, "trace": mems.trace,
+        "events": arch.event_regions * mems.events, "trace": mems.trace,
     }

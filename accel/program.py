@@ -17,50 +17,80 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import IntegerLayer
+from models import IntegerStage, Source
 
 from .config import ArchConfig
 from .errors import UserError
 from .layouts import all_layouts
 
 FORMAT = "spikecore-program"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MEMORY_NAMES = ("layers", "pointers", "synapses", "weights", "params")
 
 
 @dataclass
+class ProgramSource:
+    """One synaptic source of a stage and its tables: one pass of the core per timestep."""
+
+    input: int                   # producing stage, or -1: the pixels
+    op: str                      # "conv" or "linear"
+    weight: np.ndarray           # int64, [C_out, C_in, KH, KW] or [N_out, N_in]
+    in_shape: tuple
+    stride: int = 1
+    padding: int = 0
+    # memory layout
+    pass_index: int = 0          # its descriptor in the layers memory
+    in_region: int = 0
+    ptr_base: int = 0
+    n_inputs_hw: int = 0         # pointer rows (inputs in the producer's hardware index space)
+    syn_base: int = 0
+    n_synapses: int = 0
+
+    def manifest(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "weight"}
+        out["in_shape"] = list(self.in_shape)
+        return out
+
+
+@dataclass
 class ProgramLayer:
-    """One compiled layer: geometry, quantized parameters and its place in the core's memories."""
+    """One compiled stage (``models.IntegerStage``) and its place in the core's memories."""
 
     name: str
-    op: str                      # "conv" or "linear"
-    in_shape: tuple              # logical input shape, (C, H, W) or (N,)
-    out_shape: tuple             # logical output shape
-    weight: np.ndarray           # int64, [C_out, C_in, KH, KW] or [N_out, N_in]
+    kind: str                    # "neuron" | "readout" | "sum" | "gate"
+    sources: list                # ProgramSource, in pass order
+    out_shape: tuple             # logical output shape, (C, H, W) or (N,)
     bias: np.ndarray             # int64 [C_out]
     thresholds: np.ndarray       # int64 [K, C_out]
     scale: np.ndarray            # float64 [C_out]: integer ~ scale * float
-    shift: int
-    stride: int = 1
-    padding: int = 0
-    fires: bool = True
+    shift: int = 0
+    truth_table: int = 0
+    carry: int | None = None
     # memory layout
-    ptr_base: int = 0
-    n_inputs_hw: int = 0         # pointer rows (inputs in the hardware's index space)
+    acc_base: int = 0
+    clear_acc: bool = True
     state_base: int = 0
     n_groups: int = 0
     param_base: int = 0
     n_blocks: int = 0
-    weight_base: int = 0
-    n_weight_rows: int = 0
-    syn_base: int = 0
-    n_synapses: int = 0
-    in_region: int = 0
     out_region: int = 0
 
     @property
     def levels(self) -> int:
         return int(self.thresholds.shape[0])
+
+    @property
+    def fires(self) -> bool:
+        """Whether the stage emits events (everything but the readout)."""
+        return self.kind != "readout"
+
+    @property
+    def has_state(self) -> bool:
+        return self.kind in ("neuron", "readout")
+
+    @property
+    def update_pass(self) -> int:
+        return self.sources[-1].pass_index
 
     @property
     def channels(self) -> int:
@@ -76,16 +106,18 @@ class ProgramLayer:
         q = np.arange(self.positions).reshape(1, -1)
         return ((q * self.n_blocks + c // lanes) * lanes + c % lanes).reshape(-1)
 
-    def integer_layer(self) -> IntegerLayer:
-        return IntegerLayer(op=self.op, weight=torch.from_numpy(self.weight), bias=torch.from_numpy(self.bias),
-                            thresholds=torch.from_numpy(self.thresholds), shift=self.shift, stride=self.stride,
-                            padding=self.padding, fires=self.fires)
+    def integer_stage(self) -> IntegerStage:
+        sources = [Source(s.input, s.op, torch.from_numpy(s.weight), s.stride, s.padding) for s in self.sources]
+        return IntegerStage(name=self.name, kind=self.kind, sources=sources, out_shape=tuple(self.out_shape),
+                            bias=torch.from_numpy(self.bias), thresholds=torch.from_numpy(self.thresholds),
+                            shift=self.shift, truth_table=self.truth_table, carry=self.carry)
 
-    _ARRAYS = ("weight", "bias", "thresholds", "scale")
+    _ARRAYS = ("bias", "thresholds", "scale")
 
     def manifest(self) -> dict:
-        out = {k: v for k, v in self.__dict__.items() if k not in self._ARRAYS}
-        out["in_shape"], out["out_shape"] = list(self.in_shape), list(self.out_shape)
+        out = {k: v for k, v in self.__dict__.items() if k not in self._ARRAYS + ("sources",)}
+        out["out_shape"] = list(self.out_shape)
+        out["sources"] = [src.manifest() for src in self.sources]
         return out
 
 
@@ -105,13 +137,20 @@ class Program:
 
     @property
     def state_rows(self) -> int:
-        return sum(layer.n_groups for layer in self.layers)
+        """Rows of the accumulator and state memories in use (both are cleared at the start of a run)."""
+        ends = [layer.acc_base + layer.n_groups for layer in self.layers]
+        ends += [layer.state_base + layer.n_groups for layer in self.layers if layer.has_state]
+        return max(ends)
 
-    def integer_layers(self) -> list:
-        return [layer.integer_layer() for layer in self.layers]
+    @property
+    def n_passes(self) -> int:
+        return sum(len(layer.sources) for layer in self.layers)
+
+    def integer_stages(self) -> list:
+        return [layer.integer_stage() for layer in self.layers]
 
     def registers(self) -> dict:
-        return {"n_layers": len(self.layers), "timesteps": self.timesteps, "n_inputs": self.n_inputs,
+        return {"n_layers": self.n_passes, "timesteps": self.timesteps, "n_inputs": self.n_inputs,
                 "state_rows": self.state_rows}
 
     def check_arch(self, arch: ArchConfig, source: str = "program") -> None:
@@ -137,6 +176,8 @@ class Program:
             for i, layer in enumerate(self.layers):
                 for key in ProgramLayer._ARRAYS:
                     arrays[f"layer{i}.{key}"] = getattr(layer, key)
+                for j, src in enumerate(layer.sources):
+                    arrays[f"layer{i}.source{j}.weight"] = src.weight
             for name, columns in self.memories.items():
                 for key, col in columns.items():
                     arrays[f"mem.{name}.{key}"] = np.asarray(col, dtype=np.int64)
@@ -186,9 +227,14 @@ class Program:
             layers = []
             for i, desc in enumerate(manifest["layers"]):
                 desc = dict(desc)
-                desc["in_shape"], desc["out_shape"] = tuple(desc["in_shape"]), tuple(desc["out_shape"])
+                desc["out_shape"] = tuple(desc["out_shape"])
                 for key in ProgramLayer._ARRAYS:
                     desc[key] = arrays[f"layer{i}.{key}"]
+                sources = []
+                for j, src in enumerate(desc["sources"]):
+                    src = dict(src, in_shape=tuple(src["in_shape"]), weight=arrays[f"layer{i}.source{j}.weight"])
+                    sources.append(ProgramSource(**src))
+                desc["sources"] = sources
                 layers.append(ProgramLayer(**desc))
             memories = {name: {key: arrays[f"mem.{name}.{key}"] for key in keys}
                         for name, keys in manifest["memories"].items()}

@@ -1,14 +1,21 @@
-"""Quantizer: trained float network -> integer layers (``models.IntegerLayer``), per ``docs/numerics.md``."""
+"""Quantizer: float stage graph (:mod:`accel.lowering`) -> integer stages (``models.IntegerStage``).
+
+Per ``docs/numerics.md``: every neuron stage gets a per-output-channel power-of-two scale ``S_c`` (weights,
+bias, thresholds and membranes are ``~ S_c *`` their float values); stages joined by a membrane shortcut
+share one scale (they add into the same accumulators); the readout uses one scale for all classes, so its
+logits compare; ``sum`` and ``gate`` stages are exact integer operations (scale 1) on event values.
+"""
 from __future__ import annotations
 
 import math
 
 import torch
 
-from models import DigitsNet, IntegerLayer
+from models import IntegerStage, Source
 
 from .config import ArchConfig
 from .errors import UserError
+from .lowering import FloatGraph
 
 
 def leak_shift(decay: float, layer: str) -> int:
@@ -40,45 +47,87 @@ def _round(x: torch.Tensor) -> torch.Tensor:
     return torch.round(x).to(torch.int64)  # torch.round is round-half-to-even
 
 
-def quantize_digits(net: DigitsNet, arch: ArchConfig) -> tuple:
-    """Fold tdBN, choose per-channel power-of-two scales, round; returns ``(layers, scales)``.
+def _carry_groups(graph: FloatGraph) -> list:
+    """Group index of each stage: stages linked by membrane shortcuts share a group (and a scale)."""
+    group = list(range(len(graph.stages)))
+    for i, stage in enumerate(graph.stages):
+        if stage.carry is not None:
+            group[i] = group[stage.carry]
+    return group
 
-    ``scales[l]`` is the per-output-channel scale ``S_c`` of layer ``l`` (float64), so that
-    ``integer ~ S_c * float`` for weights, biases, thresholds and membranes.
-    """
-    net = net.eval()
-    layers, scales = [], []
-    stages, classifier = net.stages()
-    cfg = net.config
-    if cfg["levels"] > arch.max_levels:
-        raise UserError(f"layer conv0: {cfg['levels']} levels exceed the configuration's max_levels = {arch.max_levels}")
-    input_divisor = float(net.input_scale)
-    with torch.no_grad():
-        for i, (conv, bn, act) in enumerate(stages):
-            name = f"conv{i}"
-            a, b = bn.affine()
-            w = conv.weight.to(torch.float64) * a.to(torch.float64).view(-1, 1, 1, 1)
-            bias = b.to(torch.float64)
-            if conv.bias is not None:
-                bias = bias + a.to(torch.float64) * conv.bias.to(torch.float64)
-            if i == 0:
-                w = w / input_divisor
-            level_th = torch.tensor(act.thresholds, dtype=torch.float64)
-            membrane_max = torch.maximum(bias.abs(), level_th.abs().max().expand_as(bias))
-            s = _pow2_scale(w.abs().flatten(1).max(1).values, arch.weight_bits, membrane_max, arch.membrane_bits)
-            thresholds = level_th.view(-1, 1) * s.view(1, -1)
-            layers.append(IntegerLayer(
-                op="conv", weight=_round(w * s.view(-1, 1, 1, 1)), bias=_round(bias * s),
-                thresholds=torch.floor(thresholds).to(torch.int64), shift=leak_shift(act.decay, name),
-                stride=conv.stride[0], padding=conv.padding[0], fires=True))
-            scales.append(s)
-        w = classifier.weight.to(torch.float64)
-        b = classifier.bias.to(torch.float64)
-        s = _pow2_scale(w.abs().max().view(1), arch.weight_bits, b.abs().max().view(1), arch.membrane_bits)
-        s = s.expand(w.shape[0]).clone()
-        never = (1 << (arch.membrane_bits - 1)) - 1
-        layers.append(IntegerLayer(
-            op="linear", weight=_round(w * s.view(-1, 1)), bias=_round(b * s),
-            thresholds=torch.full((1, w.shape[0]), never, dtype=torch.int64), shift=0, fires=False))
+
+def _weight_max(stage) -> torch.Tensor:
+    """Largest |weight| per output channel over all sources of a stage."""
+    return torch.stack([s.weight.abs().flatten(1).max(1).values for s in stage.sources]).max(0).values
+
+
+def _thresholds(stage) -> torch.Tensor:
+    return torch.tensor(stage.neuron.thresholds, dtype=torch.float64)
+
+
+def stage_scales(graph: FloatGraph, arch: ArchConfig) -> list:
+    """Per-channel scale of every stage (``None`` for the exact integer stages: sum, gate)."""
+    group = _carry_groups(graph)
+    w_max, m_max = {}, {}
+    for i, stage in enumerate(graph.stages):
+        if stage.kind in ("sum", "gate"):
+            continue
+        membrane = stage.bias.abs()
+        if stage.kind == "neuron":
+            membrane = torch.maximum(membrane, _thresholds(stage).abs().max().expand_as(membrane))
+        w, g = _weight_max(stage), group[i]
+        w_max[g] = w if g not in w_max else torch.maximum(w_max[g], w)
+        m_max[g] = membrane if g not in m_max else torch.maximum(m_max[g], membrane)
+    scales = []
+    for i, stage in enumerate(graph.stages):
+        if stage.kind in ("sum", "gate"):
+            scales.append(None)
+        elif stage.kind == "readout":  # one scale for all classes
+            s = _pow2_scale(w_max[group[i]].max().view(1), arch.weight_bits, m_max[group[i]].max().view(1),
+                            arch.membrane_bits)
+            scales.append(s.expand(stage.out_shape[0]).clone())
+        else:
+            scales.append(_pow2_scale(w_max[group[i]], arch.weight_bits, m_max[group[i]], arch.membrane_bits))
+    return scales
+
+
+def _exact(stage, w: torch.Tensor) -> torch.Tensor:
+    """The integer weights of a sum or gate stage, which must be exact (no scale can be applied)."""
+    if not torch.equal(w, torch.round(w)):
+        raise UserError(f"layer {stage.name}: a {stage.kind} join of inputs whose values are not integers "
+                        f"(an average pool or a scaled input feeds it); the core adds event values exactly")
+    return w.to(torch.int64)
+
+
+def quantize_graph(graph: FloatGraph, arch: ArchConfig) -> tuple:
+    """Integer stages and their scales: ``(stages, scales)``; ``scales[i]`` is float64 ``[C]`` (1 for the
+    exact stages), so that ``integer ~ scale * float`` for weights, biases, thresholds and membranes."""
+    never = (1 << (arch.membrane_bits - 1)) - 1
+    out, scales = [], []
+    for stage, s in zip(graph.stages, stage_scales(graph, arch)):
+        channels = stage.out_shape[0]
+        if s is None:
+            sources = [Source(src.input, src.op, _exact(stage, src.weight), src.stride, src.padding)
+                       for src in stage.sources]
+            bias = _exact(stage, stage.bias)
+            thresholds = torch.full((1, channels), never, dtype=torch.int64)
+            shift, s = 0, torch.ones(channels, dtype=torch.float64)
+        else:
+            view = lambda w: s.view((-1,) + (1,) * (w.dim() - 1))
+            sources = [Source(src.input, src.op, _round(src.weight * view(src.weight)), src.stride, src.padding)
+                       for src in stage.sources]
+            bias = _round(stage.bias * s)
+            if stage.kind == "neuron":
+                if stage.neuron.levels > arch.max_levels:
+                    raise UserError(f"layer {stage.name}: {stage.neuron.levels} levels exceed the configuration's "
+                                    f"max_levels = {arch.max_levels}")
+                thresholds = torch.floor(_thresholds(stage).view(-1, 1) * s.view(1, -1)).to(torch.int64)
+                shift = leak_shift(stage.neuron.decay, stage.name)
+            else:
+                thresholds = torch.full((1, channels), never, dtype=torch.int64)
+                shift = 0
+        out.append(IntegerStage(name=stage.name, kind=stage.kind, sources=sources, out_shape=stage.out_shape,
+                                bias=bias, thresholds=thresholds, shift=shift, truth_table=stage.truth_table,
+                                carry=stage.carry))
         scales.append(s)
-    return layers, scales
+    return out, scales

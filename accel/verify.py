@@ -1,6 +1,6 @@
 """Verification: golden model == simulator == RTL, every spike of every layer at every timestep.
 
-The golden model (``models.run_integer_network``) evaluates the quantized network densely with PyTorch;
+The golden model (``models.run_integer_network``) evaluates the quantized stages densely with PyTorch;
 the simulator executes the Program's memory tables event by event; the RTL runs the generated Verilog.
 Integers are compared with equality. The float model is compared with the golden one only by accuracy
 and logit distance, which are reported.
@@ -19,10 +19,21 @@ from .program import Program
 MAX_REPORTED_MISMATCHES = 10
 
 
+def emitting_layers(program: Program) -> list:
+    """Indices of the stages that emit events (all but the readout), the order of ``golden["spikes"]``."""
+    return [i for i, layer in enumerate(program.layers) if layer.fires]
+
+
+def run_golden(program: Program, arch: ArchConfig, pixels: torch.Tensor) -> dict:
+    """The golden model on the Program's integer stages."""
+    return run_integer_network(program.integer_stages(), pixels, program.timesteps, arch.membrane_bits,
+                               arch.value_bits)
+
+
 def golden_hw_spikes(program: Program, arch: ArchConfig, golden: dict, sample: int) -> list:
-    """Golden spikes of one sample as dense ``[T, n_hw]`` arrays in hardware index order, per firing layer."""
+    """Golden spikes of one sample as dense ``[T, n_hw]`` arrays in hardware index order, per emitting layer."""
     out = []
-    for l, spikes in enumerate(golden["spikes"]):
+    for l, spikes in zip(emitting_layers(program), golden["spikes"]):
         layer = program.layers[l]
         dense = np.zeros((program.timesteps, layer.n_groups * arch.lanes), np.int64)
         dense[:, layer.hw_index(arch.lanes)] = spikes[:, sample].reshape(program.timesteps, -1).numpy()
@@ -33,10 +44,11 @@ def golden_hw_spikes(program: Program, arch: ArchConfig, golden: dict, sample: i
 def decode_rtl(program: Program, arch: ArchConfig, result: dict) -> dict:
     """Turn the RTL's trace words and state rows into dense spikes and logits."""
     trace = trace_layout(arch).unpack(result["trace"])
-    spikes = [np.zeros((program.timesteps, layer.n_groups * arch.lanes), np.int64)
-              for layer in program.layers if layer.fires]
-    for t, l, i, v in zip(trace["timestep"], trace["layer"], trace["index"], trace["value"]):
-        spikes[int(l)][int(t), int(i)] = int(v)
+    emitting = emitting_layers(program)
+    spikes = [np.zeros((program.timesteps, program.layers[l].n_groups * arch.lanes), np.int64) for l in emitting]
+    slot = {program.layers[l].update_pass: n for n, l in enumerate(emitting)}
+    for t, p, i, v in zip(trace["timestep"], trace["layer"], trace["index"], trace["value"]):
+        spikes[slot[int(p)]][int(t), int(i)] = int(v)
     state = state_layout(arch).unpack(result["state"])["u"]
     last = program.layers[-1]
     logits = state[last.state_base:last.state_base + last.n_groups, :, 0].reshape(-1)[last.hw_index(arch.lanes)]
@@ -57,7 +69,7 @@ def compare(program: Program, arch: ArchConfig, expected_spikes: list, expected_
             got_logits, sample: int, implementation: str) -> list:
     """All mismatches of one sample, in (layer, timestep, neuron) order, then the logits."""
     found = []
-    for l, (exp, got) in enumerate(zip(expected_spikes, got_spikes)):
+    for l, exp, got in zip(emitting_layers(program), expected_spikes, got_spikes):
         for t, i in zip(*np.nonzero(exp != got)):
             found.append({"implementation": implementation, "sample": sample, "layer": program.layers[l].name,
                           "layer_index": l, "timestep": int(t), **_locate(program, arch, l, int(i)),
@@ -72,8 +84,11 @@ def compare(program: Program, arch: ArchConfig, expected_spikes: list, expected_
 
 def float_gap(net, program: Program, golden: dict, pixels: torch.Tensor, labels: torch.Tensor) -> dict:
     """Accuracy of the float model and the golden (integer) model, and their mean logit distance."""
-    with torch.no_grad():
-        float_logits = net(pixels).to(torch.float64)
+    from models import DigitsNet
+
+    with torch.no_grad():  # the digits network scales its pixels itself; the others take pixels / input_scale
+        inputs = pixels if isinstance(net, DigitsNet) else pixels.to(torch.float32) / net.input_scale
+        float_logits = net(inputs).to(torch.float64)
     scale = float(program.layers[-1].scale[0]) * program.timesteps
     int_logits = golden["logits"].to(torch.float64) / scale
     float_acc = float((float_logits.argmax(1) == labels).double().mean())
@@ -92,13 +107,13 @@ def verify(program: Program, arch: ArchConfig, pixels: torch.Tensor, rtl_results
     Returns ``(report, golden)``: the report dict (``bit_exact``, ``samples``, ``mismatches``, ``cycles_sim``, ``cycles_rtl``, ...) and the golden
     model's outputs, which callers reuse for the float-versus-integer comparison.
     """
-    golden = run_integer_network(program.integer_layers(), pixels, program.timesteps, arch.membrane_bits)
+    golden = run_golden(program, arch, pixels)
     mismatches, count = [], {"sim": 0, "rtl": 0}
     cycles_rtl, cycles_rtl_measured = [], []
     for n in range(len(pixels)):
         expected = golden_hw_spikes(program, arch, golden, n)
         sim = sim_results[n]
-        sim_spikes = [sim.spikes(l, e.shape[1], program.timesteps) for l, e in enumerate(expected)]
+        sim_spikes = [sim.spikes(l, e.shape[1], program.timesteps) for l, e in zip(emitting_layers(program), expected)]
         found = compare(program, arch, expected, golden["logits"][n].numpy(), sim_spikes, sim.logits, n, "sim")
         if rtl_results is not None:
             rtl = decode_rtl(program, arch, rtl_results[n])

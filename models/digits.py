@@ -31,23 +31,26 @@ class DigitsNet(nn.Module):
     """Conv(1->c0, 3x3, pad 1) -> tdBN -> MLF -> Conv(c0->c1, 3x3, stride 2, pad 1) -> tdBN -> MLF -> Linear.
 
     The input is the pixel image divided by 16, repeated over ``timesteps`` (direct encoding); the logits
-    are the classifier's output averaged over time.
+    are the classifier's output averaged over time. ``levels`` is the MLF K of both neuron layers, or a
+    list of two (hybrid K per layer).
     """
 
-    def __init__(self, channels=(16, 32), levels: int = 3, timesteps: int = 4, v_th: float = 0.6,
+    def __init__(self, channels=(16, 32), levels=3, timesteps: int = 4, v_th: float = 0.6,
                  width: float = 1.0, decay: float = 0.25, classes: int = 10, image_size: int = 8):
         super().__init__()
         c0, c1 = channels
-        self.config = dict(channels=[c0, c1], levels=levels, timesteps=timesteps, v_th=v_th, width=width,
+        k0, k1 = (levels, levels) if isinstance(levels, int) else levels
+        self.config = dict(channels=[c0, c1], levels=levels if isinstance(levels, int) else [k0, k1], timesteps=timesteps, v_th=v_th, width=width,
                            decay=decay, classes=classes, image_size=image_size)
         self.timesteps = timesteps
         self.input_scale = DIGITS_MAX_PIXEL
+        self.input_shape = (1, image_size, image_size)
         self.conv0 = nn.Conv2d(1, c0, 3, stride=1, padding=1, bias=False)
         self.bn0 = TdBN(c0, v_th=v_th)
-        self.act0 = MLF(levels, v_th, width, decay)
+        self.act0 = MLF(k0, v_th, width, decay)
         self.conv1 = nn.Conv2d(c0, c1, 3, stride=2, padding=1, bias=False)
         self.bn1 = TdBN(c1, v_th=v_th)
-        self.act1 = MLF(levels, v_th, width, decay)
+        self.act1 = MLF(k1, v_th, width, decay)
         side = (image_size + 1) // 2
         self.fc = nn.Linear(c1 * side * side, classes)
 

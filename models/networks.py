@@ -5,6 +5,7 @@ Keys (unknown keys are an error)::
     arch:        "resnet" | "vgg" | "sew7b"
     block:       resnet only: "spiking" | "ds" | "ms" | "sew" | "lsn" | "dual"
     depth:       resnet only: 6N + 2 (8, 14, 20, 32, ...)
+    stages:      resnet only: 1, 2 or 3 stages of N blocks (default 3: widths w, 2w, 4w)
     width:       resnet: "small" | "middle" | "large" (16/32/64) or an int; sew7b: channels (default 32)
     layers:      vgg only: list of conv widths, "M" (max pool 2) or "A" (avg pool 2)
     fc_hidden:   vgg only: widths of hidden spiking fully-connected layers (default [])
@@ -48,7 +49,7 @@ BLOCK_DEFAULTS = {  # the settings of each block's paper
 }
 COMMON_KEYS = {"arch", "in_channels", "classes", "timesteps", "neuron", "levels", "norm"}
 ARCH_KEYS = {
-    "resnet": COMMON_KEYS | {"block", "depth", "width", "connect", "join", "zero_init_residual"},
+    "resnet": COMMON_KEYS | {"block", "depth", "stages", "width", "connect", "join", "zero_init_residual"},
     "vgg": COMMON_KEYS | {"layers", "fc_hidden", "image_size"},
     "sew7b": COMMON_KEYS | {"width", "connect"},
 }
@@ -107,6 +108,9 @@ class SpikingNetwork(nn.Module):
 class SpikingResNet(SpikingNetwork):
     """ResNet-(6N+2): stem conv-BN-SN, 3 stages of N blocks (widths w, 2w, 4w), global pool, classifier.
 
+    ``stages`` < 3 keeps only the first stages (a smaller network for small inputs; the depth name then
+    counts the blocks the full network would have).
+
     With ``block="ms"`` the stem leaves membranes (no neuron) and a neuron closes the conv stack. With
     ``block="dual"`` the forward returns ``(O_s, O_a)`` in ``stream_mode="dual"`` (training with
     :func:`models.blocks.dual_stream_loss`), ``O_s`` with the AAP removed in ``"fsnn"``, and ``O_a`` (the
@@ -116,7 +120,7 @@ class SpikingResNet(SpikingNetwork):
     STREAM_MODES = ("dual", "fsnn", "dsnn")
 
     def __init__(self, block: str, depth: int, width: int, in_channels: int, classes: int, timesteps: int,
-                 neurons: list, norm: str, block_options: dict):
+                 neurons: list, norm: str, block_options: dict, stages: int = 3):
         super().__init__(timesteps)
         blocks_per_stage = (depth - 2) // 6
         self.block_kind = block
@@ -126,7 +130,7 @@ class SpikingResNet(SpikingNetwork):
         self.stem_norm = make_norm(norm, width, stem_neuron().v_th)
         self.stem_neuron = None if block == "ms" else stem_neuron()
         layers, channels, index = [], width, 0
-        for stage, stage_width in enumerate((width, 2 * width, 4 * width)):
+        for stage, stage_width in enumerate((width, 2 * width, 4 * width)[:stages]):
             for b in range(blocks_per_stage):
                 stride = 2 if stage > 0 and b == 0 else 1
                 layers.append(RESNET_BLOCKS[block](channels, stage_width, stride, neuron=block_neurons[index],
@@ -262,10 +266,11 @@ def build_network(config: dict) -> nn.Module:
             options["zero_init_residual"] = bool(config.get("zero_init_residual", block == "ms"))
         elif "zero_init_residual" in config:
             raise ValueError(f"zero_init_residual: only for blocks 'ms' and 'dual' (block is {block!r})")
-        neurons = _neuron_factories(config, 1 + 3 * (depth - 2) // 6, defaults["neuron"])
+        stages = _choice(config, "stages", (1, 2, 3), 3)
+        neurons = _neuron_factories(config, 1 + stages * (depth - 2) // 6, defaults["neuron"])
         return SpikingResNet(block, depth, width, _positive_int(config, "in_channels", 3),
                              _positive_int(config, "classes", 10), timesteps, neurons,
-                             _choice(config, "norm", NORMS, defaults["norm"]), options)
+                             _choice(config, "norm", NORMS, defaults["norm"]), options, stages)
     if arch == "vgg":
         layers = config.get("layers")
         if not isinstance(layers, list) or not any(isinstance(e, int) for e in layers) or \

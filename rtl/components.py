@@ -49,7 +49,10 @@ def population_count(bits):
 
 
 class AcArray(wiring.Component):
-    """``lanes`` saturating signed adders: ``acc_out[i] = sat_acc_bits(acc_in[i] + weight[i])``.
+    """``lanes`` saturating signed adders: ``acc_out[i] = sat_acc_bits(acc_in[i] + (weight[i] << shift))``.
+
+    The shift serves bit-serial multi-valued inputs (one addition per set bit of the value); with
+    ``max_shift = 0`` there is no shifter and ``shift`` is ignored.
 
     Parameters
     ----------
@@ -59,6 +62,8 @@ class AcArray(wiring.Component):
         Signed accumulator width ``A``.
     weight_bits : int
         Signed weight width ``W`` (``W <= A``).
+    max_shift : int
+        Largest shift ``S`` (0 .. 31).
 
     Attributes
     ----------
@@ -66,6 +71,8 @@ class AcArray(wiring.Component):
         Accumulator row before the addition.
     weight : In, ``ArrayLayout(signed(W), L)``
         Weight row to add (sign-extended to ``A`` bits).
+    shift : In, ``range(S + 1)``
+        Left shift of the weights (a power-of-two multiple, wired, no multiplier).
     acc_out : Out, ``ArrayLayout(signed(A), L)``
         Saturated sums.
     saturated : Out, ``L`` bits
@@ -74,14 +81,16 @@ class AcArray(wiring.Component):
         Number of lanes that clamped (saturation events of this addition).
     """
 
-    def __init__(self, lanes: int, acc_bits: int, weight_bits: int):
+    def __init__(self, lanes: int, acc_bits: int, weight_bits: int, max_shift: int = 0):
         _check_width(self, "lanes", lanes, 1, 256)
         _check_width(self, "acc_bits", acc_bits, 2, 64)
         _check_width(self, "weight_bits", weight_bits, 2, acc_bits)
-        self.lanes, self.acc_bits, self.weight_bits = lanes, acc_bits, weight_bits
+        _check_width(self, "max_shift", max_shift, 0, 31)
+        self.lanes, self.acc_bits, self.weight_bits, self.max_shift = lanes, acc_bits, weight_bits, max_shift
         super().__init__({
             "acc_in": In(data.ArrayLayout(signed(acc_bits), lanes)),
             "weight": In(data.ArrayLayout(signed(weight_bits), lanes)),
+            "shift": In(range(max_shift + 1)),
             "acc_out": Out(data.ArrayLayout(signed(acc_bits), lanes)),
             "saturated": Out(lanes),
             "saturation_count": Out(range(lanes + 1)),
@@ -90,23 +99,28 @@ class AcArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         for lane in range(self.lanes):
-            clamped, saturated = saturate(m, self.acc_in[lane] + self.weight[lane], self.acc_bits, f"lane{lane}")
+            addend = self.weight[lane] << self.shift if self.max_shift else self.weight[lane]
+            clamped, saturated = saturate(m, self.acc_in[lane] + addend, self.acc_bits, f"lane{lane}")
             m.d.comb += [self.acc_out[lane].eq(clamped), self.saturated[lane].eq(saturated)]
         m.d.comb += self.saturation_count.eq(population_count(self.saturated[lane] for lane in range(self.lanes)))
         return m
 
 
 class NeuronUpdate(wiring.Component):
-    """One timestep of ``lanes`` multi-level neurons (``docs/numerics.md`` section 3), combinationally.
+    """The update phase of ``lanes`` neurons of one stage (``docs/numerics.md``), combinationally.
 
-    For lane ``i`` and level ``k < levels``::
+    With ``current[i] = acc[i] + bias[i]`` and the stage ``kind``:
 
-        v        = sat_M((membrane[i][k] >> shift) + acc[i] + bias[i])     arithmetic shift (floor)
-        fire     = v > threshold[i][k]                                      strict
+    - ``0`` neuron, for lane ``i`` and level ``k < levels``::
+
+        v          = sat_M((membrane[i][k] >> shift) + current[i])     arithmetic shift (floor)
+        fire       = v > threshold[i][k]                                strict
         next[i][k] = 0 if fire else v
-        count[i] = number of levels that fired
+        value[i]   = number of levels that fired
 
-    Levels ``k >= levels`` are held at 0, never fire and never count a saturation.
+      Levels ``k >= levels`` are held at 0, never fire and never count a saturation.
+    - ``1`` sum: ``value[i] = clamp(current[i], 0, 2**V - 1)`` (a clamp counts one saturation).
+    - ``2`` gate: ``value[i] = truth_table[clamp(current[i], 0, 7)]`` (a clamp counts one saturation).
 
     Parameters
     ----------
@@ -118,6 +132,8 @@ class NeuronUpdate(wiring.Component):
         Signed accumulator width ``A`` (``A <= M``).
     membrane_bits : int
         Signed membrane, bias and threshold width ``M``.
+    value_bits : int
+        Unsigned event value width ``V`` (``2**V > K``).
 
     Attributes
     ----------
@@ -130,47 +146,56 @@ class NeuronUpdate(wiring.Component):
     threshold : In, ``ArrayLayout(ArrayLayout(signed(M), K), L)``
         Per-lane, per-level thresholds.
     shift : In, 3 bits
-        Leak shift of the layer (0 .. 7).
+        Leak shift of the stage (0 .. 7).
     levels : In, ``unsigned(K.bit_length())``
-        Active levels of the layer (1 .. K).
+        Active levels of the stage (1 .. K).
+    kind : In, 2 bits
+        0 neuron, 1 sum, 2 gate.
+    truth_table : In, 8 bits
+        The gate's output for each index 0 .. 7.
     membrane_next : Out, ``ArrayLayout(ArrayLayout(signed(M), K), L)``
-        Membranes to store.
-    count : Out, ``ArrayLayout(unsigned(K.bit_length()), L)``
-        Spike count (0 .. levels) of each lane.
+        Membranes to store (neuron kind).
+    value : Out, ``ArrayLayout(unsigned(V), L)``
+        Event value of each lane (0: no event).
     saturation_count : Out, ``unsigned(ceil(log2(L * K + 1)))``
-        Number of active (lane, level) pairs whose sum was clamped.
+        Number of clamps of this update.
     """
 
-    def __init__(self, lanes: int, max_levels: int, acc_bits: int, membrane_bits: int):
+    def __init__(self, lanes: int, max_levels: int, acc_bits: int, membrane_bits: int, value_bits: int):
         _check_width(self, "lanes", lanes, 1, 256)
         _check_width(self, "max_levels", max_levels, 1, 8)
         _check_width(self, "membrane_bits", membrane_bits, 2, 64)
         _check_width(self, "acc_bits", acc_bits, 2, membrane_bits)
+        _check_width(self, "value_bits", value_bits, max_levels.bit_length(), 32)
         self.lanes, self.max_levels = lanes, max_levels
-        self.acc_bits, self.membrane_bits = acc_bits, membrane_bits
+        self.acc_bits, self.membrane_bits, self.value_bits = acc_bits, membrane_bits, value_bits
         membranes = data.ArrayLayout(data.ArrayLayout(signed(membrane_bits), max_levels), lanes)
-        level_count = unsigned(max_levels.bit_length())
         super().__init__({
             "membrane": In(membranes),
             "acc": In(data.ArrayLayout(signed(acc_bits), lanes)),
             "bias": In(data.ArrayLayout(signed(membrane_bits), lanes)),
             "threshold": In(membranes),
             "shift": In(3),
-            "levels": In(level_count),
+            "levels": In(unsigned(max_levels.bit_length())),
+            "kind": In(2),
+            "truth_table": In(8),
             "membrane_next": Out(membranes),
-            "count": Out(data.ArrayLayout(level_count, lanes)),
+            "value": Out(data.ArrayLayout(unsigned(value_bits), lanes)),
             "saturation_count": Out(range(lanes * max_levels + 1)),
         })
 
     def elaborate(self, platform):
         m = Module()
         saturation_flags = []
+        is_neuron, is_sum, is_gate = self.kind == 0, self.kind == 1, self.kind == 2
+        value_max = (1 << self.value_bits) - 1
         for lane in range(self.lanes):
             # acc is narrower than the membrane: the sum is formed exactly, then clamped once per level.
-            current = self.acc[lane] + self.bias[lane]
+            current = Signal(signed(self.membrane_bits + 1), name=f"lane{lane}_current")
+            m.d.comb += current.eq(self.acc[lane] + self.bias[lane])
             fired_levels = []
             for level in range(self.max_levels):
-                active = level < self.levels
+                active = is_neuron & (level < self.levels)
                 name = f"lane{lane}_level{level}"
                 value, saturated = saturate(m, (self.membrane[lane][level] >> self.shift) + current,
                                             self.membrane_bits, name)
@@ -181,6 +206,18 @@ class NeuronUpdate(wiring.Component):
                 ]
                 fired_levels.append(fired)
                 saturation_flags.append(active & saturated)
-            m.d.comb += self.count[lane].eq(population_count(fired_levels))
+            # sum and gate: clamp the current to the event range or the gate's index range
+            upper = Mux(is_gate, 7, value_max)
+            below, above = current < 0, current > upper
+            clamped = Signal(range(max(value_max, 7) + 1), name=f"lane{lane}_clamped")
+            m.d.comb += clamped.eq(Mux(below, 0, Mux(above, upper, current)))
+            saturation_flags.append((is_sum | is_gate) & (below | above))
+            with m.Switch(self.kind):
+                with m.Case(0):
+                    m.d.comb += self.value[lane].eq(population_count(fired_levels))
+                with m.Case(1):
+                    m.d.comb += self.value[lane].eq(clamped)
+                with m.Case(2):
+                    m.d.comb += self.value[lane].eq(self.truth_table.bit_select(clamped[:3], 1))
         m.d.comb += self.saturation_count.eq(population_count(saturation_flags))
         return m

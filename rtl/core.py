@@ -14,7 +14,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from accel.config import ArchConfig
-from accel.layouts import REGION_INPUT, memory_depths
+from accel.layouts import KIND_NEURON, REGION_INPUT, memory_depths
 
 from .components import AcArray, NeuronUpdate
 from .layouts import memory_layouts
@@ -78,8 +78,6 @@ class Core(wiring.Component):
         problem = None
         if not isinstance(arch, ArchConfig):
             problem = TypeError(f"arch must be an accel.config.ArchConfig, got {type(arch).__name__}")
-        elif arch.multivalue != "repeat":
-            problem = ValueError(f"multivalue mode {arch.multivalue!r} is not implemented by the RTL (only 'repeat')")
         if problem is not None:
             self._MustUse__silence = True  # never elaborated: no "created but never used" warning
             raise problem
@@ -109,9 +107,11 @@ class Core(wiring.Component):
             read[name] = memory.read_port()
             write[name] = memory.write_port()
 
-        m.submodules.ac_array = ac_array = AcArray(lanes, arch.acc_bits, arch.weight_bits)
+        bitserial = arch.multivalue == "bitserial"
+        m.submodules.ac_array = ac_array = AcArray(lanes, arch.acc_bits, arch.weight_bits,
+                                                   arch.value_bits - 1 if bitserial else 0)
         m.submodules.neuron_update = neuron_update = NeuronUpdate(
-            lanes, arch.max_levels, arch.acc_bits, arch.membrane_bits)
+            lanes, arch.max_levels, arch.acc_bits, arch.membrane_bits, arch.value_bits)
 
         # ---- control registers --------------------------------------------------------------------
         n_layers = Signal(arch.addr_bits("layers") + 1)
@@ -136,18 +136,19 @@ class Core(wiring.Component):
         layer = Signal(arch.addr_bits("layers") + 1)
         event = Signal(range(events_per_region + 1))
         event_counts = Array(Signal(range(events_per_region + 1), name=f"event_count{region}")
-                             for region in range(3))
+                             for region in range(arch.event_regions))
         descriptor = Signal(layouts["layers"])
         event_value = Signal(arch.value_bits)
         fanout_start = Signal(arch.addr_bits("synapses"))
         fanout_count = Signal(arch.fanout_bits)
         synapse = Signal(arch.fanout_bits)
         acc_row = Signal(arch.addr_bits("state"))
-        repeat = Signal(arch.value_bits)
+        repeat = Signal(arch.value_bits)          # repeat mode: number of the current addition
+        remaining = Signal(arch.value_bits)       # bit-serial mode: bits of the value still to add
         acc_partial = Signal.like(ac_array.acc_out)
         group = Signal(arch.addr_bits("state") + 1)
         block = Signal(arch.addr_bits("params") + 1)
-        spike_counts = Signal.like(neuron_update.count)
+        spike_counts = Signal.like(neuron_update.value)
 
         idle = Signal()
         updating = Signal()
@@ -200,7 +201,19 @@ class Core(wiring.Component):
             m.next = "IDLE"
 
         # The arithmetic units read the memories directly; the states decide when their results count.
-        first_addition = repeat == 1
+        # Multi-valued events: `repeat` adds the weight v times; `bitserial` adds w << b for each set bit b
+        # of v, lowest first (`remaining` holds the bits still to add).
+        if bitserial:
+            first_addition = remaining == event_value
+            last_addition = (remaining & (remaining - 1)) == 0
+            lowest_bit = Signal(range(arch.value_bits))
+            for bit in reversed(range(arch.value_bits)):
+                with m.If(remaining[bit]):
+                    m.d.comb += lowest_bit.eq(bit)
+            m.d.comb += ac_array.shift.eq(lowest_bit)
+        else:
+            first_addition = repeat == 1
+            last_addition = repeat == event_value
         m.d.comb += [
             ac_array.acc_in.eq(Mux(first_addition, read["acc"].data.acc.as_value(), acc_partial.as_value())),
             ac_array.weight.eq(read["weights"].data.w),
@@ -212,8 +225,11 @@ class Core(wiring.Component):
             neuron_update.threshold.eq(read["params"].data.threshold),
             neuron_update.shift.eq(descriptor.shift),
             neuron_update.levels.eq(descriptor.levels),
+            neuron_update.kind.eq(descriptor.kind),
+            neuron_update.truth_table.eq(descriptor.truth_table),
         ]
-        group_row = descriptor.state_base + group
+        acc_group_row = descriptor.acc_base + group
+        state_group_row = descriptor.state_base + group
         pending_lanes = Cat(spike_counts[lane] != 0 for lane in range(lanes))
         first_pending_lane = Signal(range(lanes))
         for lane in reversed(range(lanes)):
@@ -243,7 +259,7 @@ class Core(wiring.Component):
                         done.eq(0), cycles.eq(0), trace_count.eq(0), trace_overflow.eq(0), saturations.eq(0),
                         clear_row.eq(0), pixel.eq(0), timestep.eq(0), layer.eq(0),
                     ]
-                    m.d.sync += [event_counts[region].eq(0) for region in range(3)]
+                    m.d.sync += [event_counts[region].eq(0) for region in range(arch.event_regions)]
                     with m.If(state_rows != 0):
                         m.next = "CLEAR"
                     with m.Else():
@@ -275,12 +291,16 @@ class Core(wiring.Component):
 
             with m.State("LATCH"):
                 m.d.sync += [descriptor.eq(read["layers"].data), event.eq(0), group.eq(0), block.eq(0)]
-                m.d.sync += event_counts[read["layers"].data.out_region].eq(0)
+                with m.If(read["layers"].data.update):
+                    m.d.sync += event_counts[read["layers"].data.out_region].eq(0)
                 m.next = "EV"
 
             with m.State("EV"):
                 with m.If(event == event_counts[descriptor.in_region]):
-                    m.next = "URD"
+                    with m.If(descriptor.update):
+                        m.next = "URD"
+                    with m.Else():
+                        m.next = "NEXT"
                 with m.Else():
                     m.d.comb += [
                         read["events"].addr.eq(descriptor.in_region * events_per_region + event),
@@ -317,13 +337,13 @@ class Core(wiring.Component):
                     read["weights"].addr.eq(read["synapses"].data.wrow), read["weights"].en.eq(1),
                     read["acc"].addr.eq(read["synapses"].data.row), read["acc"].en.eq(1),
                 ]
-                m.d.sync += [acc_row.eq(read["synapses"].data.row), repeat.eq(1)]
+                m.d.sync += [acc_row.eq(read["synapses"].data.row), repeat.eq(1), remaining.eq(event_value)]
                 m.next = "ACC"
 
             with m.State("ACC"):
-                # Addition number `repeat` of `event_value`; the sum stays in acc_partial until the last.
+                # One addition of the event's value; the sum stays in acc_partial until the last.
                 m.d.sync += saturations.eq(saturations + ac_array.saturation_count)
-                with m.If(repeat == event_value):
+                with m.If(last_addition):
                     m.d.comb += [
                         write["acc"].addr.eq(acc_row), write["acc"].data.acc.eq(ac_array.acc_out),
                         write["acc"].en.eq(1),
@@ -331,15 +351,16 @@ class Core(wiring.Component):
                     m.d.sync += synapse.eq(synapse + 1)
                     m.next = "SYN"
                 with m.Else():
-                    m.d.sync += [acc_partial.eq(ac_array.acc_out), repeat.eq(repeat + 1)]
+                    m.d.sync += [acc_partial.eq(ac_array.acc_out), repeat.eq(repeat + 1),
+                                 remaining.eq(remaining & (remaining - 1))]
 
             with m.State("URD"):
                 with m.If(group == descriptor.n_groups):
                     m.next = "NEXT"
                 with m.Else():
                     m.d.comb += [
-                        read["acc"].addr.eq(group_row), read["acc"].en.eq(1),
-                        read["state"].addr.eq(group_row), read["state"].en.eq(1),
+                        read["acc"].addr.eq(acc_group_row), read["acc"].en.eq(1),
+                        read["state"].addr.eq(state_group_row), read["state"].en.eq(1),
                         read["params"].addr.eq(descriptor.param_base + block), read["params"].en.eq(1),
                     ]
                     m.next = "UWR"
@@ -347,15 +368,16 @@ class Core(wiring.Component):
             with m.State("UWR"):
                 m.d.comb += updating.eq(1)
                 m.d.comb += [
-                    write["state"].addr.eq(group_row), write["state"].data.u.eq(neuron_update.membrane_next),
-                    write["state"].en.eq(1),
-                    write["acc"].addr.eq(group_row), write["acc"].data.eq(0), write["acc"].en.eq(1),
+                    write["state"].addr.eq(state_group_row), write["state"].data.u.eq(neuron_update.membrane_next),
+                    write["state"].en.eq(descriptor.kind == KIND_NEURON),
+                    write["acc"].addr.eq(acc_group_row), write["acc"].data.eq(0),
+                    write["acc"].en.eq(descriptor.clear_acc),
                 ]
                 m.d.sync += [
                     saturations.eq(saturations + neuron_update.saturation_count),
-                    spike_counts.eq(neuron_update.count),
+                    spike_counts.eq(neuron_update.value),
                 ]
-                with m.If(Cat(neuron_update.count[lane] != 0 for lane in range(lanes)).any()):
+                with m.If(Cat(neuron_update.value[lane] != 0 for lane in range(lanes)).any()):
                     m.next = "EMIT"
                 with m.Else():
                     next_group()

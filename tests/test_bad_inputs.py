@@ -35,6 +35,37 @@ def _program(tmp: Path) -> Path:
     return tmp / "prog"
 
 
+def _sew7b_checkpoint(tmp: Path) -> Path:
+    """A generic digits checkpoint of the SEW 7B-Net, whose max pooling the core does not have."""
+    from models.networks import build_network
+
+    config = {"arch": "sew7b", "width": 4, "in_channels": 1, "classes": 10}
+    run = {"dataset": {"name": "digits"}, "model": config, "train": {}}
+    torch.save({"format": "spikecore-checkpoint", "version": 1, "model": "network", "config": config,
+                "state_dict": build_network(config).state_dict(), "metrics": {},
+                "train_state": {"run_config": run}}, tmp / "sew7b.pt")
+    return tmp / "sew7b.pt"
+
+
+def _nir_file(tmp: Path, fault) -> Path:
+    """A NIR graph input - flatten - affine - LIF - output, with one ``fault``: a CubaLIF neuron ("cuba"), a
+    leak 1 - dt/tau = 0.3 ("tau"), a reset to 0.5 ("reset"); ``None``: a valid graph."""
+    import nir
+
+    n, tau = 10, (1e-4 / 0.7 if fault == "tau" else 2e-4)
+    params = dict(r=np.full(n, tau / 1e-4), v_leak=np.zeros(n), v_threshold=np.ones(n),
+                  v_reset=np.full(n, 0.5 if fault == "reset" else 0.0))
+    lif = nir.CubaLIF(tau_syn=np.full(n, tau), tau_mem=np.full(n, tau), **params) if fault == "cuba" else \
+        nir.LIF(tau=np.full(n, tau), **params)
+    nodes = {"input": nir.Input(input_type={"input": np.array([1, 8, 8])}),
+             "flat": nir.Flatten(input_type={"input": np.array([1, 8, 8])}, start_dim=0, end_dim=-1),
+             "fc": nir.Affine(weight=np.ones((n, 64)), bias=np.zeros(n)), "lif": lif,
+             "output": nir.Output(output_type={"output": np.array([n])})}
+    names = list(nodes)
+    nir.write(tmp / "m.nir", nir.NIRGraph(nodes=nodes, edges=list(zip(names, names[1:])), type_check=False))
+    return tmp / "m.nir"
+
+
 def _edited_program(tmp: Path, key: str, edit) -> Path:
     path = _program(tmp)
     with np.load(path / "arrays.npz") as data:
@@ -140,7 +171,7 @@ CASES = [
      lambda t: ["compile", SHIPPED, "--arch", _write(t / "a.yaml", "acc_bits: 12\n"), "--out", t / "out"],
      ["layer conv0", "accumulator bound", "overflows acc_bits = 12"]),
     ("weight-overflow",
-     lambda t: ["sim", _edited_program(t, "layer1.weight", lambda w: w.__setitem__((0, 0, 0, 0), 300)),
+     lambda t: ["sim", _edited_program(t, "layer1.source0.weight", lambda w: w.__setitem__((0, 0, 0, 0), 300)),
                 "--out", t / "out.json"],
      ["prog", "layer conv1", "weight", "overflows 8 bits"]),
     ("threshold-overflow",
@@ -190,6 +221,53 @@ CASES = [
     ("bad-sample-count",
      lambda t: ["demo", "--samples", "0", "--out", t / "out"],
      ["--samples must be at least 1"]),
+    ("unknown-method",
+     lambda t: ["demo", "--method", "sew-nand", "--out", t / "out"],
+     ["--method 'sew-nand' is not a method", "--list-methods"]),
+    ("unsupported-construct",
+     lambda t: ["compile", _sew7b_checkpoint(t), "--out", t / "out"],
+     ["layer blocks.1 (MaxPool2d): not supported on the core"]),
+    ("synth-unknown-target",
+     lambda t: ["synth", "--target", "ice41", "--out", t / "out"],
+     ["target 'ice41' is not supported", "ice40-up5k, ecp5-85, xilinx7"]),
+    ("sweep-malformed-yaml",
+     lambda t: ["sweep", _write(t / "s.yaml", "grid:\n  lanes: [8, 16\n"), "--out", t / "out"],
+     ["s.yaml", "malformed YAML at line"]),
+    ("sweep-unknown-key",
+     lambda t: ["sweep", _write(t / "s.yaml", "gird:\n  lanes: [8]\n"), "--out", t / "out"],
+     ["s.yaml", "unknown key 'gird'", "did you mean 'grid'"]),
+    ("sweep-unknown-parameter",
+     lambda t: ["sweep", _write(t / "s.yaml", "grid:\n  lanez: [8]\n"), "--out", t / "out"],
+     ["s.yaml", "unknown parameter 'grid.lanez'", "did you mean 'lanes'"]),
+    ("sweep-bad-value",
+     lambda t: ["sweep", _write(t / "s.yaml", "grid:\n  lanes: [8, 6]\n"), "--out", t / "out"],
+     ["s.yaml: grid.lanes", "key 'lanes' = 6 must be a power of two"]),
+    ("sweep-missing-checkpoint",
+     lambda t: ["sweep", _write(t / "s.yaml", "networks: [none.pt]\ngrid:\n  lanes: [8]\n"), "--out", t / "out"],
+     ["s.yaml", "no such checkpoint file", "none.pt"]),
+    ("sweep-unknown-target",
+     lambda t: ["sweep", _write(t / "s.yaml", "grid:\n  lanes: [8]\nsynth:\n  target: ice41\n"), "--out", t / "out"],
+     ["s.yaml", "key 'synth.target'", "target 'ice41' is not supported"]),
+    ("sweep-unreachable-scheduler",
+     lambda t: ["sweep", _write(t / "s.yaml", "grid:\n  lanes: [8]\n"), "--out", t / "out",
+                "--scheduler", "tcp://127.0.0.1:9"],
+     ["--scheduler tcp://127.0.0.1:9: cannot reach the Dask scheduler"]),
+    ("nir-unsupported-node",
+     lambda t: ["import", _nir_file(t, "cuba"), "--out", t / "out", "--timesteps", "4", "--input-scale", "16"],
+     ["m.nir: node 'lif' (CubaLIF): not supported on the core"]),
+    ("nir-leak-not-a-shift",
+     lambda t: ["import", _nir_file(t, "tau"), "--out", t / "out", "--timesteps", "4", "--input-scale", "16"],
+     ["m.nir: node 'lif' (LIF): decay 1 - dt/tau = 0.3", "not a power of two"]),
+    ("nir-soft-reset",
+     lambda t: ["import", _nir_file(t, "reset"), "--out", t / "out", "--timesteps", "4", "--input-scale", "16"],
+     ["m.nir: node 'lif' (LIF): v_reset is not 0"]),
+    ("nir-missing-timesteps",
+     lambda t: ["import", _nir_file(t, None), "--out", t / "out"],
+     ["m.nir: the file does not record --timesteps"]),
+    ("nir-corrupt-file",
+     lambda t: ["import", _write(t / "m.nir", b"\x89HDF junk"), "--out", t / "out", "--timesteps", "4",
+                "--input-scale", "16"],
+     ["m.nir: truncated or not a NIR file"]),
 ]
 
 

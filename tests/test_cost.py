@@ -23,11 +23,12 @@ def test_sram_energy_interpolates_log_log_and_scales_with_width():
 
 
 def test_accesses_follow_the_schedule():
-    account = LayerAccount("l", input_events=7, synapse_rows=30, output_events=5, neuron_updates=4, steps=2)
+    account = LayerAccount("l", input_events=7, synapse_rows=30, output_events=5, neuron_updates=4, state_writes=4,
+                           acc_clears=3, steps=2)
     acc = layer_accesses(account)
     assert acc["events"] == (7, 5) and acc["pointers"] == (7, 0)
     assert acc["synapses"] == acc["weights"] == (30, 0)
-    assert acc["acc"] == (34, 34) and acc["state"] == (4, 4) and acc["params"] == (4, 0)
+    assert acc["acc"] == (34, 33) and acc["state"] == (4, 4) and acc["params"] == (4, 0)
     assert acc["trace"] == (0, 5) and acc["layers"] == (2, 0)
     assert setup_accesses(10, 64, 20) == {"inputs": (64, 0), "events": (0, 20), "acc": (0, 10), "state": (0, 10)}
 

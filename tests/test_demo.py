@@ -8,10 +8,10 @@ from accel.checkpoint import load_checkpoint, shipped_checkpoint_path
 from accel.cli import main
 from accel.compiler import compile_network
 from accel.config import default_arch
-from models import run_integer_network, load_digits_split
+from models import load_digits_split
 from models.train import train_digits
 from accel.trainconfig import load_train_config
-from accel.verify import float_gap
+from accel.verify import float_gap, run_golden
 
 
 def test_training_reaches_97_percent_and_hardware_exact_stays_within_half_a_point(tmp_path):
@@ -24,7 +24,7 @@ def test_training_reaches_97_percent_and_hardware_exact_stays_within_half_a_poin
     arch = default_arch()
     program = compile_network(net, arch)
     _, _, x_te, y_te = load_digits_split()
-    golden = run_integer_network(program.integer_layers(), x_te, program.timesteps, arch.membrane_bits)
+    golden = run_golden(program, arch, x_te)
     gap = float_gap(net, program, golden, x_te, y_te)
     assert gap["float_accuracy"] == metrics["test_accuracy"]
     assert abs(gap["accuracy_gap_pp"]) <= 0.5

@@ -1,8 +1,7 @@
 """Golden model == simulator on the trained digits network, and the accuracy contract."""
 import numpy as np
 
-from accel.verify import compare, golden_hw_spikes, float_gap, verify
-from models import run_integer_network
+from accel.verify import compare, golden_hw_spikes, float_gap, run_golden, verify
 from sim.engine import simulate, simulate_batch
 
 
@@ -18,8 +17,7 @@ def test_golden_equals_simulator_every_spike(digits_program, arch, digits_test_s
 def test_simulator_cycles_follow_the_schedule(digits_program, arch, digits_test_set):
     """Recompute docs/core.md's cycle formula from the golden spikes and the fan-out table."""
     pixels = digits_test_set[0][:5]
-    golden = run_integer_network(digits_program.integer_layers(), pixels, digits_program.timesteps,
-                                 arch.membrane_bits)
+    golden = run_golden(digits_program, arch, pixels)
     count = digits_program.memories["pointers"]["count"]
     for n in range(len(pixels)):
         flat = pixels[n].reshape(-1).numpy()
@@ -29,7 +27,7 @@ def test_simulator_cycles_follow_the_schedule(digits_program, arch, digits_test_
             for l, layer in enumerate(digits_program.layers):
                 values = inputs[l] if l == 0 else inputs[l][t]
                 idx = np.nonzero(values)[0]
-                c, v = count[layer.ptr_base + idx], values[idx]
+                c, v = count[layer.sources[0].ptr_base + idx], values[idx]
                 emitted = np.count_nonzero(inputs[l + 1][t]) if layer.fires else 0
                 expect += 2 + 1 + int((4 + 2 * c + c * v).sum()) + 1 + 2 * layer.n_groups + emitted + 1
         assert simulate(digits_program, arch, flat).cycles == expect
@@ -37,8 +35,7 @@ def test_simulator_cycles_follow_the_schedule(digits_program, arch, digits_test_
 
 def test_accuracy_float_and_hardware_exact(digits_net, digits_program, arch, digits_test_set):
     pixels, labels = digits_test_set
-    golden = run_integer_network(digits_program.integer_layers(), pixels, digits_program.timesteps,
-                                 arch.membrane_bits)
+    golden = run_golden(digits_program, arch, pixels)
     gap = float_gap(digits_net, digits_program, golden, pixels, labels)
     assert gap["float_accuracy"] >= 0.97
     assert abs(gap["accuracy_gap_pp"]) <= 0.5
@@ -47,8 +44,7 @@ def test_accuracy_float_and_hardware_exact(digits_net, digits_program, arch, dig
 
 def test_compare_locates_a_flipped_spike(digits_program, arch, digits_test_set):
     pixels = digits_test_set[0][:1]
-    golden = run_integer_network(digits_program.integer_layers(), pixels, digits_program.timesteps,
-                                 arch.membrane_bits)
+    golden = run_golden(digits_program, arch, pixels)
     expected = golden_hw_spikes(digits_program, arch, golden, 0)
     got = [e.copy() for e in expected]
     t, i = 2, int(digits_program.layers[1].hw_index(arch.lanes)[37])

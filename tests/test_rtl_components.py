@@ -13,6 +13,9 @@ from amaranth.sim import Simulator
 from accel.config import default_arch
 from accel.layouts import all_layouts
 from models.hwexact import neuron_step_int
+from accel.layouts import KIND_GATE, KIND_NEURON, KIND_SUM
+from models import IntegerStage
+from models.hwexact import stage_output
 from rtl.components import AcArray, NeuronUpdate
 from rtl.layouts import to_amaranth
 
@@ -77,9 +80,9 @@ def test_ac_array_rejects_bad_widths():
     with pytest.raises(ValueError, match=r"lanes must be an integer in \[1, 256\], got 0"):
         AcArray(0, 8, 4)
     with pytest.raises(ValueError, match=r"acc_bits must be an integer in \[2, 16\], got 20"):
-        NeuronUpdate(4, 2, 20, 16)
+        NeuronUpdate(4, 2, 20, 16, 4)
     with pytest.raises(ValueError, match=r"max_levels must be an integer in \[1, 8\], got 9"):
-        NeuronUpdate(4, 9, 8, 16)
+        NeuronUpdate(4, 9, 8, 16, 4)
 
 
 # ---- neuron update unit ----------------------------------------------------------------------------
@@ -128,7 +131,7 @@ def equality_case(lanes, max_levels, bits):
 @pytest.mark.parametrize("lanes, max_levels, acc_bits, bits", [(8, 4, 20, 20), (4, 3, 6, 8), (2, 1, 4, 4)])
 def test_neuron_update_matches_golden_model(lanes, max_levels, acc_bits, bits):
     rng = np.random.default_rng(99 + lanes * max_levels)
-    dut = NeuronUpdate(lanes, max_levels, acc_bits, bits)
+    dut = NeuronUpdate(lanes, max_levels, acc_bits, bits, 4)
     cases = [neuron_case(rng, lanes, max_levels, acc_bits, bits) for _ in range(120)]
     cases += [neuron_case(rng, lanes, max_levels, acc_bits, bits, extreme=True) for _ in range(60)]
     cases.append(equality_case(lanes, max_levels, bits))
@@ -139,7 +142,7 @@ def test_neuron_update_matches_golden_model(lanes, max_levels, acc_bits, bits):
             case["membrane"], case["acc"], case["bias"], case["threshold"], case["shift"], case["levels"], bits)
         got_u = [[ctx.get(dut.membrane_next[i][k]) for k in range(max_levels)] for i in range(lanes)]
         assert got_u == expected_u.tolist()
-        assert [ctx.get(dut.count[i]) for i in range(lanes)] == expected_count.tolist()
+        assert [ctx.get(dut.value[i]) for i in range(lanes)] == expected_count.tolist()
         assert ctx.get(dut.saturation_count) == expected_sat
         totals["saturations"] += expected_sat
         totals["spikes"] += int(expected_count.sum())
@@ -149,6 +152,7 @@ def test_neuron_update_matches_golden_model(lanes, max_levels, acc_bits, bits):
         case["inputs"] = {
             "membrane": case["membrane"].tolist(), "acc": case["acc"].tolist(), "bias": case["bias"].tolist(),
             "threshold": case["threshold"].tolist(), "shift": case["shift"], "levels": case["levels"],
+            "kind": KIND_NEURON,
         }
     run_comb(dut, cases, check)
     assert totals["saturations"] > 0 and totals["spikes"] > 0
@@ -157,23 +161,23 @@ def test_neuron_update_matches_golden_model(lanes, max_levels, acc_bits, bits):
 
 def test_neuron_update_strict_threshold_and_floor_shift():
     """Hand-checked values, independent of random draws (4 lanes, 4 levels, 8-bit membranes)."""
-    dut = NeuronUpdate(4, 4, 6, 8)
+    dut = NeuronUpdate(4, 4, 6, 8, 4)
     case = equality_case(4, 4, 8)
     case["inputs"] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in case.items()}
 
     def check(ctx, case):
         # Even lanes: v == theta, no spike, v stored: (-2+4, -1+4, 1+4, -2+4).
         assert [ctx.get(dut.membrane_next[0][k]) for k in range(4)] == [2, 3, 5, 2]
-        assert ctx.get(dut.count[0]) == 0
+        assert ctx.get(dut.value[0]) == 0
         # Odd lanes: theta = v - 1, every level fires and resets.
         assert [ctx.get(dut.membrane_next[1][k]) for k in range(4)] == [0, 0, 0, 0]
-        assert ctx.get(dut.count[1]) == 4
+        assert ctx.get(dut.value[1]) == 4
 
     run_comb(dut, [case], check)
 
 
 def test_neuron_update_holds_inactive_levels_at_zero():
-    dut = NeuronUpdate(2, 4, 8, 8)
+    dut = NeuronUpdate(2, 4, 8, 8, 4)
     inputs = {
         "membrane": [[100, 100, 127, -128]] * 2, "acc": [127, -45], "bias": [127, -45],
         "threshold": [[-128] * 4, [127] * 4], "shift": 0, "levels": 2,
@@ -184,7 +188,7 @@ def test_neuron_update_holds_inactive_levels_at_zero():
             assert [ctx.get(dut.membrane_next[lane][k]) for k in (2, 3)] == [0, 0]
         # Lane 0 saturates high on both active levels and fires on both; lane 1 (100 - 90 = 10, below 127)
         # keeps its sums; the inactive levels would saturate (lane 0) or change, but are held and not counted.
-        assert [ctx.get(dut.count[0]), ctx.get(dut.count[1])] == [2, 0]
+        assert [ctx.get(dut.value[0]), ctx.get(dut.value[1])] == [2, 0]
         assert ctx.get(dut.saturation_count) == 2
         assert [ctx.get(dut.membrane_next[1][k]) for k in (0, 1)] == [10, 10]
 
@@ -245,3 +249,51 @@ def test_packed_words_read_back_through_amaranth_views():
     sim.add_testbench(testbench)
     sim.run()
     assert len(checked) == 5 * len(layouts)
+
+
+@pytest.mark.parametrize("kind", ["sum", "gate"])
+def test_update_unit_sum_and_gate_match_the_golden_stage(kind):
+    """The stateless kinds against models.hwexact.stage_output, clamps (saturations) included."""
+    lanes, value_bits = 8, 5
+    rng = np.random.default_rng(7 if kind == "sum" else 8)
+    dut = NeuronUpdate(lanes, 2, 10, 12, value_bits)
+    seen = {"clamps": 0, "events": 0}
+    cases = []
+    for _ in range(150):
+        table = int(rng.integers(0, 256))
+        acc = rng.integers(-12, 45, lanes) if kind == "sum" else rng.integers(-2, 10, lanes)
+        bias = rng.integers(-3, 4, lanes)
+        cases.append({"table": table, "acc": acc, "bias": bias, "inputs": {
+            "acc": acc.tolist(), "bias": bias.tolist(), "kind": KIND_SUM if kind == "sum" else KIND_GATE,
+            "truth_table": table, "membrane": [[5, 5]] * lanes, "threshold": [[0, 0]] * lanes, "levels": 2,
+            "shift": 0}})
+
+    def check(ctx, case):
+        stage = IntegerStage("s", kind, [], (lanes,), torch.zeros(lanes, dtype=torch.int64),
+                             torch.zeros(1, lanes, dtype=torch.int64), truth_table=case["table"])
+        x = torch.from_numpy(case["acc"] + case["bias"]).view(1, lanes)
+        _, values, saturations = stage_output(stage, None, x, 12, value_bits)
+        assert [ctx.get(dut.value[i]) for i in range(lanes)] == values.view(-1).tolist()
+        assert ctx.get(dut.saturation_count) == saturations
+        seen["clamps"] += saturations
+        seen["events"] += int((values != 0).sum())
+
+    run_comb(dut, cases, check)
+    assert seen["clamps"] > 0 and seen["events"] > 0
+
+
+def test_ac_array_shifted_weights_for_bitserial_inputs():
+    dut = AcArray(4, 12, 5, max_shift=4)
+    rng = np.random.default_rng(3)
+    cases = [{"inputs": {"acc_in": rng.integers(-2048, 2048, 4).tolist(), "weight": rng.integers(-16, 16, 4).tolist(),
+                         "shift": int(rng.integers(0, 5))}} for _ in range(200)]
+    clamps = []
+
+    def check(ctx, case):
+        i = case["inputs"]
+        exact = [a + (w << i["shift"]) for a, w in zip(i["acc_in"], i["weight"])]
+        assert [ctx.get(dut.acc_out[k]) for k in range(4)] == [min(max(v, -2048), 2047) for v in exact]
+        clamps.append(sum(v != min(max(v, -2048), 2047) for v in exact))
+
+    run_comb(dut, cases, check)
+    assert sum(clamps) > 0

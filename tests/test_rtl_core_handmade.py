@@ -15,7 +15,7 @@ import torch
 from amaranth.sim import Simulator
 
 from accel.config import arch_from_dict, default_arch
-from accel.layouts import REGION_INPUT, REGION_PING, REGION_PONG, all_layouts
+from accel.layouts import KIND_NEURON, REGION_INPUT, all_layouts
 from models.hwexact import neuron_step_int
 from rtl.core import HOST_CONTROL, HOST_SELECT, REGISTER_ADDRESS, Core
 from rtl.runner import run_inferences
@@ -57,7 +57,7 @@ def compile_program(arch, network):
     """Pack the network into memory images: one weight row per (input, group) with any nonzero weight."""
     layouts = all_layouts(arch)
     lanes, max_levels = arch.lanes, arch.max_levels
-    regions = [(REGION_INPUT, REGION_PING), (REGION_PING, REGION_PONG)]
+    regions = [(REGION_INPUT, 1), (1, 2)]
     descriptors, pointers, synapses, weights, params = [], [], [], [], []
     fanout = []                                       # per layer: synapse rows of each input
     state_base = 0
@@ -66,8 +66,10 @@ def compile_program(arch, network):
         n_out, n_in = w.shape
         n_groups = -(-n_out // lanes)
         descriptors.append({
+            "kind": KIND_NEURON, "update": 1, "clear_acc": 1, "truth_table": 0,
             "levels": layer["levels"], "shift": layer["shift"], "in_region": regions[number][0],
-            "out_region": regions[number][1], "ptr_base": len(pointers), "state_base": state_base,
+            "out_region": regions[number][1], "ptr_base": len(pointers), "acc_base": state_base,
+            "state_base": state_base,
             "n_groups": n_groups, "param_base": len(params), "n_blocks": n_groups,
         })
         counts = []

@@ -132,17 +132,31 @@ def test_dual_stream_network_trains_with_the_dual_loss(tmp_path, monkeypatch):
         load_train_config(_config(tmp_path, text, "e.yaml"))
 
 
-def test_compile_rejects_a_generic_checkpoint_naming_the_first_unsupported_layer(tmp_path):
-    net = build_network({"arch": "resnet", "block": "ds", "depth": 8, "width": 4})
-    payload = {"format": "spikecore-checkpoint", "version": 1, "model": "network",
-               "config": {"arch": "resnet", "block": "ds", "depth": 8, "width": 4},
-               "state_dict": net.state_dict(), "metrics": {}}
-    torch.save(payload, tmp_path / "ds.pt")
-    rc, _, err = _run_cli("compile", tmp_path / "ds.pt", "--out", tmp_path / "prog")
+def _generic_checkpoint(path, config, dataset):
+    net = build_network(config)
+    run = {"dataset": {"name": dataset}, "model": config, "train": {}}
+    torch.save({"format": "spikecore-checkpoint", "version": 1, "model": "network", "config": config,
+                "state_dict": net.state_dict(), "metrics": {}, "train_state": {"run_config": run}}, path)
+    return path
+
+
+def test_compile_a_generic_digits_checkpoint_and_reject_what_the_core_lacks(tmp_path):
+    ds = {"arch": "resnet", "block": "ds", "depth": 8, "width": 4, "stages": 2, "in_channels": 1}
+    from accel.methods import methods_arch_path
+
+    rc, _, err = _run_cli("compile", _generic_checkpoint(tmp_path / "ds.pt", ds, "digits"), "--arch",
+                          methods_arch_path(), "--out", tmp_path / "p")
+    assert rc == 0, err
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert [layer["kind"] for layer in manifest["layers"]].count("sum") == 2    # one DS join per block
+    sew7b = {"arch": "sew7b", "width": 4, "in_channels": 1, "classes": 10}
+    rc, _, err = _run_cli("compile", _generic_checkpoint(tmp_path / "7b.pt", sew7b, "digits"), "--out", tmp_path / "q")
     lines = [line for line in err.splitlines() if line.strip()]
     assert rc == 2 and len(lines) == 1 and "Traceback" not in err
-    assert "layer blocks.0 (DSBasicBlock): not supported by the compiler yet" in lines[0]
-    assert not (tmp_path / "prog").exists()
+    assert "layer blocks.1 (MaxPool2d): not supported on the core" in lines[0]
+    assert not (tmp_path / "q").exists()
+    rc, _, err = _run_cli("compile", _generic_checkpoint(tmp_path / "c.pt", ds, "synthetic"), "--out", tmp_path / "r")
+    assert rc == 2 and "its integer input is unknown" in err
 
 
 def test_digits_path_unchanged(tmp_path):

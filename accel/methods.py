@@ -1,0 +1,122 @@
+"""The method set on the core: one small digits network per method of the seed papers.
+
+``accel demo --method NAME`` trains the method's network on the digits (``--epochs`` for a quick run),
+compiles it for the methods core (``data/methods_arch.yaml``: the default core with memories for residual networks), simulates the
+test set and verifies images on the RTL. ``docs/constructs.md`` lists what each method maps to.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Method:
+    summary: str
+    digits: dict | None = None          # DigitsNet model config (the MLF family)
+    network: dict | None = None         # models.networks config (residual families)
+    stream_mode: str | None = None      # dual-stream networks: the inference mode compiled
+    epochs: int = 6
+    train: dict = field(default_factory=dict)
+
+
+_RESNET = {"arch": "resnet", "depth": 8, "width": 8, "stages": 2, "in_channels": 1, "classes": 10, "timesteps": 4}
+_DUAL = dict(_RESNET, block="dual", depth=14, stages=1, join="IAND")
+_ADAM = {"optimizer": "adam", "lr": 0.005, "batch_size": 32, "schedule": "cosine"}
+
+METHODS = {
+    **{f"mlf-k{k}": Method(f"MLF digits network, K = {k}" + (" (the LIF of STBP)" if k == 1 else ""),
+                           digits={"levels": k}) for k in (1, 2, 3, 4)},
+    "spiking-resnet": Method("spiking ResNet: addition, then activation (MLF K=3, tdBN)",
+                             network=dict(_RESNET, block="spiking")),
+    "ds-resnet": Method("spiking DS-ResNet: activation, then addition (multi-valued sums; MLF K=3)",
+                        network=dict(_RESNET, block="ds")),
+    "ms-resnet": Method("MS-ResNet: membrane shortcut (MLF K=3)", network=dict(_RESNET, block="ms")),
+    **{f"sew-{g.lower()}": Method(f"SEW ResNet, {g} residual join (IF neurons, BN)",
+                                  network=dict(_RESNET, block="sew", connect=g))
+       for g in ("ADD", "AND", "IAND", "OR", "XOR")},
+    "lsn": Method("logic spiking network: excitatory/inhibitory gate (LIF alpha = 0.5)",
+                  network=dict(_RESNET, block="lsn")),
+    "dst-fsnn": Method("dual-stream training, inference with the AAP removed (FSNN)", network=_DUAL,
+                       stream_mode="fsnn"),
+    "dst-dsnn": Method("dual-stream training, inference with the AAP kept (DSNN)", network=_DUAL,
+                       stream_mode="dsnn"),
+}
+
+
+def methods_arch_path() -> Path:
+    return Path(str(resources.files("accel") / "data" / "methods_arch.yaml"))
+
+
+def train_config(name: str) -> dict:
+    """The validated training configuration of a residual method (a generic ``accel train`` config)."""
+    from .trainconfig import generic_config_from_dict
+
+    method = METHODS[name]
+    train = dict(_ADAM, epochs=method.epochs, **method.train)
+    return generic_config_from_dict({"dataset": "digits", "model": dict(method.network), "train": train},
+                                    f"method {name}")
+
+
+def train_method(name: str, out_dir, progress: bool = True, epochs: int | None = None) -> Path:
+    """Train the method's network on the digits split (``epochs`` overrides the method's default);
+    returns the checkpoint path."""
+    from models.train import train_digits, train_network
+
+    out_dir = Path(out_dir)
+    method = METHODS[name]
+    if method.digits is not None:
+        from .trainconfig import load_train_config
+
+        config = load_train_config(None)
+        train = dict(config["train"], **({} if epochs is None else {"epochs": epochs}))
+        train_digits(out_dir, dict(config["model"], **method.digits), progress=progress, **train)
+    else:
+        config = train_config(name)
+        if epochs is not None:
+            config["train"]["epochs"] = epochs
+        train_network(out_dir, config, progress=progress, resume=False)
+    return out_dir / "checkpoint.pt"
+
+
+def build_untrained(name: str, seed: int = 0, calibration=None):
+    """The method's network with seeded random weights, in eval mode, its normalisation statistics taken
+    from ``calibration`` images (digits pixels ``[N, 1, 8, 8]``) so that it is active like a trained one.
+    For hardware tests that need every method without training (the core does not care how weights were
+    learned)."""
+    import torch
+
+    from models import DigitsNet
+    from models.digits import DIGITS_MAX_PIXEL
+    from models.networks import build_network
+
+    method = METHODS[name]
+    torch.manual_seed(seed)
+    net = DigitsNet(**method.digits) if method.digits is not None else build_network(dict(method.network))
+    if method.network is not None:
+        net.input_scale, net.input_shape = DIGITS_MAX_PIXEL, (1, 8, 8)
+    if calibration is not None:
+        generator = torch.Generator().manual_seed(seed)
+        for module in net.modules():
+            if hasattr(module, "momentum") and hasattr(module, "running_mean"):
+                module.momentum = 1.0            # the running statistics become the calibration batch's
+                with torch.no_grad():            # random gains (MS-ResNet zero-initialises some) and shifts
+                    module.weight.copy_(0.5 + torch.rand(module.weight.shape, generator=generator))
+                    module.bias.copy_(0.2 * torch.rand(module.bias.shape, generator=generator))
+        net.train()
+        with torch.no_grad():
+            if method.stream_mode is not None:
+                net.set_stream_mode("dual")
+            x = calibration if method.digits is not None else calibration.float() / DIGITS_MAX_PIXEL
+            net(x)
+    net.eval()
+    return prepare(name, net)
+
+
+def prepare(name: str, net):
+    """Put a loaded network into the method's inference mode (dual-stream: FSNN or DSNN)."""
+    mode = METHODS[name].stream_mode
+    if mode is not None:
+        net.set_stream_mode(mode)
+    return net

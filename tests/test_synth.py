@@ -1,0 +1,124 @@
+"""accel synth: the Verilog preparation, the shell, resource counting, one real iCE40 synthesis + place and
+route of a tiny core (about a minute on 2 cores), the cache, and the command line."""
+import dataclasses
+import json
+import re
+
+import pytest
+
+from accel.cli import main
+from accel.config import arch_from_dict
+from accel.synth import (SHELL_FEED_BITS, SHELL_MODULE, TARGETS, count_resources, module_ports, readmem_verilog,
+                         shell_verilog, synthesize)
+from rtl.verilog import TOP_MODULE, generate
+
+TINY = {"name": "tiny", "lanes": 2, "weight_bits": 4, "acc_bits": 8, "membrane_bits": 8, "input_bits": 4,
+        "max_levels": 1, "max_timesteps": 2,
+        "memories": {"layers": 2, "pointers": 16, "synapses": 16, "weights": 8, "params": 2, "state": 4, "events": 8,
+                     "inputs": 8, "trace": 8}}
+
+
+@pytest.fixture(scope="module")
+def tiny_arch():
+    return arch_from_dict(TINY, "tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_verilog(tiny_arch, tmp_path_factory):
+    return generate(tiny_arch, tmp_path_factory.mktemp("rtl")).read_text()
+
+
+@pytest.fixture(scope="module")
+def synth_cache(tmp_path_factory):
+    """A private synthesis cache, so that the first synthesis below really runs the tools."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_readmem_moves_every_memory_init_into_files_with_the_same_words(tiny_verilog):
+    blocks = re.findall(r"^  initial begin\n((?:    \S+\[\d+\] = .*\n)+)  end\n", tiny_verilog, re.MULTILINE)
+    assert blocks, "the generated core initialises its memories word by word"
+    text, files = readmem_verilog(tiny_verilog)
+    assert "initial begin" not in text
+    assert len(files) == len(blocks)
+    for name, content in files.items():
+        assert f'$readmemh("{name}",' in text
+    for block, content in zip(blocks, files.values()):
+        words = [int(v, {"h": 16, "d": 10, "b": 2}[b]) for b, v in re.findall(r"'([hdb])([0-9a-fA-F]+);", block)]
+        assert [int(v, 16) for v in content.split()] == words
+
+
+def test_readmem_leaves_a_block_that_is_not_one_memory_in_order():
+    text = "  initial begin\n    m[1] = 4'h3;\n    m[0] = 4'h1;\n  end\n"
+    assert readmem_verilog(text) == (text, {})
+    mixed = "  initial begin\n    m[0] = 8'hff;\n    m[1] = 8'd10;\n    m[2] = 8'b101;\n  end\n"
+    assert readmem_verilog(mixed) == ('  initial $readmemh("mem0.hex", m);\n', {"mem0.hex": "ff\na\n5\n"})
+
+
+def test_shell_connects_every_port_and_folds_outputs_to_one_pin(tiny_verilog):
+    ports = module_ports(tiny_verilog, TOP_MODULE)
+    names = {name for _, name, _ in ports}
+    assert {"clk", "rst", "host_sel", "host_addr", "host_wdata", "host_we", "host_rdata", "start", "busy",
+            "done"} <= names
+    shell = shell_verilog(ports, TOP_MODULE)
+    assert shell.startswith(f"module {SHELL_MODULE}(clk, rst, din, dout);")
+    for _, name, _ in ports:
+        assert f".{name}(" in shell
+    n_out = sum(w for d, n, w in ports if d == "output")
+    assert f"wire [{n_out - 1}:0] result;" in shell
+    assert re.search(r"assign dout = fold\d+\[0\];", shell)
+
+
+def test_cells_count_as_resources():
+    ecp5 = count_resources({"LUT4": 10, "CCU2C": 3, "TRELLIS_FF": 7, "DP16KD": 2, "PFUMX": 4}, TARGETS["ecp5-85"])
+    assert (ecp5["lut"], ecp5["ff"], ecp5["bram"], ecp5["other"]) == (16, 7, 2, {"PFUMX": 4})
+    xilinx = count_resources({"LUT6": 5, "LUT2": 1, "RAMB18E1": 3, "RAMB36E1": 1, "FDRE": 4}, TARGETS["xilinx7"])
+    assert (xilinx["lut"], xilinx["bram"], xilinx["ff"]) == (6, 2.5, 4)
+
+
+def test_ice40_synthesis_place_and_route_and_cache(tiny_arch, synth_cache, monkeypatch):
+    monkeypatch.setenv("SPIKECORE_CACHE", str(synth_cache))
+    stages = []
+    report = synthesize(tiny_arch, "ice40-up5k", progress=stages.append)
+    assert stages == ["verilog", "yosys synth_ice40", "nextpnr-ice40"]
+    assert not report["cached"]
+    assert report["lut"] > 0 and report["ff"] > 0 and report["bram"] > 0
+    assert report["lut"] == report["cells"]["SB_LUT4"]
+    assert report["fits"] and report["over_capacity"] == []
+    # Fmax comes from nextpnr's own report of the placed and routed shell
+    pnr_fmax = min(c["achieved"] for c in report["pnr"]["fmax"].values())
+    assert report["fmax_mhz"] == pnr_fmax > 0 and report["fmax_reason"] is None
+    assert report["meets_clock"] == (report["fmax_mhz"] >= tiny_arch.clock_mhz)
+    assert report["pnr"]["utilization"]["ICESTORM_RAM"]["used"] == report["bram"]
+    assert report["shell_cells"]["SB_DFF"] >= SHELL_FEED_BITS  # the shell's cells are kept apart
+    again = synthesize(dataclasses.replace(tiny_arch, name="renamed"), "ice40-up5k")
+    assert again["cached"] and again["arch"] == "renamed"
+    assert {k: again[k] for k in ("lut", "ff", "bram", "fmax_mhz")} == \
+        {k: report[k] for k in ("lut", "ff", "bram", "fmax_mhz")}
+
+
+def test_command_line_writes_the_report(tiny_arch, synth_cache, monkeypatch, tmp_path, capsys):
+    """The same configuration as above through ``accel synth``: served from the cache."""
+    import yaml
+
+    monkeypatch.setenv("SPIKECORE_CACHE", str(synth_cache))
+    arch_file = tmp_path / "tiny.yaml"
+    arch_file.write_text(yaml.safe_dump(TINY))
+    assert main(["synth", "--arch", str(arch_file), "--target", "ice40-up5k", "--out", str(tmp_path / "out"),
+                 "--quiet"]) == 0
+    line = capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "synth_report.json").read_text())
+    assert report["cached"] and report["arch_fingerprint"] == tiny_arch.fingerprint()
+    assert f"{report['lut']}/5280 LUT" in line and "(cached)" in line
+    assert (tmp_path / "out" / "yosys.log").stat().st_size > 0 and (tmp_path / "out" / "nextpnr.log").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["ecp5-85", "xilinx7"])
+def test_other_targets(target, tiny_arch, synth_cache, monkeypatch):
+    monkeypatch.setenv("SPIKECORE_CACHE", str(synth_cache))
+    report = synthesize(tiny_arch, target)
+    assert report["lut"] > 0 and report["ff"] > 0 and report["fits"]
+    if TARGETS[target].pnr is None:  # Xilinx 7: Yosys only, and the report says why there is no Fmax
+        assert report["fmax_mhz"] is None and "no open place-and-route" in report["fmax_reason"]
+    else:
+        assert report["fmax_mhz"] == min(c["achieved"] for c in report["pnr"]["fmax"].values()) > 0
