@@ -22,7 +22,9 @@ class Method:
 
 
 _RESNET = {"arch": "resnet", "depth": 8, "width": 8, "stages": 2, "in_channels": 1, "classes": 10, "timesteps": 4}
-_DUAL = dict(_RESNET, block="dual", depth=14, stages=1, join="IAND")
+# OR join: with IAND (the paper's best on CIFAR) the spike stream of this small digits net stays at chance
+# after 6 epochs (FSNN 8%), with OR it learns (FSNN ~73%, DSNN ~64%); IAND runs on the core in sew-iand.
+_DUAL = dict(_RESNET, block="dual", depth=14, stages=1, join="OR")
 _ADAM = {"optimizer": "adam", "lr": 0.005, "batch_size": 32, "schedule": "cosine"}
 
 METHODS = {
