@@ -282,8 +282,10 @@ def check_capacity(layers, memories: dict, arch: ArchConfig, n_inputs: int) -> N
         "state": [(layer.acc_base + layer.n_groups, layer) for layer in layers]
         + [(layer.state_base + layer.n_groups, layer) for layer in layers if layer.has_state],
     }
-    wrow = np.asarray(memories["synapses"]["wrow"])
-    ends["weights"] = [(len(np.unique(wrow[:src.syn_base + src.n_synapses])), owner[id(src)]) for src in sources]
+    if len(memories["weights"]["w"]) > mem.weights:  # shared rows: find the first pass that crosses the limit
+        wrow = np.asarray(memories["synapses"]["wrow"])
+        ends["weights"] = [(len(np.unique(wrow[:src.syn_base + src.n_synapses])), owner[id(src)])
+                           for src in sources]
     for name, uses in ends.items():
         limit = getattr(mem, name)
         over = [(end, layer) for end, layer in uses if end > limit]

@@ -71,9 +71,6 @@ class FloatGraph:
     def shape_of(self, index: int) -> tuple:
         return self.input_shape if index == PIXELS else self.stages[index].out_shape
 
-    def gain_of(self, index: int) -> float:
-        return 1.0 if index == PIXELS else self.stages[index].gain
-
     def _source_shape(self, src: FloatSource) -> tuple:
         return output_shape(self.shape_of(src.input), src)
 
@@ -133,7 +130,7 @@ class _Lowering:
 
     def gain(self, x: int) -> float:
         """Float value of one integer unit of ``x``'s events (a pixel unit is ``1 / input_divisor``)."""
-        return 1.0 / self.input_divisor if x == PIXELS else self.graph.gain_of(x)
+        return 1.0 / self.input_divisor if x == PIXELS else self.graph.stages[x].gain
 
     # A source from stage `x`: the producer's gain folded into the weight.
     def source(self, x: int, op: str, weight, stride=1, padding=0) -> FloatSource:

@@ -1,9 +1,9 @@
 """Event-driven execution of a Program's memory tables, bit-exact and cycle-exact with the core.
 
 The simulator reads the same memory columns the core's memories are loaded with (``Program.memories``)
-and follows the schedule of ``docs/core.md``: input scan, then per timestep and layer the accumulate
-phase (one pass over the input events and their synapse rows) and the update phase (one neuron update
-per group of ``lanes`` neurons, then one emit per nonzero lane). Work inside a phase is vectorised with
+and follows the schedule of ``docs/core.md``: input scan, then per timestep and pass (one per synaptic
+source of a stage) the accumulate phase (the input events and their synapse rows) and, on a stage's
+last pass, the update phase (one update per group of ``lanes`` neurons, then one emit per nonzero lane). Work inside a phase is vectorised with
 numpy; the order-dependence of the accumulation is excluded by the compiler's range proof
 (``docs/numerics.md``), so the vectorised sum equals the core's sequential one.
 """

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from accel.compiler import compile_stages
 from accel.config import arch_from_dict
+from accel.lowering import output_shape
 from accel.program import ProgramLayer, ProgramSource
 from accel.verify import verify
 from sim.engine import simulate_batch
@@ -70,16 +71,13 @@ def random_stages(seed: int, size: int, n_stages: int, lanes: int):
                                    scale=np.ones(channels), **kw))
         return len(layers) - 1
 
-    def conv_out(i, channels, kernel, stride):
-        _, h, w = shape(i)
-        return (channels, (h + 2 * (kernel // 2) - kernel) // stride + 1, (w + 2 * (kernel // 2) - kernel) // stride + 1)
-
     def binary(i):
         return layers[i].kind == "gate" or (layers[i].kind == "neuron" and layers[i].levels == 1)
 
     channels = int(rng.integers(1, 2 * lanes + 1))
     levels, th = neuron_params(channels)
-    add("stem", "neuron", [conv_source(-1, channels, 3, 1)], conv_out(-1, channels, 3, 1), th[:1] if rng.random() < 0.5 else th,
+    stem = conv_source(-1, channels, 3, 1)
+    add("stem", "neuron", [stem], output_shape(shape(-1), stem), th[:1] if rng.random() < 0.5 else th,
         shift=int(rng.integers(0, 3)))
     for n in range(n_stages):
         emitting = [i for i, layer in enumerate(layers) if layer.kind != "readout"]
@@ -117,7 +115,8 @@ def random_stages(seed: int, size: int, n_stages: int, lanes: int):
             if second and rng.random() < 0.5:
                 sources.append(conv_source(int(rng.choice(second)), c, kernel, stride))
             levels, th = neuron_params(c)
-            add(f"neuron{n}", "neuron", sources, conv_out(last, c, kernel, stride), th, shift=int(rng.integers(0, 3)))
+            add(f"neuron{n}", "neuron", sources, output_shape(shape(last), sources[0]), th,
+                shift=int(rng.integers(0, 3)))
     last = max(i for i, layer in enumerate(layers) if layer.kind != "readout")
     n_in = int(np.prod(shape(last)))
     w = rng.integers(-12, 13, (3, n_in)).astype(np.int64)
