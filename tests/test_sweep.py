@@ -45,6 +45,25 @@ def spec_file(tmp_path_factory):
     return path
 
 
+HOLD_AFTER_FIRST_POINT = """\
+import time
+
+import accel.sweep
+
+_evaluate, _calls = accel.sweep.evaluate_point, []
+
+
+def held_evaluate_point(task):
+    _calls.append(task["id"])
+    if len(_calls) > 1:
+        time.sleep(600)  # the test kills the sweep during this point
+    return _evaluate(task)
+
+
+accel.sweep.evaluate_point = held_evaluate_point
+"""
+
+
 def _journal_lines(path: Path) -> list:
     return path.read_bytes().splitlines(keepends=True) if path.exists() else []
 
@@ -52,10 +71,15 @@ def _journal_lines(path: Path) -> list:
 @pytest.fixture(scope="module")
 def resumed_run(spec_file, tmp_path_factory):
     """Start ``accel sweep`` in a process, kill it (SIGKILL) once a point is journalled, tear the journal's
-    last line as an interrupted write would, then rerun it in-process."""
+    last line as an interrupted write would, then rerun it in-process.
+
+    The killed run's worker holds every point after its first (a ``sitecustomize`` loaded only by that
+    run wraps ``evaluate_point``), so the kill always lands with points left to do, however fast they are."""
     out = tmp_path_factory.mktemp("sweep") / "out"
     journal = out / sweep.JOURNAL
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    hold = tmp_path_factory.mktemp("hold")
+    (hold / "sitecustomize.py").write_text(HOLD_AFTER_FIRST_POINT)
+    env = {**os.environ, "PYTHONPATH": f"{hold}{os.pathsep}{ROOT}"}
     proc = subprocess.Popen([sys.executable, "-m", "accel.cli", "sweep", str(spec_file), "--out", str(out),
                              "--workers", "1", "--quiet"], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
