@@ -71,8 +71,15 @@ class Layout:
             lo, hi = (-(1 << (f.width - 1)), (1 << (f.width - 1)) - 1) if f.signed else (0, (1 << f.width) - 1)
             if col.size and (col.min() < lo or col.max() > hi):
                 raise OverflowError(f"{self.name}.{f.name}: value outside [{lo}, {hi}] of {f.width} bits")
-        words = [0] * (n or 0)
         offsets = self.offsets()
+        if self.width <= 63:  # the word fits an int64: pack every record at once
+            packed = np.zeros(n or 0, np.int64)
+            for f in self.fields:
+                col = np.asarray(columns[f.name], dtype=np.int64).reshape(-1, f.count)
+                for i in range(f.count):
+                    packed |= (col[:, i] & ((1 << f.width) - 1)) << (offsets[f.name] + i * f.width)
+            return packed.tolist()
+        words = [0] * (n or 0)
         for f in self.fields:
             col = np.asarray(columns[f.name], dtype=np.int64).reshape(-1, f.count)
             mask = (1 << f.width) - 1

@@ -2,9 +2,9 @@
 
 The flow runs on exactly what :func:`rtl.verilog.generate` writes for a configuration (``docs/synthesis.md``):
 
-1. The memories' zero initialisation, which Amaranth writes as one assignment per word, is moved into
-   ``$readmemh`` files (the same contents; Yosys reads a per-word ``initial`` block in time quadratic in the
-   depth, minutes for the default core).
+1. The memories carry no initial values for synthesis (``rtl.verilog``: their zero start and the
+   simulators' preloading are inside ```ifndef SYNTHESIS``; a block RAM without initial contents powers
+   up zero), so Yosys reads the core in seconds whatever the memory depths.
 2. A small *shell* (``spikecore_shell``) instantiates ``core`` and connects its host interface to four pins
    (``clk``, ``rst``, ``din``, ``dout``): a 32-bit input shift register drives every input bit and a tree of
    registered 4-input XORs folds every output bit. ``core`` keeps its own hierarchy (``keep_hierarchy``), so
@@ -23,7 +23,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from pathlib import Path
 from .errors import UserError
 
 # Bump when the flow (scripts, shell, parsing) changes: cached reports of another version are not reused.
-FLOW_VERSION = 1
+FLOW_VERSION = 2
 SHELL_MODULE = "spikecore_shell"
 SHELL_FEED_BITS = 32
 TOOL_PINS = {  # the pinned PyPI packages of the flow (scripts/install.sh)
@@ -169,55 +168,6 @@ def _run_tool(tool: str, argv: list, cwd: Path) -> int:
 
 
 # ---- preparing the generated Verilog ------------------------------------------------------------
-_INIT_BLOCK = re.compile(r"^  initial begin\n((?:    (?:\\\S+ |[A-Za-z_][\w$]*)\[\d+\] = \d+'[hdb][0-9a-fA-F]+;\n)+)"
-                         r"  end\n", re.MULTILINE)
-_INIT_LINE = re.compile(r"^    (\\\S+ |[A-Za-z_][\w$]*)\[(\d+)\] = \d+'([hdb])([0-9a-fA-F]+);$", re.MULTILINE)
-_BASES = {"h": 16, "d": 10, "b": 2}
-
-
-def readmem_verilog(text: str) -> tuple[str, dict]:
-    """Move every memory's per-word ``initial`` block into a ``$readmemh`` file with the same contents.
-
-    Parameters
-    ----------
-    text : str
-        Verilog as written by Amaranth.
-
-    Returns
-    -------
-    tuple
-        ``(verilog, {file name: hex text})``; a block that is not one memory's words ``0 .. n-1`` in order is
-        left as it is.
-    """
-    files = {}
-
-    def replace(match):
-        lines = _INIT_LINE.findall(match.group(1))
-        names = {name for name, _, _, _ in lines}
-        if len(names) != 1 or [int(i) for _, i, _, _ in lines] != list(range(len(lines))):
-            return match.group(0)
-        name = names.pop()
-        file_name = f"mem{len(files)}.hex"
-        files[file_name] = "".join(f"{int(value, _BASES[base]):x}\n" for _, _, base, value in lines)
-        return f'  initial $readmemh("{file_name}", {name});\n'
-
-    return _INIT_BLOCK.sub(replace, text), files
-
-
-_PORT = re.compile(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):(\d+)\]\s+)?([A-Za-z_][\w$]*)\s*;",
-                   re.MULTILINE)
-
-
-def module_ports(text: str, module: str) -> list:
-    """``[(direction, name, width)]`` of the ports of ``module`` in Verilog ``text``, in declaration order."""
-    start = re.search(rf"^module {re.escape(module)}\(", text, re.MULTILINE)
-    if start is None:
-        raise ValueError(f"module {module} not found in the generated Verilog")
-    end = text.index("\nendmodule", start.end())
-    return [(direction, name, int(hi) - int(lo) + 1 if hi else 1)
-            for direction, hi, lo, name in _PORT.findall(text[start.end():end])]
-
-
 def shell_verilog(ports: list, core: str) -> str:
     """Verilog of the shell that connects every port of ``core`` to four pins (see the module docstring).
 
@@ -303,14 +253,11 @@ def flow_key(target: Target, verilog: str, shell: str, clock_mhz: float, version
 
 
 def _synthesize(arch, target: Target, workdir: Path, verilog: str, versions: dict, progress, place: bool) -> dict:
-    from rtl.verilog import TOP_MODULE
+    from rtl.verilog import TOP_MODULE, module_ports
 
     seconds = {}
-    prepared, hex_files = readmem_verilog(verilog)
-    ports = module_ports(prepared, TOP_MODULE)
-    (workdir / "core.v").write_text(prepared)
-    for name, content in hex_files.items():
-        (workdir / name).write_text(content)
+    ports = module_ports(verilog, TOP_MODULE)
+    (workdir / "core.v").write_text(verilog)
     use_shell = target.pnr is not None
     top = SHELL_MODULE if use_shell else TOP_MODULE
     reads = "read_verilog core.v"
@@ -395,7 +342,7 @@ def synthesize(arch, target_name: str, progress=None, use_cache: bool = True, pl
         ``cache_dir`` (the folder holding it and the tools' logs).
     """
     from models.atomic import atomic_write_json
-    from rtl.verilog import TOP_MODULE, generate
+    from rtl.verilog import TOP_MODULE, generate, module_ports
 
     target = get_target(target_name)
     versions = tool_versions(target)

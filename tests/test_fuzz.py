@@ -47,6 +47,9 @@ def check_golden_equals_sim(net, arch, seed: int, image_size: int, samples: int 
     report, _ = verify(program, arch, pixels, None, results)
     assert report["mismatches"] == [], report["mismatches"][:3]
     assert report["bit_exact"]
+    # the dense engine ran, and equals the event-by-event one in everything
+    tables = simulate_batch(program, arch, pixels.reshape(samples, -1).numpy(), engine="tables")
+    assert all(r.engine == "dense" and r.differences(t) == [] for r, t in zip(results, tables))
     return program, results
 
 

@@ -137,6 +137,8 @@ def golden_equals_sim(program, arch, seed, size, samples=3):
     sims = simulate_batch(program, arch, pixels.reshape(samples, -1).numpy())
     report, _ = verify(program, arch, pixels, None, sims)
     assert report["bit_exact"], (seed, report["mismatches"][:3])
+    tables = simulate_batch(program, arch, pixels.reshape(samples, -1).numpy(), engine="tables")
+    assert all(s.engine == "dense" and s.differences(t) == [] for s, t in zip(sims, tables)), seed
     return pixels, sims
 
 

@@ -285,7 +285,7 @@ def test_runner_raises_with_log_tail_when_the_harness_fails(tmp_path):
     image, _ = compile_program(arch, build_network(arch))
     image = dict(image, weights=[1 << 900])            # wider than host_wdata: the harness cannot drive it
     with pytest.raises(RuntimeError, match=r"(?s)RTL simulation under icarus failed.*log tail.*out of range"):
-        run_inferences(image, [[0] * N_INPUTS], arch, tmp_path)
+        run_inferences(image, [[0] * N_INPUTS], arch, tmp_path, backdoor=False)
 
 
 def test_default_arch_verilog_is_deterministic_and_compiles(tmp_path):

@@ -4,6 +4,7 @@ The trained digits network's default-architecture program runs on 3 test images 
 Verilator; the result dicts (traces, state rows, registers, cycles) must be equal, and the cycle counts
 must equal the cycle-level simulator's. The Verilator model is compiled once for the module.
 """
+import re
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from rtl import verilator as verilator_support
 from rtl.runner import SIM_BUILD, build_core, design_key, run_inferences
-from rtl.verilog import TOP_MODULE
+from rtl.verilog import SIM_TOP
 from sim.engine import simulate_batch
 
 SAMPLES = 3
@@ -64,15 +65,19 @@ def test_verilator_build_is_cached_apart_from_icarus(verilator_results, icarus_r
     from cocotb_tools.runner import get_runner
 
     design = Path(workdir).resolve() / f"rtl-{design_key(arch)}"
-    binary = design / SIM_BUILD["verilator"] / TOP_MODULE
+    binary = design / SIM_BUILD["verilator"] / SIM_TOP
     assert binary.is_file() and (design / SIM_BUILD["icarus"] / "sim.vvp").is_file()
     assert SIM_BUILD["verilator"] != SIM_BUILD["icarus"]
     built = binary.stat().st_mtime_ns
     assert build_core(get_runner("verilator"), arch, workdir, "verilator") == design
     assert binary.stat().st_mtime_ns == built  # not rebuilt
-    control = (design / SIM_BUILD["verilator"] / f"{TOP_MODULE}_ports.vlt").read_text()
-    for port in ("clk", "rst", "start", "done", "host_sel", "host_addr", "host_wdata", "host_we", "host_rdata"):
+    control = (design / SIM_BUILD["verilator"] / f"{SIM_TOP}_ports.vlt").read_text()
+    for port in ("clk", "busy", "done", "host_rdata"):
         assert f'-var "{port}"' in control
+    # the core's inputs and the backdoor are registers of the simulation top, public for the testbench
+    verilog = (design / "core.v").read_text()
+    for register in ("rst", "start", "host_sel", "host_addr", "host_wdata", "host_we", "dump"):
+        assert re.search(rf"reg (\[\d+:0\] )?{register} /\*verilator public_flat_rw\*/ = 0;", verilog)
 
 
 def test_top_ports_are_read_from_the_verilog(tmp_path):

@@ -8,9 +8,8 @@ import pytest
 
 from accel.cli import main
 from accel.config import arch_from_dict
-from accel.synth import (SHELL_FEED_BITS, SHELL_MODULE, TARGETS, count_resources, module_ports, readmem_verilog,
-                         shell_verilog, synthesize)
-from rtl.verilog import TOP_MODULE, generate
+from accel.synth import SHELL_FEED_BITS, SHELL_MODULE, TARGETS, count_resources, shell_verilog, synthesize
+from rtl.verilog import TOP_MODULE, generate, module_ports
 
 TINY = {"name": "tiny", "lanes": 2, "weight_bits": 4, "acc_bits": 8, "membrane_bits": 8, "input_bits": 4,
         "max_levels": 1, "max_timesteps": 2,
@@ -34,24 +33,13 @@ def synth_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
-def test_readmem_moves_every_memory_init_into_files_with_the_same_words(tiny_verilog):
-    blocks = re.findall(r"^  initial begin\n((?:    \S+\[\d+\] = .*\n)+)  end\n", tiny_verilog, re.MULTILINE)
-    assert blocks, "the generated core initialises its memories word by word"
-    text, files = readmem_verilog(tiny_verilog)
-    assert "initial begin" not in text
-    assert len(files) == len(blocks)
-    for name, content in files.items():
-        assert f'$readmemh("{name}",' in text
-    for block, content in zip(blocks, files.values()):
-        words = [int(v, {"h": 16, "d": 10, "b": 2}[b]) for b, v in re.findall(r"'([hdb])([0-9a-fA-F]+);", block)]
-        assert [int(v, 16) for v in content.split()] == words
-
-
-def test_readmem_leaves_a_block_that_is_not_one_memory_in_order():
-    text = "  initial begin\n    m[1] = 4'h3;\n    m[0] = 4'h1;\n  end\n"
-    assert readmem_verilog(text) == (text, {})
-    mixed = "  initial begin\n    m[0] = 8'hff;\n    m[1] = 8'd10;\n    m[2] = 8'b101;\n  end\n"
-    assert readmem_verilog(mixed) == ('  initial $readmemh("mem0.hex", m);\n', {"mem0.hex": "ff\na\n5\n"})
+def test_memories_carry_no_initial_values_for_synthesis(tiny_verilog):
+    """Each memory's zero start (a loop) and preloading live in simulation-only blocks; Yosys sees none."""
+    assert not re.search(r"^\s*\S+\[\d+\] = \d+'h", tiny_verilog, re.MULTILINE)
+    blocks = re.findall(r"`ifndef SYNTHESIS\n  initial begin : initial_(\w+)\n(.*?)\n`endif", tiny_verilog, re.DOTALL)
+    assert sorted(name for name, _ in blocks) == sorted(list(TINY["memories"]) + ["acc"])
+    for name, body in blocks:
+        assert f"{name}_memory[word] = 0;" in body and f'"spikecore_{name}=%s"' in body
 
 
 def test_shell_connects_every_port_and_folds_outputs_to_one_pin(tiny_verilog):
