@@ -285,7 +285,7 @@ def evaluate_point(task: dict) -> dict:
         record.update(status="infeasible", reason=str(exc), seconds=time.perf_counter() - start)
         return record
     pixels, labels = _images(task["samples"])
-    results = _simulate(program, arch, pixels, progress=False)
+    results = _simulate(program, arch, pixels, progress=False, keep_events=False)
     report = _sim_report(program, arch, results, labels, pixels, load_energy_model(task["energy"]))
     record.update(
         status="ok", reason=None, arch=arch.to_dict(), arch_fingerprint=arch.fingerprint(),
