@@ -62,19 +62,22 @@ def neuron_step_int(u: torch.Tensor, x: torch.Tensor, thresholds: torch.Tensor, 
     if shift:
         u = torch.floor(u * 2.0 ** -shift) if u.is_floating_point() else u >> shift
     v, saturations = saturate(u + x.unsqueeze(0), bits)
+    if out is None:
+        out = torch.empty(v.shape[1:], dtype=torch.int64)
     if v.is_floating_point():
         # integers: v - theta >= 1 exactly where v > theta, and rounding (beyond 2**24) keeps the sign
-        fired = (v - thresholds).clamp_(0, 1)
+        single = len(v) == 1 and out.dtype == v.dtype  # one level: the spikes are written in place
+        fired = torch.sub(v, thresholds, out=out.unsqueeze(0) if single else None).clamp_(0, 1)
         u_next = v.addcmul(v, fired, value=-1)
     else:
         fired = v > thresholds
         u_next = v.masked_fill_(fired, 0)
-    if out is None:
-        out = torch.empty(fired.shape[1:], dtype=torch.int64)
-    if len(fired) == 1:
-        out.copy_(fired[0])
-    else:
-        torch.sum(fired, 0, dtype=out.dtype, out=out)
+        single = False
+    if not single:
+        if len(fired) == 1:
+            out.copy_(fired[0])
+        else:
+            torch.sum(fired, 0, dtype=out.dtype, out=out)
     return u_next, out, saturations
 
 
@@ -191,17 +194,28 @@ def _per_channel(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.to(torch.int64).view(v.shape[:-1] + (1, -1) + (1,) * (like.dim() - 2))
 
 
+def _clamp(x: torch.Tensor, top: int):
+    """``(clamp(x, 0, top), number of clamped elements)``, with one pass over ``x`` when nothing clamps."""
+    if x.numel() == 0:
+        return x, 0
+    low, high = torch.aminmax(x)
+    if 0 <= int(low) and int(high) <= top:
+        return x, 0
+    value = x.clamp(0, top)
+    return value, int((value != x).sum())
+
+
 def stage_output(stage: IntegerStage, state, x: torch.Tensor, membrane_bits: int, value_bits: int):
     """The kind's step on the stage current ``x`` (bias included): ``(state_next, events, saturations)``."""
     if stage.kind in ("neuron", "readout"):
         th = _per_channel(stage.thresholds, x)
         return neuron_step_int(state, x, th, stage.shift, membrane_bits)
     if stage.kind == "sum":
-        value = x.clamp(0, (1 << value_bits) - 1)
-        return state, value, int((value != x).sum())
+        value, clamped = _clamp(x, (1 << value_bits) - 1)
+        return state, value, clamped
     if stage.kind == "gate":
-        index = x.clamp(0, (1 << GATE_INPUTS) - 1)
-        return state, (stage.truth_table >> index.to(torch.int64)) & 1, int((index != x).sum())
+        index, clamped = _clamp(x, (1 << GATE_INPUTS) - 1)
+        return state, (stage.truth_table >> index.to(torch.int64)) & 1, clamped
     raise ValueError(f"unknown stage kind {stage.kind!r}")
 
 
@@ -220,7 +234,7 @@ def run_integer_network(stages, pixels: torch.Tensor, timesteps: int, membrane_b
     products, no Winograd or FFT). Otherwise the currents are float64 (exact below 2**53) and the
     membranes int64.
 
-    Returns ``{"spikes": [int64 [T, N, ...] per emitting stage, in stage order], "logits": int64 [N, classes]
+    Returns ``{"spikes": [int32 [T, N, ...] per emitting stage, in stage order], "logits": int64 [N, classes]
     (level-0 membranes of the last stage, a readout), "saturations": int}`` following ``docs/numerics.md``.
     """
     pixels = pixels.to(torch.int64)
@@ -264,7 +278,9 @@ def run_integer_network(stages, pixels: torch.Tensor, timesteps: int, membrane_b
             _, out, sat = stage_output(stage, None, x, membrane_bits, value_bits)
             saturations += sat
             out = out.to(torch.float32)
-        inputs[i] = (out, int(out.max()) if out.numel() else 0)
+        # the largest event: at most K spikes from a neuron, 1 from a gate; measured for a sum
+        peak = stage.levels if stateful else 1 if stage.kind == "gate" else int(out.max()) if out.numel() else 0
+        inputs[i] = (out, peak)
         if stage.emits:
-            emitted.append(out.to(torch.int64))
+            emitted.append(out.to(torch.int32))
     return {"spikes": emitted, "logits": state[0].to(torch.int64), "saturations": saturations}
