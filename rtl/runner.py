@@ -178,7 +178,7 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
     if backdoor:
         for name, words in program.items():
             hex_file = run_dir / f"{name}.hex"
-            hex_file.write_text("".join(f"{word:x}\n" for word in words))
+            hex_file.write_text("\n".join(map("{:x}".format, words)) + "\n")
             plusarg = PRELOAD_PLUSARG.format(memory=name)
             plusargs += [f"+{plusarg}={hex_file}", f"+{plusarg}_words={len(words)}"]
         for name in ("trace", "state"):

@@ -131,8 +131,8 @@ class _Tables:
         self._dense = None
 
     def dense(self, program: Program, arch: ArchConfig) -> "_DensePlan":
-        """The dense engine's plan, built and checked against these tables on first use."""
-        if self._dense is None:
+        """The dense engine's plan, built and checked against these tables on first use (per configuration)."""
+        if self._dense is None or self._dense.arch != arch:
             self._dense = _DensePlan(program, arch, self)
         return self._dense
 
@@ -423,15 +423,16 @@ class _NotDense(Exception):
     """The dense engine may not run this program (the message says why)."""
 
 
-class _Saturating(Exception):
-    """An accumulator of this batch would saturate: the tables engine counts that exactly."""
+class _NeedsTables(Exception):
+    """This batch runs on the tables engine: an accumulator would saturate (the tables engine counts the
+    clamps exactly as the core does), or a descriptor holds an unknown kind code."""
 
 
 def _simulate_dense(plan: _DensePlan, pixels: np.ndarray, keep_events: bool):
     """The ``dense`` engine on a batch of images; None where the batch must run on ``tables`` instead."""
     try:
         results = _dense_batch(plan, pixels, keep_events)
-    except _Saturating:
+    except _NeedsTables:
         return None
     if results is None:  # saturations in a batch: they are counted per image, one image at a time
         singles = [_simulate_dense(plan, pixels[n:n + 1], keep_events) for n in range(len(pixels))]
@@ -490,7 +491,7 @@ def _dense_batch(plan: _DensePlan, pixels: np.ndarray, keep_events: bool):
             acc = current if acc is None else acc + current
             low, high = torch.aminmax(acc)
             if float(high) > acc_max or float(low) < -acc_max - 1:
-                raise _Saturating
+                raise _NeedsTables
         acc = acc.expand((timesteps,) + acc.shape[1:])
         if i in carried:
             carried_sums[i] = (acc, bound)
@@ -523,7 +524,7 @@ def _dense_batch(plan: _DensePlan, pixels: np.ndarray, keep_events: bool):
             saturations += int((index != x).sum())
             out.copy_((stage["truth_table"] >> index.to(torch.int64)) & 1)
         else:
-            raise _Saturating  # an unknown kind code: the tables engine reproduces what the core does
+            raise _NeedsTables  # an unknown kind code: the tables engine reproduces what the core does
         if saturations and n_images > 1:
             return None
         occupied[i] = torch.sign(out)

@@ -82,3 +82,16 @@ def test_descriptor_checks(digits_program, arch, field, value, message):
 def test_unknown_engine_is_rejected(digits_program, arch, digits_test_set):
     with pytest.raises(ValueError, match="engine: expected one of"):
         simulate_batch(digits_program, arch, digits_test_set[0][:1].reshape(1, -1).numpy(), engine="fast")
+
+
+def test_a_batch_whose_accumulators_saturate_runs_on_tables():
+    """Accumulators narrower than the compiler proved necessary: the core clamps them after every pass, which
+    only the event-by-event engine reproduces, so the batch runs there."""
+    program, arch, _ = compile_random(3, 5, 6, 4, 3)
+    narrow = dataclasses.replace(arch, acc_bits=6)
+    program.arch_fingerprint = narrow.fingerprint()
+    pixels = np.random.default_rng(1).integers(0, PIXEL_MAX + 1, size=(3, 25))
+    auto = simulate_batch(program, narrow, pixels)
+    tables = simulate_batch(program, narrow, pixels, engine="tables")
+    assert [r.engine for r in auto] == ["tables"] * 3 and all(r.saturations > 0 for r in tables)
+    assert all(a.differences(t) == [] for a, t in zip(auto, tables))
