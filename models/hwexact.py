@@ -12,16 +12,20 @@ import torch
 import torch.nn.functional as F
 
 
-def saturate(v: torch.Tensor, bits: int):
-    """Clamp to the signed range of ``bits`` bits; returns ``(clamped, number_of_clamped_elements)``."""
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+def clamp_count(v: torch.Tensor, lo: int, hi: int):
+    """``(clamp(v, lo, hi), number of clamped elements)``; one pass over ``v`` in the usual case, nothing clamped."""
     if v.numel() == 0:
         return v, 0
     low, high = torch.aminmax(v)
-    if lo <= int(low) and int(high) <= hi:  # the usual case: one pass over v
+    if lo <= int(low) and int(high) <= hi:
         return v, 0
     clamped = v.clamp(lo, hi)
     return clamped, int((clamped != v).sum())
+
+
+def saturate(v: torch.Tensor, bits: int):
+    """Clamp to the signed range of ``bits`` bits; returns ``(clamped, number_of_clamped_elements)``."""
+    return clamp_count(v, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
 
 
 def neuron_step_int(u: torch.Tensor, x: torch.Tensor, thresholds: torch.Tensor, shift: int, bits: int,
@@ -178,31 +182,26 @@ def linear_map(source: Source, s: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown source op {source.op!r}")
 
 
-def source_current(source: Source, s: torch.Tensor) -> torch.Tensor:
-    """``W s`` exactly (int64), for integer events ``s`` ``[N, ...]``.
-
-    Float32 runs the fast kernels and is exact while every partial sum stays below 2**24 (PyTorch's CPU
-    convolutions are direct or GEMM ones: sums of exact products, no Winograd or FFT); float64 otherwise
-    (below 2**53)."""
-    peak = int(s.abs().max()) if s.numel() else 0
-    dtype = torch.float32 if weight_bound(source) * peak < FLOAT32_EXACT else torch.float64
-    return linear_map(source, s.to(dtype)).to(torch.int64)
-
-
 def _per_channel(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``[..., C]`` parameters broadcast against ``[N, C, ...]`` values."""
     return v.to(torch.int64).view(v.shape[:-1] + (1, -1) + (1,) * (like.dim() - 2))
 
 
-def _clamp(x: torch.Tensor, top: int):
-    """``(clamp(x, 0, top), number of clamped elements)``, with one pass over ``x`` when nothing clamps."""
-    if x.numel() == 0:
-        return x, 0
-    low, high = torch.aminmax(x)
-    if 0 <= int(low) and int(high) <= top:
-        return x, 0
-    value = x.clamp(0, top)
-    return value, int((value != x).sum())
+def sum_step(x: torch.Tensor, value_bits: int):
+    """A ``sum`` stage: emits ``clamp(x, 0, 2**value_bits - 1)``; returns ``(events, clamped elements)``."""
+    return clamp_count(x, 0, (1 << value_bits) - 1)
+
+
+def gate_step(x: torch.Tensor, truth_table: int):
+    """A ``gate`` stage: emits bit ``clamp(x, 0, 7)`` of ``truth_table``; returns ``(events, clamped elements)``."""
+    index, clamped = clamp_count(x, 0, (1 << GATE_INPUTS) - 1)
+    return (truth_table >> index.to(torch.int64)) & 1, clamped
+
+
+def float32_exact(bound: int, stateful: bool, membrane_bits: int, threshold_peak: int) -> bool:
+    """Whether a stage whose currents (bias included) are bounded by ``bound`` can be computed in float32
+    without rounding: every current, and for a neuron stage every membrane and threshold, below 2**24."""
+    return bound < FLOAT32_EXACT and (not stateful or (membrane_bits <= 24 and threshold_peak < FLOAT32_EXACT))
 
 
 def stage_output(stage: IntegerStage, state, x: torch.Tensor, membrane_bits: int, value_bits: int):
@@ -211,11 +210,9 @@ def stage_output(stage: IntegerStage, state, x: torch.Tensor, membrane_bits: int
         th = _per_channel(stage.thresholds, x)
         return neuron_step_int(state, x, th, stage.shift, membrane_bits)
     if stage.kind == "sum":
-        value, clamped = _clamp(x, (1 << value_bits) - 1)
-        return state, value, clamped
+        return (state,) + sum_step(x, value_bits)
     if stage.kind == "gate":
-        index, clamped = _clamp(x, (1 << GATE_INPUTS) - 1)
-        return state, (stage.truth_table >> index.to(torch.int64)) & 1, clamped
+        return (state,) + gate_step(x, stage.truth_table)
     raise ValueError(f"unknown stage kind {stage.kind!r}")
 
 
@@ -248,8 +245,7 @@ def run_integer_network(stages, pixels: torch.Tensor, timesteps: int, membrane_b
             bound += accumulations[stage.carry][1]
         bound += int(stage.bias.abs().max()) if stage.bias.numel() else 0
         stateful = stage.kind in ("neuron", "readout")
-        exact32 = bound < FLOAT32_EXACT and (not stateful or (
-            membrane_bits <= 24 and int(stage.thresholds.abs().max()) < FLOAT32_EXACT))
+        exact32 = float32_exact(bound, stateful, membrane_bits, int(stage.thresholds.abs().max()))
         dtype = torch.float32 if exact32 else torch.float64
         acc = None
         for src in stage.sources:

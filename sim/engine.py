@@ -32,7 +32,8 @@ import torch
 from accel.config import ArchConfig
 from accel.layouts import HARDWARE_KIND, KIND_GATE, KIND_NEURON, KIND_SUM, REGION_INPUT
 from accel.program import Program
-from models.hwexact import FLOAT32_EXACT, GATE_INPUTS, Source, linear_map, neuron_step_int, weight_bound
+from models.hwexact import (FLOAT32_EXACT, GATE_INPUTS, Source, float32_exact, gate_step, linear_map,
+                            neuron_step_int, sum_step, weight_bound)
 
 ENGINES = ("auto", "dense", "tables")
 
@@ -497,8 +498,8 @@ def _dense_batch(plan: _DensePlan, pixels: np.ndarray, keep_events: bool):
             carried_sums[i] = (acc, bound)
         # update phase (padding lanes have zero sums and their own bias, as in the core)
         bias = stage["bias"]
-        exact32 = bound + int(bias.abs().max()) < FLOAT32_EXACT and (stage["kind"] != KIND_NEURON or (
-            arch.membrane_bits <= 24 and int(stage["thresholds"].abs().max()) < FLOAT32_EXACT))
+        exact32 = float32_exact(bound + int(bias.abs().max()), stage["kind"] == KIND_NEURON, arch.membrane_bits,
+                                int(stage["thresholds"].abs().max()))
         if exact32:
             x = acc.to(torch.float32) + bias.to(torch.float32)
         else:
@@ -515,14 +516,10 @@ def _dense_batch(plan: _DensePlan, pixels: np.ndarray, keep_events: bool):
             base = stage["state_base"]
             state[:, base:base + n_groups, :, :levels] = \
                 u.to(torch.int64).permute(1, 2, 0).reshape(n_images, n_groups, lanes, levels).numpy()
-        elif kind == KIND_SUM:
-            value = x.clamp(0, (1 << arch.value_bits) - 1)
-            saturations += int((value != x).sum())
+        elif kind in (KIND_SUM, KIND_GATE):
+            value, sat = sum_step(x, arch.value_bits) if kind == KIND_SUM else gate_step(x, stage["truth_table"])
+            saturations += sat
             out.copy_(value)
-        elif kind == KIND_GATE:
-            index = x.clamp(0, (1 << GATE_INPUTS) - 1)
-            saturations += int((index != x).sum())
-            out.copy_((stage["truth_table"] >> index.to(torch.int64)) & 1)
         else:
             raise _NeedsTables  # an unknown kind code: the tables engine reproduces what the core does
         if saturations and n_images > 1:
