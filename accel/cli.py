@@ -101,7 +101,7 @@ def _sim_report(program, arch, results, labels, pixels, energy=None) -> dict:
     for layer, total in zip(program.layers, totals):
         entry = {k: v / n for k, v in total.__dict__.items() if k != "name"}
         neurons = layer.channels * layer.positions
-        accesses = {name: (r / n, w / n) for name, (r, w) in layer_accesses(total).items()}
+        accesses = {name: (r / n, w / n) for name, (r, w) in layer_accesses(total, arch).items()}
         entry.update(name=layer.name, neurons=neurons,
                      firing_events_per_neuron_per_step=(total.output_events / n / program.timesteps / neurons
                                                         if layer.fires else None),
@@ -112,7 +112,7 @@ def _sim_report(program, arch, results, labels, pixels, energy=None) -> dict:
                      energy_memory_pj=energy_of(accesses, arch, energy))
         per_layer.append(entry)
     input_events = float(np.count_nonzero(pixels.reshape(n, -1).numpy()) / n)
-    setup = setup_accesses(program.state_rows, program.n_inputs, input_events)
+    setup = setup_accesses(program.state_rows, program.n_inputs, input_events, arch)
     setup_pj = energy_of(setup, arch, energy)
     ops_pj = sum(l["energy_ops_pj"] for l in per_layer)
     memory_pj = sum(l["energy_memory_pj"] for l in per_layer) + setup_pj
@@ -337,8 +337,9 @@ def cmd_demo(args) -> int:
     method = None if args.method is None else methods.METHODS.get(args.method)
     if args.method is not None and method is None:
         raise UserError(f"--method {args.method!r} is not a method (see accel demo --list-methods)")
-    residual = method is not None and method.network is not None
-    arch = _arch(args.arch if args.arch or not residual else methods.methods_arch_path())
+    # every method runs on the methods core (lane-parallel, 20-bit): the MLF family's untrained and K = 4
+    # networks need wider accumulators than the default's 16 bits
+    arch = _arch(args.arch if args.arch or method is None else methods.methods_arch_path())
     if args.samples < 1:
         raise UserError(f"--samples must be at least 1, got {args.samples}")
     if args.epochs is not None and (args.epochs < 1 or method is None):

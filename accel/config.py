@@ -20,6 +20,20 @@ from .errors import UserError
 
 MULTIVALUE_MODES = ("repeat", "bitserial")
 
+#: Every memory of the core (``docs/core.md``); the accumulator memory has no depth of its own (it has the
+#: rows of ``memories.state``), the event memory holds ``event_regions`` regions.
+MEMORY_NAMES = ("layers", "pointers", "synapses", "weights", "params", "inputs", "acc", "state", "events", "trace")
+
+#: Memories the schedule touches in the same cycle, or whose read data must stay on the port while another of
+#: the set is read (``docs/core.md``, "Banks"): no two of a set may share a single-port bank.
+BANK_CONFLICTS = (
+    ({"weights", "acc"}, "read together for every synapse row (state WRD)"),
+    ({"acc", "state", "params"}, "read together by the update (state URD; the accumulator row stays on its port "
+                                 "while the group's membranes and parameters are read)"),
+    ({"inputs", "events"}, "read and written in the same cycle by the input scan (state SCAN)"),
+    ({"events", "trace"}, "written together for every output event (state EMIT)"),
+)
+
 
 @dataclass(frozen=True)
 class Memories:
@@ -75,6 +89,14 @@ class ArchConfig:
         events, the others the outputs of stages still to be consumed (residual networks need more).
     clock_mhz : float
         Clock used to turn cycles into latency and throughput.
+    update_lanes : int
+        Neurons the update phase handles per step (a power of two dividing ``lanes``; 0: all ``lanes`` at
+        once). Fewer makes the state and params words ``lanes / update_lanes`` times narrower (and as many
+        times deeper) and the neuron unit as many times smaller, at two cycles per step.
+    banks : tuple of tuple of str
+        Memories that share one single-port memory each (``docs/core.md``, "Banks"): on an FPGA with large
+        single-port RAM (the iCE40 UP5K's SPRAM) several small memories become one large one. Members
+        must never be accessed in the same cycle (:data:`BANK_CONFLICTS`).
     memories : Memories
         Depth of each memory in words.
     """
@@ -90,12 +112,30 @@ class ArchConfig:
     multivalue: str = "repeat"
     event_regions: int = 4
     clock_mhz: float = 24.0
+    update_lanes: int = 0
+    banks: tuple = ()
     memories: Memories = field(default_factory=Memories)
 
     # ---- derived widths -------------------------------------------------------------------------
     @property
     def lane_bits(self) -> int:
         return (self.lanes - 1).bit_length()
+
+    @property
+    def neurons_per_update(self) -> int:
+        """Neurons updated per update step (``update_lanes``, or every lane)."""
+        return self.update_lanes or self.lanes
+
+    @property
+    def update_steps(self) -> int:
+        """Update steps per lane group: the state and params words of one group (a power of two)."""
+        return self.lanes // self.neurons_per_update
+
+    @property
+    def update_step_cycles(self) -> int:
+        """Cycles of one update step before its events: read and update (2); a split update
+        (``update_steps > 1``, meant for small FPGAs) registers the level sums between them (3)."""
+        return 2 if self.update_steps == 1 else 3
 
     def addr_bits(self, memory: str) -> int:
         """Address width of a memory (at least 1 bit)."""
@@ -129,11 +169,22 @@ class ArchConfig:
         return self.addr_bits("synapses") + 1
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["banks"] = [list(bank) for bank in self.banks]
+        return out
 
     def fingerprint(self) -> str:
-        """A short digest of everything that shapes the hardware (the name does not), for Programs and caches."""
+        """A short digest of everything that shapes the hardware (the name does not), for Programs and caches.
+
+        ``update_lanes`` is digested by what it means (0 and ``lanes`` are the same core), and neither it nor
+        ``banks`` is digested when it has its default, so configurations from before they existed keep their
+        fingerprints."""
         fields_ = {k: v for k, v in self.to_dict().items() if k != "name"}
+        fields_["update_lanes"] = self.neurons_per_update
+        if self.update_steps == 1:
+            del fields_["update_lanes"]
+        if not self.banks:
+            del fields_["banks"]
         text = json.dumps(fields_, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -147,6 +198,7 @@ _SCALAR_LIMITS = {
     "max_levels": (1, 8),
     "max_timesteps": (1, 1024),
     "event_regions": (2, 16),
+    "update_lanes": (0, 256),
 }
 
 
@@ -194,6 +246,8 @@ def arch_from_dict(data, source: str = "<arch>") -> ArchConfig:
             if value not in MULTIVALUE_MODES:
                 raise UserError(f"{source}: key 'multivalue' = {value!r} is not one of {', '.join(MULTIVALUE_MODES)}")
             kwargs[key] = value
+        elif key == "banks":
+            kwargs[key] = _banks(value, source)
         elif key == "clock_mhz":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 2000:
                 raise UserError(f"{source}: key 'clock_mhz' = {value!r} must be a number in (0, 2000]")
@@ -205,7 +259,42 @@ def arch_from_dict(data, source: str = "<arch>") -> ArchConfig:
         raise UserError(f"{source}: key 'acc_bits' = {arch.acc_bits} must not exceed membrane_bits = {arch.membrane_bits}")
     if arch.weight_bits > arch.acc_bits:
         raise UserError(f"{source}: key 'weight_bits' = {arch.weight_bits} must not exceed acc_bits = {arch.acc_bits}")
+    if arch.update_lanes and (arch.update_lanes & (arch.update_lanes - 1) or arch.update_lanes > arch.lanes):
+        raise UserError(f"{source}: key 'update_lanes' = {arch.update_lanes} must be a power of two no larger than "
+                        f"lanes = {arch.lanes} (or 0: all lanes)")
+    for number, bank in enumerate(arch.banks):
+        for name in bank:
+            if name == "trace" and arch.memories.trace == 0:
+                raise UserError(f"{source}: key 'banks[{number}]': memory 'trace' is empty (memories.trace = 0) "
+                                f"and cannot share a bank")
     return arch
+
+
+def _banks(value, source: str) -> tuple:
+    """Validate ``banks``: lists of at least two distinct memory names, each memory in at most one bank, and
+    no two memories of a bank in one of :data:`BANK_CONFLICTS`."""
+    if not isinstance(value, list):
+        raise UserError(f"{source}: key 'banks' must be a list of lists of memory names")
+    seen = {}
+    banks = []
+    for number, bank in enumerate(value):
+        where = f"banks[{number}]"
+        if not isinstance(bank, list) or len(bank) < 2 or not all(isinstance(name, str) for name in bank):
+            raise UserError(f"{source}: key '{where}' must be a list of at least two memory names")
+        for name in bank:
+            if name not in MEMORY_NAMES:
+                raise UserError(f"{source}: key '{where}': unknown memory '{name}'{_suggest(name, MEMORY_NAMES)}; "
+                                f"memories: {', '.join(MEMORY_NAMES)}")
+            if name in seen:
+                raise UserError(f"{source}: key '{where}': memory '{name}' is already in banks[{seen[name]}]")
+            seen[name] = number
+        for members, reason in BANK_CONFLICTS:
+            clash = [name for name in bank if name in members]
+            if len(clash) > 1:
+                raise UserError(f"{source}: key '{where}': '{clash[0]}' and '{clash[1]}' cannot share a single-port "
+                                f"bank: they are {reason}")
+        banks.append(tuple(bank))
+    return tuple(banks)
 
 
 def load_arch(path=None) -> ArchConfig:

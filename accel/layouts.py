@@ -161,16 +161,18 @@ def weight_layout(arch: ArchConfig) -> Layout:
 
 
 def param_layout(arch: ArchConfig) -> Layout:
-    """Per channel block: bias and the K thresholds of each lane."""
+    """Per channel block and update step: bias and the K thresholds of each of the step's
+    ``neurons_per_update`` lanes (a channel block is ``update_steps`` consecutive words)."""
     return Layout("param", (
-        Field("bias", arch.membrane_bits, True, (arch.lanes,)),
-        Field("threshold", arch.membrane_bits, True, (arch.lanes, arch.max_levels)),
+        Field("bias", arch.membrane_bits, True, (arch.neurons_per_update,)),
+        Field("threshold", arch.membrane_bits, True, (arch.neurons_per_update, arch.max_levels)),
     ))
 
 
 def state_layout(arch: ArchConfig) -> Layout:
-    """Membranes of one group: one per lane and level (the classifier uses level 0 for its logit)."""
-    return Layout("state", (Field("u", arch.membrane_bits, True, (arch.lanes, arch.max_levels)),))
+    """Membranes of one update step of a group: one per lane of the step and level (a group is
+    ``update_steps`` consecutive words; the classifier uses level 0 for its logit)."""
+    return Layout("state", (Field("u", arch.membrane_bits, True, (arch.neurons_per_update, arch.max_levels)),))
 
 
 def acc_layout(arch: ArchConfig) -> Layout:
@@ -214,10 +216,101 @@ def all_layouts(arch: ArchConfig) -> dict:
 
 def memory_depths(arch: ArchConfig) -> dict:
     """Depth in words of every memory of the core (``docs/core.md``, table "Memories"): the accumulator and
-    state memories share ``memories.state``; the event memory holds ``event_regions`` regions."""
-    mems = arch.memories
+    state memories have ``memories.state`` rows (a state row is ``update_steps`` words, as is a params row);
+    the event memory holds ``event_regions`` regions."""
+    mems, steps = arch.memories, arch.update_steps
     return {
         "layers": mems.layers, "pointers": mems.pointers, "synapses": mems.synapses, "weights": mems.weights,
-        "params": mems.params, "inputs": mems.inputs, "acc": mems.state, "state": mems.state,
+        "params": mems.params * steps, "inputs": mems.inputs, "acc": mems.state, "state": mems.state * steps,
         "events": arch.event_regions * mems.events, "trace": mems.trace,
     }
+
+
+@dataclass(frozen=True)
+class BankSlot:
+    """Where one memory lives in its physical memory: word ``a`` of the memory is in slot ``a % pack`` (bits
+    ``slot * slot_bits ..``) of physical word ``base + a // pack``."""
+
+    base: int
+    pack: int
+    slot_bits: int
+
+
+@dataclass(frozen=True)
+class PhysicalMemory:
+    """One memory of the netlist: a memory of its own (one member at base 0, one word per word) or a bank."""
+
+    name: str
+    width: int
+    depth: int
+    members: dict          # memory name -> BankSlot, in address order
+    granularity: int       # write-enable granularity in bits (the narrowest slot)
+
+    @property
+    def is_bank(self) -> bool:
+        return len(self.members) > 1
+
+
+MAX_PACK = 8
+
+
+def physical_memories(arch: ArchConfig) -> list:
+    """The memories of the netlist: one per bank of ``arch.banks`` (``bank0``, ``bank1``, ...), then one per
+    memory in no bank. A bank is as wide as its widest member rounded up to a multiple of 8 bits; a narrower
+    member packs ``pack`` words (a power of two, at most 8) into each bank word, in equal slots, and its
+    words follow the previous member's (``docs/core.md``, "Banks")."""
+    layouts, depths = all_layouts(arch), memory_depths(arch)
+    banked = {name for bank in arch.banks for name in bank}
+    out = []
+    for number, bank in enumerate(arch.banks):
+        width = -(-max(layouts[name].width for name in bank) // 8) * 8
+        members, base = {}, 0
+        for name in bank:
+            pack = 1
+            while pack * 2 <= MAX_PACK and pack * 2 * layouts[name].width <= width:
+                pack *= 2
+            members[name] = BankSlot(base, pack, width // pack)
+            base += -(-depths[name] // pack)
+        out.append(PhysicalMemory(f"bank{number}", width, base, members,
+                                  min(slot.slot_bits for slot in members.values())))
+    for name, depth in depths.items():
+        if name not in banked:
+            width = layouts[name].width
+            out.append(PhysicalMemory(name, width, depth, {name: BankSlot(0, 1, width)}, width))
+    return out
+
+
+def home_of(arch: ArchConfig, name: str) -> tuple:
+    """``(PhysicalMemory, BankSlot)`` holding memory ``name``."""
+    for memory in physical_memories(arch):
+        if name in memory.members:
+            return memory, memory.members[name]
+    raise KeyError(name)
+
+
+def to_physical(arch: ArchConfig, images: dict) -> dict:
+    """Physical memory images ``{physical name: [words]}`` from memory images ``{memory: [packed words]}``,
+    each physical image as long as its last loaded word."""
+    out = {}
+    for memory in physical_memories(arch):
+        placed = {name: images[name] for name in memory.members if name in images}
+        if not placed:
+            continue
+        end = max(slot.base + -(-len(placed[name]) // slot.pack) for name, slot in memory.members.items()
+                  if name in placed)
+        words = [0] * end
+        for name, image in placed.items():
+            slot = memory.members[name]
+            for address, word in enumerate(image):
+                index, part = divmod(address, slot.pack)
+                words[slot.base + index] |= int(word) << (part * slot.slot_bits)
+        out[memory.name] = words
+    return out
+
+
+def from_physical(arch: ArchConfig, name: str, words, count: int) -> list:
+    """Words ``0 .. count-1`` of memory ``name`` from its physical memory's words starting at the member's
+    base (``words[0]`` is physical word ``base``)."""
+    memory, slot = home_of(arch, name)
+    mask = (1 << all_layouts(arch)[name].width) - 1
+    return [(int(words[a // slot.pack]) >> ((a % slot.pack) * slot.slot_bits)) & mask for a in range(count)]

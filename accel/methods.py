@@ -1,7 +1,8 @@
 """The method set on the core: one small digits network per method of the seed papers.
 
 ``accel demo --method NAME`` trains the method's network on the digits (``--epochs`` for a quick run),
-compiles it for the methods core (``data/methods_arch.yaml``: the default core with memories for residual networks), simulates the
+compiles it for the methods core (``data/methods_arch.yaml``: 8 lanes updated at once, 20-bit accumulators and
+membranes, memories for residual networks), simulates the
 test set and verifies images on the RTL. ``docs/constructs.md`` lists what each method maps to.
 """
 from __future__ import annotations

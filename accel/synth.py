@@ -34,8 +34,10 @@ from pathlib import Path
 
 from .errors import UserError
 
-# Bump when the flow (scripts, shell, parsing) changes: cached reports of another version are not reused.
-FLOW_VERSION = 2
+# Bump when the flow (scripts, shell, parsing) changes: cached reports of another version are not reused
+# (nor taken as calibration points of the area model). 3: banks and SPRAM (a core's memories are no longer
+# one per logical memory, so the area model's features of earlier reports no longer describe them).
+FLOW_VERSION = 3
 SHELL_MODULE = "spikecore_shell"
 SHELL_FEED_BITS = 32
 TOOL_PINS = {  # the pinned PyPI packages of the flow (scripts/install.sh)

@@ -49,7 +49,8 @@ def decode_rtl(program: Program, arch: ArchConfig, result: dict) -> dict:
     slot = {program.layers[l].update_pass: n for n, l in enumerate(emitting)}
     for t, p, i, v in zip(trace["timestep"], trace["layer"], trace["index"], trace["value"]):
         spikes[slot[int(p)]][int(t), int(i)] = int(v)
-    state = state_layout(arch).unpack(result["state"])["u"]
+    # a state row of `lanes` neurons is `update_steps` consecutive words
+    state = state_layout(arch).unpack(result["state"])["u"].reshape(-1, arch.lanes, arch.max_levels)
     last = program.layers[-1]
     logits = state[last.state_base:last.state_base + last.n_groups, :, 0].reshape(-1)[last.hw_index(arch.lanes)]
     return {"spikes": spikes, "logits": logits}

@@ -96,16 +96,18 @@ class Host:
         await FallingEdge(dut.clk)
         return round((finished - started) / self.clock_period_ns)
 
-    async def dump(self, trace_words, state_rows, files):
-        """The backdoor: the simulator writes the first words of the trace and state memories to ``files``
-        (``$writememh``); returns them as ints."""
+    async def dump(self, trace_words, state_words, files, packs):
+        """The backdoor: the simulator writes the words of its physical memories that hold the first
+        ``trace_words`` trace words and ``state_words`` state words to ``files`` (``$writememh``); returns
+        those physical words as ints (``packs``: words per physical word of each, in a bank)."""
         dut = self.dut
         dut.dump_trace_words.value = trace_words
-        dut.dump_state_rows.value = state_rows
+        dut.dump_state_words.value = state_words
         dut.dump.value = 1
         await FallingEdge(dut.clk)
         dut.dump.value = 0
-        return [_read_memh(files["trace"], trace_words), _read_memh(files["state"], state_rows)]
+        return [_read_memh(files["trace"], -(-trace_words // packs["trace"])),
+                _read_memh(files["state"], -(-state_words // packs["state"]))]
 
 
 def _read_memh(path, words):
@@ -152,12 +154,14 @@ async def run_job(dut):
         cycles_measured = await host.run()
         registers = {name: await host.read(SELECT_CONTROL, address) for name, address in REGISTER.items()}
         if job.get("backdoor_files"):
-            trace, state = await host.dump(registers["trace_count"], job["state_rows"], job["backdoor_files"])
+            trace, state = await host.dump(registers["trace_count"], job["state_words"], job["backdoor_files"],
+                                           job["dump_packs"])
         else:
             trace = [await host.read(SELECT_TRACE, a) for a in range(registers["trace_count"])]
-            state = [await host.read(SELECT_STATE, row) for row in range(job["state_rows"])]
+            state = [await host.read(SELECT_STATE, word) for word in range(job["state_words"])]
         results.append({
             "cycles": registers["cycles"], "cycles_measured": cycles_measured, "trace": trace,
+            "trace_count": registers["trace_count"],
             "trace_overflow": registers["trace_overflow"], "saturations": registers["saturations"],
             "state": state,
         })

@@ -1,6 +1,7 @@
 """Arithmetic units of the core: the accumulate (AC) array and the neuron update unit.
 
-Both are purely combinational; the controller (:mod:`rtl.core`) registers their results. Their integer
+Both are combinational (the neuron unit optionally registers its level sums halfway, for the split
+update's clock); the controller (:mod:`rtl.core`) registers their results. Their integer
 semantics are those of ``docs/numerics.md`` and are tested against :func:`models.hwexact.neuron_step_int`.
 """
 from __future__ import annotations
@@ -134,6 +135,11 @@ class NeuronUpdate(wiring.Component):
         Signed membrane, bias and threshold width ``M``.
     value_bits : int
         Unsigned event value width ``V`` (``2**V > K``).
+    registered : bool
+        Register the saturated level sums and the current (``acc + bias``) on the clock: the unit then
+        takes two cycles, ``membrane``, ``acc`` and ``bias`` in the first, ``threshold``, ``shift``,
+        ``levels``, ``kind`` and ``truth_table`` held through both, and its outputs (all of them) valid in
+        the second. Halves the unit's combinational depth (the split update's clock, ``rtl.core``).
 
     Attributes
     ----------
@@ -161,7 +167,8 @@ class NeuronUpdate(wiring.Component):
         Number of clamps of this update.
     """
 
-    def __init__(self, lanes: int, max_levels: int, acc_bits: int, membrane_bits: int, value_bits: int):
+    def __init__(self, lanes: int, max_levels: int, acc_bits: int, membrane_bits: int, value_bits: int,
+                 registered: bool = False):
         _check_width(self, "lanes", lanes, 1, 256)
         _check_width(self, "max_levels", max_levels, 1, 8)
         _check_width(self, "membrane_bits", membrane_bits, 2, 64)
@@ -169,6 +176,7 @@ class NeuronUpdate(wiring.Component):
         _check_width(self, "value_bits", value_bits, max_levels.bit_length(), 32)
         self.lanes, self.max_levels = lanes, max_levels
         self.acc_bits, self.membrane_bits, self.value_bits = acc_bits, membrane_bits, value_bits
+        self.registered = bool(registered)
         membranes = data.ArrayLayout(data.ArrayLayout(signed(membrane_bits), max_levels), lanes)
         super().__init__({
             "membrane": In(membranes),
@@ -189,16 +197,26 @@ class NeuronUpdate(wiring.Component):
         saturation_flags = []
         is_neuron, is_sum, is_gate = self.kind == 0, self.kind == 1, self.kind == 2
         value_max = (1 << self.value_bits) - 1
+        def stage(signal, name):
+            """``signal`` itself, or its value one cycle later in the registered unit."""
+            if not self.registered:
+                return signal
+            held = Signal.like(signal, name=f"{name}_held")
+            m.d.sync += held.eq(signal)
+            return held
+
         for lane in range(self.lanes):
             # acc is narrower than the membrane: the sum is formed exactly, then clamped once per level.
-            current = Signal(signed(self.membrane_bits + 1), name=f"lane{lane}_current")
-            m.d.comb += current.eq(self.acc[lane] + self.bias[lane])
+            sum_in = Signal(signed(self.membrane_bits + 1), name=f"lane{lane}_current")
+            m.d.comb += sum_in.eq(self.acc[lane] + self.bias[lane])
+            current = stage(sum_in, f"lane{lane}_current")
             fired_levels = []
             for level in range(self.max_levels):
                 active = is_neuron & (level < self.levels)
                 name = f"lane{lane}_level{level}"
-                value, saturated = saturate(m, (self.membrane[lane][level] >> self.shift) + current,
+                value, saturated = saturate(m, (self.membrane[lane][level] >> self.shift) + sum_in,
                                             self.membrane_bits, name)
+                value, saturated = stage(value, name), stage(saturated, f"{name}_saturated")
                 fired = Signal(name=f"{name}_fired")
                 m.d.comb += [
                     fired.eq(active & (value > self.threshold[lane][level])),

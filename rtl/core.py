@@ -3,18 +3,21 @@
 Every state of the controller lasts exactly one cycle (``ACC`` repeats for the ``v`` additions of an
 event of value ``v``), so the ``cycles`` register equals the cycle formula of ``docs/core.md`` for every
 program. All memories have one synchronous read port (data valid the cycle after the address) and one
-write port; while the core is idle the host owns the read addresses and the write ports of the memories
-it may write.
+write port; the memories of a bank (``ArchConfig.banks``) share one single-port memory, which the
+schedule never accesses twice in a cycle. While the core is idle the host owns the read addresses and
+the write ports of the memories it may write.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from types import SimpleNamespace
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from accel.config import ArchConfig
-from accel.layouts import KIND_NEURON, REGION_INPUT, memory_depths
+from accel.layouts import KIND_NEURON, REGION_INPUT, memory_depths, physical_memories
 
 from .components import AcArray, NeuronUpdate
 from .layouts import memory_layouts
@@ -101,17 +104,23 @@ class Core(wiring.Component):
         m = Module()
 
         read, write = {}, {}
-        for name, depth in depths.items():
-            memory = Memory(shape=layouts[name], depth=depth, init=[])
-            m.submodules[f"{name}_memory"] = memory
-            read[name] = memory.read_port()
-            write[name] = memory.write_port()
+        for physical in physical_memories(arch):
+            if physical.is_bank:
+                _bank(m, physical, layouts, depths, read, write)
+            else:
+                (name,) = physical.members
+                memory = Memory(shape=layouts[name], depth=physical.depth, init=[])
+                m.submodules[f"{name}_memory"] = memory
+                read[name] = memory.read_port()
+                write[name] = memory.write_port()
 
         bitserial = arch.multivalue == "bitserial"
         m.submodules.ac_array = ac_array = AcArray(lanes, arch.acc_bits, arch.weight_bits,
                                                    arch.value_bits - 1 if bitserial else 0)
+        update_lanes, steps = arch.neurons_per_update, arch.update_steps
         m.submodules.neuron_update = neuron_update = NeuronUpdate(
-            lanes, arch.max_levels, arch.acc_bits, arch.membrane_bits, arch.value_bits)
+            update_lanes, arch.max_levels, arch.acc_bits, arch.membrane_bits, arch.value_bits,
+            registered=steps > 1)
 
         # ---- control registers --------------------------------------------------------------------
         n_layers = Signal(arch.addr_bits("layers") + 1)
@@ -130,7 +139,7 @@ class Core(wiring.Component):
         }
 
         # ---- controller state ---------------------------------------------------------------------
-        clear_row = Signal(arch.addr_bits("state") + 1)
+        clear_word = Signal(arch.addr_bits("state") + 1 + (steps - 1).bit_length())
         pixel = Signal(arch.addr_bits("inputs") + 1)
         timestep = Signal(arch.timestep_bits + 1)
         layer = Signal(arch.addr_bits("layers") + 1)
@@ -147,6 +156,9 @@ class Core(wiring.Component):
         remaining = Signal(arch.value_bits)       # bit-serial mode: bits of the value still to add
         acc_partial = Signal.like(ac_array.acc_out)
         group = Signal(arch.addr_bits("state") + 1)
+        step = Signal(range(steps))               # update step within the group (its lanes step*U ..)
+        last_step = step == steps - 1
+        pending_saturations = Signal(range(max(lanes, update_lanes * arch.max_levels) + 1))
         block = Signal(arch.addr_bits("params") + 1)
         spike_counts = Signal.like(neuron_update.value)
 
@@ -155,11 +167,17 @@ class Core(wiring.Component):
         m.d.comb += [self.busy.eq(~idle), self.done.eq(done)]
         with m.If(~idle):
             m.d.sync += cycles.eq(cycles + 1)
+        # Saturation events are counted one cycle late: the 32-bit addition then starts from registers, off
+        # the path from the controller's state through the arithmetic units (the core's longest otherwise).
+        # A run ends at least one cycle after its last addition or update, so the count is complete at done.
+        m.d.sync += [saturations.eq(saturations + pending_saturations), pending_saturations.eq(0)]
 
         # ---- host interface -----------------------------------------------------------------------
         # Read ports follow the host while idle; the controller's states override address and enable.
-        for name in HOST_SELECT:
-            m.d.comb += [read[name].addr.eq(self.host_addr), read[name].en.eq(idle)]
+        # A read is never enabled in the cycle of a write: a memory in a bank has a single port.
+        for name, select in HOST_SELECT.items():
+            m.d.comb += [read[name].addr.eq(self.host_addr),
+                         read[name].en.eq(idle & (self.host_sel == select) & ~self.host_we)]
         for name in ("acc", "events"):
             m.d.comb += read[name].en.eq(0)
         host_rdata_select = Signal.like(self.host_sel)
@@ -191,9 +209,12 @@ class Core(wiring.Component):
                 ]
                 m.d.sync += count.eq(count + 1)
 
-        def next_group():
-            m.d.sync += group.eq(group + 1)
-            m.d.sync += block.eq(Mux(block + 1 == descriptor.n_blocks, 0, block + 1))
+        def next_step():
+            """The group's next update step, or the next group."""
+            m.d.sync += step.eq(Mux(last_step, 0, step + 1))
+            with m.If(last_step):
+                m.d.sync += group.eq(group + 1)
+                m.d.sync += block.eq(Mux(block + 1 == descriptor.n_blocks, 0, block + 1))
             m.next = "URD"
 
         def finish():
@@ -219,8 +240,11 @@ class Core(wiring.Component):
             ac_array.weight.eq(read["weights"].data.w),
             neuron_update.membrane.eq(read["state"].data.u),
             # Operand isolation: the accumulator port changes on every synapse row, but the neuron unit
-            # needs it only in UWR; holding its input at 0 otherwise stops it from switching needlessly.
-            neuron_update.acc.eq(Mux(updating, read["acc"].data.acc.as_value(), 0)),
+            # needs it only in UWR (USUM in a split update); holding its input at 0 otherwise stops it from
+            # switching needlessly.
+            # The accumulator row stays on its port for all the group's steps; step s takes lanes s*U ..
+            neuron_update.acc.eq(Mux(updating, read["acc"].data.acc.as_value().word_select(
+                step, update_lanes * arch.acc_bits) if steps > 1 else read["acc"].data.acc.as_value(), 0)),
             neuron_update.bias.eq(read["params"].data.bias),
             neuron_update.threshold.eq(read["params"].data.threshold),
             neuron_update.shift.eq(descriptor.shift),
@@ -229,10 +253,12 @@ class Core(wiring.Component):
             neuron_update.truth_table.eq(descriptor.truth_table),
         ]
         acc_group_row = descriptor.acc_base + group
-        state_group_row = descriptor.state_base + group
-        pending_lanes = Cat(spike_counts[lane] != 0 for lane in range(lanes))
-        first_pending_lane = Signal(range(lanes))
-        for lane in reversed(range(lanes)):
+        # A state and a params row are `steps` consecutive words (steps is a power of two).
+        state_word = Cat(step, descriptor.state_base + group)
+        param_word = Cat(step, descriptor.param_base + block)
+        pending_lanes = Cat(spike_counts[lane] != 0 for lane in range(update_lanes))
+        first_pending_lane = Signal(range(update_lanes))
+        for lane in reversed(range(update_lanes)):
             with m.If(pending_lanes[lane]):
                 m.d.comb += first_pending_lane.eq(lane)
 
@@ -257,7 +283,7 @@ class Core(wiring.Component):
                 with m.If(self.start):
                     m.d.sync += [
                         done.eq(0), cycles.eq(0), trace_count.eq(0), trace_overflow.eq(0), saturations.eq(0),
-                        clear_row.eq(0), pixel.eq(0), timestep.eq(0), layer.eq(0),
+                        clear_word.eq(0), pixel.eq(0), timestep.eq(0), layer.eq(0), step.eq(0),
                     ]
                     m.d.sync += [event_counts[region].eq(0) for region in range(arch.event_regions)]
                     with m.If(state_rows != 0):
@@ -266,10 +292,12 @@ class Core(wiring.Component):
                         m.next = "SCAN"
 
             with m.State("CLEAR"):
-                for name in ("acc", "state"):
-                    m.d.comb += [write[name].addr.eq(clear_row), write[name].data.eq(0), write[name].en.eq(1)]
-                m.d.sync += clear_row.eq(clear_row + 1)
-                with m.If(clear_row + 1 == state_rows):
+                # every used state word (steps per row); the accumulator rows during the first state_rows
+                m.d.comb += [write["state"].addr.eq(clear_word), write["state"].data.eq(0), write["state"].en.eq(1),
+                             write["acc"].addr.eq(clear_word), write["acc"].data.eq(0),
+                             write["acc"].en.eq(clear_word < state_rows)]
+                m.d.sync += clear_word.eq(clear_word + 1)
+                with m.If(clear_word + 1 == state_rows * steps):
                     m.next = "SCAN"
 
             with m.State("SCAN"):
@@ -342,7 +370,7 @@ class Core(wiring.Component):
 
             with m.State("ACC"):
                 # One addition of the event's value; the sum stays in acc_partial until the last.
-                m.d.sync += saturations.eq(saturations + ac_array.saturation_count)
+                m.d.sync += pending_saturations.eq(ac_array.saturation_count)
                 with m.If(last_addition):
                     m.d.comb += [
                         write["acc"].addr.eq(acc_row), write["acc"].data.acc.eq(ac_array.acc_out),
@@ -359,31 +387,37 @@ class Core(wiring.Component):
                     m.next = "NEXT"
                 with m.Else():
                     m.d.comb += [
-                        read["acc"].addr.eq(acc_group_row), read["acc"].en.eq(1),
-                        read["state"].addr.eq(state_group_row), read["state"].en.eq(1),
-                        read["params"].addr.eq(descriptor.param_base + block), read["params"].en.eq(1),
+                        read["acc"].addr.eq(acc_group_row), read["acc"].en.eq(step == 0),
+                        read["state"].addr.eq(state_word), read["state"].en.eq(1),
+                        read["params"].addr.eq(param_word), read["params"].en.eq(1),
                     ]
+                    m.next = "USUM" if steps > 1 else "UWR"
+
+            if steps > 1:
+                with m.State("USUM"):
+                    # the split update's registered level sums (NeuronUpdate(registered=True))
+                    m.d.comb += updating.eq(1)
                     m.next = "UWR"
 
             with m.State("UWR"):
-                m.d.comb += updating.eq(1)
+                m.d.comb += updating.eq(steps == 1)
                 m.d.comb += [
-                    write["state"].addr.eq(state_group_row), write["state"].data.u.eq(neuron_update.membrane_next),
+                    write["state"].addr.eq(state_word), write["state"].data.u.eq(neuron_update.membrane_next),
                     write["state"].en.eq(descriptor.kind == KIND_NEURON),
                     write["acc"].addr.eq(acc_group_row), write["acc"].data.eq(0),
-                    write["acc"].en.eq(descriptor.clear_acc),
+                    write["acc"].en.eq(descriptor.clear_acc & last_step),
                 ]
                 m.d.sync += [
-                    saturations.eq(saturations + neuron_update.saturation_count),
+                    pending_saturations.eq(neuron_update.saturation_count),
                     spike_counts.eq(neuron_update.value),
                 ]
-                with m.If(Cat(neuron_update.value[lane] != 0 for lane in range(lanes)).any()):
+                with m.If(Cat(neuron_update.value[lane] != 0 for lane in range(update_lanes)).any()):
                     m.next = "EMIT"
                 with m.Else():
-                    next_group()
+                    next_step()
 
             with m.State("EMIT"):
-                index = Cat(first_pending_lane, group)
+                index = Cat(first_pending_lane, step, group)
                 value = spike_counts[first_pending_lane]
                 append_event(descriptor.out_region, index, value)
                 with m.If(trace_count < arch.memories.trace):
@@ -401,7 +435,7 @@ class Core(wiring.Component):
                 m.d.sync += spike_counts[first_pending_lane].eq(0)
                 # Clearing the lowest set bit leaves the lanes still to emit after this one.
                 with m.If((pending_lanes & (pending_lanes - 1)) == 0):
-                    next_group()
+                    next_step()
 
             with m.State("NEXT"):
                 with m.If(layer + 1 == n_layers):
@@ -415,3 +449,63 @@ class Core(wiring.Component):
                     m.d.sync += layer.eq(layer + 1)
                     m.next = "DESC"
         return m
+
+
+def _bank(m: Module, physical, layouts: dict, depths: dict, read: dict, write: dict) -> None:
+    """One single-port memory shared by the members of a bank (``docs/core.md``, "Banks").
+
+    Each member gets a read and a write port of its own shape (``addr``, ``en``, ``data``, as an Amaranth
+    memory port has) for the controller to drive; the bank ORs the enabled member's address, offset to the
+    member's base, onto one address shared by its read and write port (Yosys maps such a memory onto
+    single-port RAM, the iCE40's SPRAM). The configuration guarantees that at most one member is accessed
+    per cycle and that no read is enabled in a write cycle. A member packing ``pack`` words per bank word
+    reads the slot of its last read address and writes one slot through the byte enables.
+    """
+    memory = Memory(shape=physical.width, depth=physical.depth, init=[])
+    m.submodules[f"{physical.name}_memory"] = memory
+    read_port, write_port = memory.read_port(), memory.write_port(granularity=physical.granularity)
+    address = Signal(range(physical.depth), name=f"{physical.name}_address")
+    addresses, read_enables, write_enables, write_data, write_granules = [], [], [], [], []
+    for name, slot in physical.members.items():
+        layout, depth = layouts[name], depths[name]
+        reader = SimpleNamespace(addr=Signal(range(depth), name=f"{name}_read_addr"),
+                                 en=Signal(name=f"{name}_read_en"), data=Signal(layout, name=f"{name}_read_data"))
+        writer = SimpleNamespace(addr=Signal(range(depth), name=f"{name}_write_addr"),
+                                 en=Signal(name=f"{name}_write_en"), data=Signal(layout, name=f"{name}_write_data"))
+        read[name], write[name] = reader, writer
+        shift = slot.pack.bit_length() - 1
+        # one address per member (its read and its write never coincide), offset once
+        member_address = Mux(writer.en, writer.addr, reader.addr) >> shift
+        addresses.append(Mux(reader.en | writer.en, slot.base + member_address, 0))
+        read_enables.append(reader.en)
+        write_enables.append(writer.en)
+        granules = slot.slot_bits // physical.granularity
+        padded = Signal(slot.slot_bits, name=f"{name}_write_slot")
+        m.d.comb += padded.eq(writer.data.as_value())
+        write_data.append(Mux(writer.en, Cat([padded] * slot.pack), 0))
+        if slot.pack > 1:
+            read_slot = Signal(shift, name=f"{name}_read_slot")
+            with m.If(reader.en):
+                m.d.sync += read_slot.eq(reader.addr[:shift])
+            m.d.comb += reader.data.eq(read_port.data.word_select(read_slot, slot.slot_bits)[:layout.size])
+            mask = Const((1 << granules) - 1, granules * slot.pack) << (writer.addr[:shift] * granules)
+        else:
+            m.d.comb += reader.data.eq(read_port.data[:layout.size])
+            mask = Const((1 << granules) - 1, granules)
+        write_granules.append(Mux(writer.en, mask, 0))
+    writing = Cat(write_enables).any()
+    m.d.comb += [
+        address.eq(_or_all(addresses)),
+        read_port.addr.eq(address), read_port.en.eq(Cat(read_enables).any() & ~writing),
+        write_port.addr.eq(address), write_port.data.eq(_or_all(write_data)),
+        write_port.en.eq(_or_all(write_granules)),
+    ]
+
+
+def _or_all(values):
+    """``values[0] | values[1] | ...`` as a balanced tree (the bank's address is on the core's longest path)."""
+    values = list(values)
+    while len(values) > 1:
+        values = [values[i] | values[i + 1] for i in range(0, len(values) - 1, 2)] + \
+                 ([values[-1]] if len(values) % 2 else [])
+    return values[0]

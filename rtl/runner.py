@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from accel.config import ArchConfig
-from accel.layouts import memory_depths
+from accel.layouts import from_physical, home_of, memory_depths, to_physical
 
 from . import cocotb_harness
 from . import verilator as verilator_support
@@ -50,8 +50,9 @@ def _check_job(image: dict, inputs, arch: ArchConfig) -> None:
     registers = image.get("registers")
     if not isinstance(registers, dict) or any(key not in registers for key in PROGRAM_REGISTERS):
         raise ValueError(f"image['registers'] must give {', '.join(PROGRAM_REGISTERS)}")
-    if registers["state_rows"] > depths["state"]:
-        raise ValueError(f"state_rows = {registers['state_rows']} exceeds the state memory ({depths['state']} rows)")
+    if registers["state_rows"] * arch.update_steps > depths["state"]:
+        raise ValueError(f"state_rows = {registers['state_rows']} exceeds the state memory "
+                         f"({depths['state'] // arch.update_steps} rows)")
     for number, pixels in enumerate(inputs):
         if len(pixels) > depths["inputs"]:
             raise ValueError(f"input {number} has {len(pixels)} pixels, the inputs memory holds {depths['inputs']}")
@@ -144,7 +145,7 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
     list of dict
         Per input, in input order: ``cycles`` (register), ``cycles_measured`` (busy time from simulation
         time), ``trace`` (packed trace words ``0 .. trace_count-1``), ``trace_overflow``, ``saturations``
-        and ``state`` (packed state rows ``0 .. state_rows-1``).
+        and ``state`` (packed state words ``0 .. state_rows * update_steps - 1``: a row is ``update_steps`` words).
 
     Raises
     ------
@@ -164,19 +165,20 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
         host = [{"idle_seed": None if idle_seed is None else idle_seed + k, "reset_after_cycles": reset_after_cycles}
                 for k in range(jobs)]
         parts = list(pool.map(lambda k: _run_share(get_runner(simulator), simulator, build_dir, image, shares[k],
-                                                   host[k], backdoor), range(jobs)))
+                                                   host[k], backdoor, arch), range(jobs)))
     return [result for part in parts for result in part]
 
 
 def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: list, host: dict,
-               backdoor: bool) -> list:
+               backdoor: bool, arch: ArchConfig) -> list:
     """One simulator process: load the program once, then run ``inputs`` one after another."""
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir))
     registers = image["registers"]
     program = {name: [int(w) for w in image.get(name, [])] for name in HOST_WRITABLE if name != "inputs"}
+    state_words = int(registers["state_rows"]) * arch.update_steps
     plusargs, dumps = [], {}
     if backdoor:
-        for name, words in program.items():
+        for name, words in to_physical(arch, program).items():
             hex_file = run_dir / f"{name}.hex"
             hex_file.write_text("\n".join(map("{:x}".format, words)) + "\n")
             plusarg = PRELOAD_PLUSARG.format(memory=name)
@@ -190,7 +192,8 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
         "clock_period_ns": SIM_CLOCK_PERIOD_NS,
         "registers": [[REGISTER_ADDRESS[name], int(registers[name])] for name in PROGRAM_REGISTERS],
         "inputs": inputs,
-        "state_rows": int(registers["state_rows"]),
+        "state_words": state_words,
+        "dump_packs": {name: home_of(arch, name)[1].pack for name in ("trace", "state")},
         "result_file": str(run_dir / "results.json"),
         **host,
     }
@@ -217,5 +220,9 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
         raise RuntimeError(f"RTL simulation under {simulator} failed ({reason}); log tail of {log}:\n"
                            f"{_log_tail(log)}")
     results = json.loads(result_file.read_text())
+    if backdoor:  # the dumps hold physical words (several trace or state words each, in a bank)
+        for result in results:
+            result["trace"] = from_physical(arch, "trace", result["trace"], result["trace_count"])
+            result["state"] = from_physical(arch, "state", result["state"], state_words)
     shutil.rmtree(run_dir, ignore_errors=True)
     return results

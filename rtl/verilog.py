@@ -17,9 +17,12 @@ core with a free-running clock of ``SIM_CLOCK_PERIOD_NS`` made by the simulator 
 writing the clock twice per cycle through VPI costs more than the core's own evaluation); the core's
 other inputs are registers of ``spikecore_sim`` that the testbench writes (inputs of a Verilator model's
 top are re-evaluated through every logic cone they reach at each time step); and a *backdoor*: a rising
-``dump`` register writes the first ``dump_trace_words`` trace words and the first ``dump_state_rows``
-state rows to the files named by ``+spikecore_trace_dump=FILE`` and ``+spikecore_state_dump=FILE``
-(``$writememh``), instead of one bus read per word.
+``dump`` register writes the physical words holding the first ``dump_trace_words`` trace words and the first
+``dump_state_words`` state words to the files named by ``+spikecore_trace_dump=FILE`` and
+``+spikecore_state_dump=FILE`` (``$writememh``), instead of one bus read per word.
+
+Memories are named as in the netlist (``accel.layouts.physical_memories``): a memory of its own by its name,
+a bank ``bank0``, ``bank1``, ...; the preload files hold physical words (``accel.layouts.to_physical``).
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from pathlib import Path
 from amaranth.back import rtlil, verilog
 
 from accel.config import ArchConfig
-from accel.layouts import memory_depths
+from accel.layouts import home_of, physical_memories
 
 from .core import Core
 
@@ -40,7 +43,7 @@ TOP_MODULE = "core"
 SIM_TOP = "spikecore_sim"
 SIM_CLOCK_PERIOD_NS = 10
 #: The backdoor's registers on ``SIM_TOP`` (beside the core's inputs, also registers there) and plusargs.
-DUMP_REGISTERS = (("dump", 1), ("dump_trace_words", 32), ("dump_state_rows", 32))
+DUMP_REGISTERS = (("dump", 1), ("dump_trace_words", 32), ("dump_state_words", 32))
 DUMP_PLUSARG = "spikecore_{memory}_dump"
 #: ``+spikecore_<memory>=FILE`` and ``+spikecore_<memory>_words=N`` preload a memory at time zero.
 PRELOAD_PLUSARG = "spikecore_{memory}"
@@ -62,6 +65,19 @@ def _without_zero_initial_values():
         yield
     finally:
         rtlil.ModuleEmitter.emit_memory = emit_memory
+
+
+# Yosys's Verilog back end makes every `always @*` block read a register initialised to 0, so that the
+# blocks run at time zero; whether Icarus delivers that initialisation as an event to blocks that start later
+# is a race (a block whose other inputs never change then keeps X outputs: seen for the controller's `idle`).
+_COMBINATIONAL_TRIGGER = re.compile(r"^(?P<indent>\s*)reg (?P<name>\\\$auto\$verilog_backend\S*dump_module\$\d+)\s+= 0;$",
+                                    re.MULTILINE)
+
+
+def _trigger_once(match: re.Match) -> str:
+    """Simulation only: change the trigger register once, after time zero, so every such block runs."""
+    indent, name = match["indent"], match["name"]
+    return "\n".join([match[0], "`ifndef SYNTHESIS", f"{indent}initial #1 {name} = 1'b1;", "`endif"])
 
 
 def _initial_block(match: re.Match) -> str:
@@ -96,7 +112,7 @@ def module_ports(text: str, module: str) -> list:
             for direction, hi, lo, name in _PORT.findall(text[start.end():end])]
 
 
-def simulation_top(ports: list) -> str:
+def simulation_top(ports: list, arch: ArchConfig) -> str:
     """Verilog of ``SIM_TOP`` around the core with ``ports`` (``module_ports``); see the module docstring."""
     outputs = [(n, w) for d, n, w in ports if d == "output"]
     driven = [(n, w) for d, n, w in ports if d == "input" and n != "clk"] + list(DUMP_REGISTERS)
@@ -114,10 +130,12 @@ def simulation_top(ports: list) -> str:
               f"  {TOP_MODULE} {TOP_MODULE} ({', '.join(f'.{n}({n})' for _, n, _ in ports)});",
               "  reg [8 * 4096 - 1:0] trace_path, state_path;",
               "  always @(posedge dump) begin"]
-    for memory, count in (("trace", "dump_trace_words"), ("state", "dump_state_rows")):
+    for memory, count in (("trace", "dump_trace_words"), ("state", "dump_state_words")):
         plusarg = DUMP_PLUSARG.format(memory=memory)
+        physical, slot = home_of(arch, memory)
+        last = f"{slot.base} + ({count} + {slot.pack - 1}) / {slot.pack} - 1"
         lines += [f'    if ({count} > 0 && $value$plusargs("{plusarg}=%s", {memory}_path))',
-                  f"      $writememh({memory}_path, {TOP_MODULE}.{memory}_memory, 0, {count} - 1);"]
+                  f"      $writememh({memory}_path, {TOP_MODULE}.{physical.name}_memory, {slot.base}, {last});"]
     lines += ["  end",
               "endmodule",
               "`endif"]
@@ -148,12 +166,13 @@ def generate(arch: ArchConfig, out_dir) -> Path:
     with _without_zero_initial_values():
         text = verilog.convert(Core(arch), name=TOP_MODULE, emit_src=False)
     text, found = _MEMORY.subn(_initial_block, text)
-    if found != len(memory_depths(arch)):  # a changed Amaranth output format must not go unnoticed
+    text = _COMBINATIONAL_TRIGGER.sub(_trigger_once, text)
+    if found != len(physical_memories(arch)):  # a changed Amaranth output format must not go unnoticed
         raise RuntimeError(f"found {found} memory declarations in the generated Verilog, expected "
-                           f"{len(memory_depths(arch))}")
+                           f"{len(physical_memories(arch))}")
     path = out_dir / f"{TOP_MODULE}.v"
     fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=".core-", suffix=".v")
     with os.fdopen(fd, "w") as tmp:
-        tmp.write(header + text + simulation_top(module_ports(text, TOP_MODULE)))
+        tmp.write(header + text + simulation_top(module_ports(text, TOP_MODULE), arch))
     os.replace(tmp_name, path)
     return path

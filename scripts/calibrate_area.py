@@ -27,18 +27,21 @@ SMALL = {"layers": 8, "pointers": 512, "synapses": 1024, "weights": 256, "params
          "inputs": 64, "trace": 256}
 MEDIUM = {"layers": 16, "pointers": 1024, "synapses": 4096, "weights": 1024, "params": 16, "state": 128,
           "events": 512, "inputs": 128, "trace": 1024}
-# Spread over lanes, widths, levels and memory sizes around the default configuration.
+# The default's update and banks (split, banked), and the lane-parallel update with one memory each.
+PARALLEL = {"update_lanes": 0, "banks": []}
+# Spread over lanes, widths, levels, memory sizes and both organisations around the default configuration.
 CALIBRATION = [
     {},  # the default configuration
     {"lanes": 4, "memories": SMALL},
     {"lanes": 2, "weight_bits": 6, "acc_bits": 16, "membrane_bits": 16, "max_levels": 2, "memories": SMALL},
-    {"lanes": 16, "memories": MEDIUM},
-    {"lanes": 8, "max_levels": 3, "acc_bits": 18, "membrane_bits": 18, "memories": MEDIUM},
-    {"lanes": 4, "weight_bits": 4, "acc_bits": 16, "max_levels": 4, "memories": MEDIUM},
-    {"lanes": 8, "acc_bits": 24, "membrane_bits": 24, "max_levels": 2, "memories": SMALL},
-    {"lanes": 16, "weight_bits": 6, "max_levels": 3, "memories": SMALL},
-    {"lanes": 2, "memories": {**MEDIUM, "synapses": 16384, "pointers": 2048}},
+    {"lanes": 16, "update_lanes": 2, "memories": MEDIUM},
+    {"lanes": 8, "max_levels": 3, "acc_bits": 18, "membrane_bits": 18, "memories": MEDIUM, **PARALLEL},
+    {"lanes": 4, "weight_bits": 4, "acc_bits": 16, "max_levels": 4, "memories": MEDIUM, **PARALLEL},
+    {"lanes": 8, "acc_bits": 24, "membrane_bits": 24, "max_levels": 2, "memories": SMALL, **PARALLEL},
+    {"lanes": 16, "weight_bits": 6, "max_levels": 3, "memories": SMALL, **PARALLEL},
+    {"lanes": 2, "memories": {**MEDIUM, "synapses": 16384, "pointers": 2048}, **PARALLEL},
     {"lanes": 4, "max_levels": 3, "memories": {**MEDIUM, "trace": 4096, "state": 512}},
+    {"lanes": 8, "memories": {**MEDIUM, "synapses": 8192}},
 ]
 
 

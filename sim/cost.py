@@ -2,8 +2,9 @@
 
 Every state of the schedule touches known memories, so the accesses follow from the counters of a
 :class:`sim.engine.LayerAccount`: per input event one event and one pointer read; per synapse row one
-synapse, one weight and one accumulator read and one accumulator write; per group one accumulator, state
-and params read and one accumulator and state write; per output event one event and one trace write; per
+synapse, one weight and one accumulator read and one accumulator write; per group one accumulator read,
+``update_steps`` state and params reads, ``update_steps`` state writes (neurons) and one accumulator write
+(when cleared); per output event one event and one trace write; per
 layer and timestep one descriptor read. Per inference, the set-up (CLEAR, SCAN) writes every used
 accumulator and state row once, reads every input and writes every nonzero pixel as an event.
 
@@ -22,7 +23,7 @@ import yaml
 
 from accel.config import ArchConfig, _check_keys
 from accel.errors import UserError
-from accel.layouts import all_layouts, memory_depths
+from accel.layouts import all_layouts, physical_memories
 
 DEFAULT_SRAM_POINTS = {8 * 1024: 10.0, 32 * 1024: 20.0, 1024 * 1024: 100.0}
 
@@ -72,9 +73,10 @@ def load_energy_model(path=None) -> EnergyModel:
     return EnergyModel(float(e_ac), {int(k): float(v) for k, v in points.items()})
 
 
-def layer_accesses(account) -> dict:
-    """``{memory: (reads, writes)}`` of one layer's account (summed over its timesteps)."""
-    rows, groups = account.synapse_rows, account.neuron_updates
+def layer_accesses(account, arch: ArchConfig) -> dict:
+    """``{memory: (reads, writes)}`` of one layer's account (summed over its timesteps); a group's state and
+    params are ``arch.update_steps`` words each."""
+    rows, groups, steps = account.synapse_rows, account.neuron_updates, arch.update_steps
     return {
         "layers": (account.steps, 0),
         "events": (account.input_events, account.output_events),
@@ -82,18 +84,25 @@ def layer_accesses(account) -> dict:
         "synapses": (rows, 0),
         "weights": (rows, 0),
         "acc": (rows + groups, rows + account.acc_clears),
-        "state": (groups, account.state_writes),
-        "params": (groups, 0),
+        "state": (groups * steps, account.state_writes * steps),
+        "params": (groups * steps, 0),
         "trace": (0, account.output_events),
     }
 
 
-def setup_accesses(state_rows: int, n_inputs: int, input_events: int) -> dict:
+def setup_accesses(state_rows: int, n_inputs: int, input_events: int, arch: ArchConfig) -> dict:
     return {"inputs": (n_inputs, 0), "events": (0, input_events), "acc": (0, state_rows),
-            "state": (0, state_rows)}
+            "state": (0, state_rows * arch.update_steps)}
 
 
 def energy_of(accesses: dict, arch: ArchConfig, model: EnergyModel) -> float:
-    """Memory energy in pJ of ``{memory: (reads, writes)}`` (reads and writes cost the same)."""
-    layouts, depths = all_layouts(arch), memory_depths(arch)
-    return sum((r + w) * model.access_pj(depths[name], layouts[name].width) for name, (r, w) in accesses.items())
+    """Memory energy in pJ of ``{memory: (reads, writes)}`` (reads and writes cost the same). An access
+    moves the memory's word; its cost per bit is that of the physical memory holding it (a bank's size,
+    for a memory in a bank)."""
+    layouts = all_layouts(arch)
+    sizes = {}
+    for memory in physical_memories(arch):
+        for name in memory.members:
+            sizes[name] = memory.depth * memory.width
+    return sum((r + w) * model.access_pj(sizes[name] / layouts[name].width, layouts[name].width)
+               for name, (r, w) in accesses.items())

@@ -172,6 +172,11 @@ def _update(kind: int, x, state_rows, d, p, tables, block, arch: ArchConfig):
     return ((int(d["truth_table"][p]) >> index) & 1).reshape(-1), int(np.count_nonzero(index != x))
 
 
+def setup_cycles_of(program: Program, arch: ArchConfig) -> int:
+    """Cycles of CLEAR (every used state word: ``update_steps`` per row) and SCAN (``docs/core.md``)."""
+    return program.state_rows * arch.update_steps + program.n_inputs + 1
+
+
 def _simulate_tables(program: Program, arch: ArchConfig, pixels, tables: _Tables, keep_events: bool) -> SimResult:
     """The ``tables`` engine: one inference, event by event."""
     lanes, levels_max = arch.lanes, arch.max_levels
@@ -183,7 +188,7 @@ def _simulate_tables(program: Program, arch: ArchConfig, pixels, tables: _Tables
     pixels = np.asarray(pixels, np.int64).reshape(-1)
     bitserial = arch.multivalue == "bitserial"
     # CLEAR + SCAN
-    setup_cycles = state_rows + program.n_inputs + 1
+    setup_cycles = setup_cycles_of(program, arch)
     nz = np.nonzero(pixels)[0]
     region_events = {0: (nz, pixels[nz])}
     events = [[] for _ in program.layers]
@@ -227,7 +232,7 @@ def _simulate_tables(program: Program, arch: ArchConfig, pixels, tables: _Tables
                 a.output_events = len(out_idx)
                 a.neuron_updates = n_groups
                 a.state_writes = n_groups if kind == KIND_NEURON else 0
-                a.update_cycles = 1 + 2 * n_groups + len(out_idx)
+                a.update_cycles = 1 + arch.update_step_cycles * arch.update_steps * n_groups + len(out_idx)
                 a.cycles += a.update_cycles
             accounts[stage].add(a)
     last = program.layers[-1]
@@ -530,8 +535,8 @@ def _dense_batch(plan: _DensePlan, pixels: np.ndarray, keep_events: bool):
         a["neuron_updates"] += n_groups * timesteps
         a["state_writes"] += n_groups * timesteps if kind == KIND_NEURON else 0
         a["acc_clears"] += n_groups * timesteps if i not in carried else 0
-        a["update_cycles"] += timesteps * (1 + 2 * n_groups) + n_out
-        a["cycles"] += timesteps * (1 + 2 * n_groups) + n_out
+        a["update_cycles"] += timesteps * (1 + arch.update_step_cycles * arch.update_steps * n_groups) + n_out
+        a["cycles"] += timesteps * (1 + arch.update_step_cycles * arch.update_steps * n_groups) + n_out
         hw_events[i] = out
         peaks[i] = int(out.max()) if out.numel() else 0
         if keep_events:
@@ -540,7 +545,7 @@ def _dense_batch(plan: _DensePlan, pixels: np.ndarray, keep_events: bool):
                     idx = torch.nonzero(out[t, n]).reshape(-1).numpy()
                     events[n][i].append((idx, out[t, n].numpy()[idx].astype(np.int64)))
     last = program.layers[-1]
-    setup_cycles = program.state_rows + program.n_inputs + 1
+    setup_cycles = setup_cycles_of(program, arch)
     results = []
     for n in range(n_images):
         layers = [LayerAccount(layer.name, **{key: int(accounts[l][key][n]) for key in _ACCOUNT_FIELDS})

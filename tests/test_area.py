@@ -30,10 +30,24 @@ def test_block_ram_tiling_picks_the_cheapest_shape():
 
 
 def test_features_grow_with_the_hardware():
-    arch = default_arch()
+    arch = dataclasses.replace(default_arch(), update_lanes=0, banks=())
     small, large = (area.features(dataclasses.replace(arch, lanes=lanes), "ice40-up5k") for lanes in (4, 16))
     assert large["datapath_bits"] == 4 * small["datapath_bits"]
     assert large["bram_blocks"] > small["bram_blocks"]
+    # a split update has a one-lane neuron unit: only the AC array grows with the lanes
+    split = [area.features(dataclasses.replace(arch, lanes=lanes, update_lanes=1), "ice40-up5k") for lanes in (4, 16)]
+    assert split[1]["datapath_bits"] - split[0]["datapath_bits"] == 12 * arch.acc_bits
+
+
+def test_the_default_bank_is_counted_on_spram_not_block_ram():
+    arch = default_arch()
+    banked = area.features(arch, "ice40-up5k")
+    # 14,728 words of 64 bits: 4 SPRAMs of 16K x 16, and no block RAM for its members
+    assert banked["spram_blocks"] == 4
+    alone = area.features(dataclasses.replace(arch, banks=()), "ice40-up5k")
+    assert alone["spram_blocks"] == 0 and alone["bram_blocks"] > banked["bram_blocks"] + 100
+    # ECP5 has no SPRAM: the bank is block RAM there
+    assert area.features(arch, "ecp5-85")["spram_blocks"] == 0
 
 
 def test_fit_recovers_a_linear_truth_and_reports_its_error():

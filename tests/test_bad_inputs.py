@@ -177,7 +177,7 @@ CASES = [
     ("threshold-overflow",
      lambda t: ["sim", _edited_program(t, "layer0.thresholds", lambda th: th.__setitem__((2, 0), 1 << 21)),
                 "--out", t / "out.json"],
-     ["layer conv0", "threshold", "overflows 20 bits"]),
+     ["layer conv0", "threshold", "overflows 16 bits"]),
     ("unsupported-layer",
      lambda t: ["compile", _edited_checkpoint(t, _extra_layer), "--out", t / "out"],
      ["edited.pt", "unsupported layer or parameter 'conv2.weight'"]),

@@ -52,7 +52,7 @@ def test_quantization_rules(digits_program, arch):
         assert np.array_equal(layer.thresholds, expect.astype(np.int64))
         assert layer.shift == 2
     assert len(set(fc.scale.tolist())) == 1  # one classifier scale keeps the argmax
-    assert fc.shift == 0 and not fc.fires and np.all(fc.thresholds == 2 ** 19 - 1)
+    assert fc.shift == 0 and not fc.fires and np.all(fc.thresholds == 2 ** (arch.membrane_bits - 1) - 1)
 
 
 def test_leak_must_be_power_of_two():

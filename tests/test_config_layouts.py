@@ -25,6 +25,19 @@ def test_default_arch_loads():
     ({"acc_bits": 30, "membrane_bits": 20}, "acc_bits' = 30 must not exceed membrane_bits"),
     ({"clock_mhz": -1}, "key 'clock_mhz'"),
     ([1, 2], "expected a mapping"),
+    ({"lanes": 8, "update_lanes": 3}, "key 'update_lanes' = 3 must be a power of two no larger than lanes = 8"),
+    ({"lanes": 4, "update_lanes": 8}, "key 'update_lanes' = 8 must be a power of two no larger than lanes = 4"),
+    ({"banks": "pointers"}, "key 'banks' must be a list of lists of memory names"),
+    ({"banks": [["pointers"]]}, "key 'banks[0]' must be a list of at least two memory names"),
+    ({"banks": [["pointers", "synapse"]]}, "banks[0]': unknown memory 'synapse' (did you mean 'synapses'?)"),
+    ({"banks": [["pointers", "synapses"], ["synapses", "layers"]]},
+     "banks[1]': memory 'synapses' is already in banks[0]"),
+    ({"banks": [["weights", "synapses", "acc"]]},
+     "banks[0]': 'weights' and 'acc' cannot share a single-port bank: they are read together for every synapse row"),
+    ({"banks": [["state", "params"]]}, "'state' and 'params' cannot share a single-port bank"),
+    ({"banks": [["events", "trace"]]}, "'events' and 'trace' cannot share a single-port bank"),
+    ({"banks": [["inputs", "events"]]}, "'inputs' and 'events' cannot share a single-port bank"),
+    ({"banks": [["trace", "layers"]], "memories": {"trace": 0}}, "memory 'trace' is empty"),
 ])
 def test_bad_arch_is_named(data, message):
     with pytest.raises(UserError) as err:
@@ -65,3 +78,39 @@ def test_layout_pack_rejects_overflow():
     layout = all_layouts(default_arch())["weights"]
     with pytest.raises(OverflowError, match="weight.w"):
         layout.pack(w=np.full((1, 8), 128))
+
+
+def test_fingerprint_digests_what_the_core_is():
+    plain = arch_from_dict({"lanes": 8})
+    # update_lanes 0 means every lane: the same core, the same fingerprint (and that of a configuration
+    # written before the key existed)
+    assert arch_from_dict({"lanes": 8, "update_lanes": 8}).fingerprint() == plain.fingerprint()
+    assert arch_from_dict({"lanes": 8, "update_lanes": 2}).fingerprint() != plain.fingerprint()
+    assert arch_from_dict({"lanes": 8, "banks": [["pointers", "synapses"]]}).fingerprint() != plain.fingerprint()
+
+
+def test_bank_geometry_packs_narrow_members_and_round_trips():
+    from accel.layouts import from_physical, physical_memories, to_physical
+
+    arch = default_arch()
+    bank = next(memory for memory in physical_memories(arch) if memory.is_bank)
+    layouts = all_layouts(arch)
+    # as wide as the widest member rounded up to bytes; every member's words fit its slots, in order
+    assert bank.width == -(-max(layouts[n].width for n in bank.members) // 8) * 8
+    base = 0
+    for name, slot in bank.members.items():
+        assert slot.base == base and slot.pack * slot.slot_bits == bank.width
+        assert layouts[name].width <= slot.slot_bits and (slot.pack == 8 or 2 * layouts[name].width > slot.slot_bits)
+        base += -(-arch.memories.__dict__.get(name, 0) // slot.pack) if name != "state" else \
+            -(-arch.memories.state * arch.update_steps // slot.pack)
+    assert bank.depth == base
+    assert bank.granularity == min(slot.slot_bits for slot in bank.members.values())
+    # the default bank fits the UP5K's four 16K x 16 SPRAMs
+    assert bank.depth <= 16384 and bank.width <= 64
+    rng = np.random.default_rng(0)
+    images = {name: [int(v) for v in rng.integers(0, 1 << layouts[name].width, size=n)]
+              for name, n in (("pointers", 7), ("synapses", 5), ("trace", 3), ("inputs", 9))}
+    words = to_physical(arch, images)[bank.name]
+    for name, image in images.items():
+        slot = bank.members[name]
+        assert from_physical(arch, name, words[slot.base:], len(image)) == image

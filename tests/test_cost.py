@@ -7,7 +7,8 @@ import pytest
 from accel import UserError
 from accel.cli import main
 from accel.checkpoint import shipped_checkpoint_path
-from sim.cost import EnergyModel, layer_accesses, load_energy_model, setup_accesses
+from accel.config import ArchConfig
+from sim.cost import EnergyModel, energy_of, layer_accesses, load_energy_model, setup_accesses
 from sim.engine import LayerAccount
 
 
@@ -25,12 +26,29 @@ def test_sram_energy_interpolates_log_log_and_scales_with_width():
 def test_accesses_follow_the_schedule():
     account = LayerAccount("l", input_events=7, synapse_rows=30, output_events=5, neuron_updates=4, state_writes=4,
                            acc_clears=3, steps=2)
-    acc = layer_accesses(account)
+    arch = ArchConfig(lanes=8)
+    acc = layer_accesses(account, arch)
     assert acc["events"] == (7, 5) and acc["pointers"] == (7, 0)
     assert acc["synapses"] == acc["weights"] == (30, 0)
     assert acc["acc"] == (34, 33) and acc["state"] == (4, 4) and acc["params"] == (4, 0)
     assert acc["trace"] == (0, 5) and acc["layers"] == (2, 0)
-    assert setup_accesses(10, 64, 20) == {"inputs": (64, 0), "events": (0, 20), "acc": (0, 10), "state": (0, 10)}
+    assert setup_accesses(10, 64, 20, arch) == {"inputs": (64, 0), "events": (0, 20), "acc": (0, 10),
+                                                "state": (0, 10)}
+    # a split update (2 neurons per step: 4 steps per group) reads and writes a group's state and params
+    # as 4 narrower words; the accumulator row is still read once
+    split = ArchConfig(lanes=8, update_lanes=2)
+    acc = layer_accesses(account, split)
+    assert acc["acc"] == (34, 33) and acc["state"] == (16, 16) and acc["params"] == (16, 0)
+    assert setup_accesses(10, 64, 20, split)["state"] == (0, 40)
+
+
+def test_banked_memory_costs_its_bank_size_per_bit():
+    model = EnergyModel()
+    alone = ArchConfig(lanes=8)
+    banked = ArchConfig(lanes=8, banks=(("pointers", "synapses", "weights"),))
+    one_read = {"pointers": (1, 0)}
+    # the pointer words cost as much per bit as the whole bank they sit in: more than alone
+    assert energy_of(one_read, banked, model) > energy_of(one_read, alone, model)
 
 
 def test_energy_table_is_validated(tmp_path):

@@ -22,14 +22,17 @@ def test_simulator_cycles_follow_the_schedule(digits_program, arch, digits_test_
     for n in range(len(pixels)):
         flat = pixels[n].reshape(-1).numpy()
         inputs = [flat] + [s for s in golden_hw_spikes(digits_program, arch, golden, n)]
-        expect = digits_program.state_rows + digits_program.n_inputs + 1
+        steps = arch.update_steps                            # state words per row, update steps per group
+        step_cycles = 2 if steps == 1 else 3
+        expect = digits_program.state_rows * steps + digits_program.n_inputs + 1
         for t in range(digits_program.timesteps):
             for l, layer in enumerate(digits_program.layers):
                 values = inputs[l] if l == 0 else inputs[l][t]
                 idx = np.nonzero(values)[0]
                 c, v = count[layer.sources[0].ptr_base + idx], values[idx]
                 emitted = np.count_nonzero(inputs[l + 1][t]) if layer.fires else 0
-                expect += 2 + 1 + int((4 + 2 * c + c * v).sum()) + 1 + 2 * layer.n_groups + emitted + 1
+                expect += 2 + 1 + int((4 + 2 * c + c * v).sum()) + 1 + step_cycles * steps * layer.n_groups \
+                    + emitted + 1
         assert simulate(digits_program, arch, flat).cycles == expect
 
 

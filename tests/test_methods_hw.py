@@ -11,7 +11,7 @@ be equal, and the RTL's cycle count must equal the simulator's.
 import pytest
 
 from accel.compiler import compile_network
-from accel.config import default_arch, load_arch
+from accel.config import load_arch
 from accel.methods import METHODS, build_untrained, methods_arch_path
 from models import load_digits_split
 from accel.verify import verify
@@ -32,7 +32,7 @@ def calibration():
 
 def compiled(name, methods_arch, calibration):
     net = build_untrained(name, seed=1, calibration=calibration)
-    arch = methods_arch if METHODS[name].network is not None else default_arch()
+    arch = methods_arch
     return net, compile_network(net, arch), arch
 
 

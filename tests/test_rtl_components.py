@@ -24,14 +24,19 @@ def signed_range(bits):
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
-def run_comb(dut, cases, check):
-    """Drive every case's inputs into a combinational ``dut`` and call ``check(ctx, case)`` on each."""
+def run_comb(dut, cases, check, clocked=False):
+    """Drive every case's inputs into ``dut`` and call ``check(ctx, case)`` on each: at once for a
+    combinational unit, after one clock edge for a ``clocked`` (registered) one."""
     sim = Simulator(dut)
+    if clocked:
+        sim.add_clock(1e-6)
 
     async def testbench(ctx):
         for case in cases:
             for port, value in case["inputs"].items():
                 ctx.set(getattr(dut, port), value)
+            if clocked:
+                await ctx.tick()
             check(ctx, case)
 
     sim.add_testbench(testbench)
@@ -128,10 +133,12 @@ def equality_case(lanes, max_levels, bits):
             "levels": max_levels}
 
 
-@pytest.mark.parametrize("lanes, max_levels, acc_bits, bits", [(8, 4, 20, 20), (4, 3, 6, 8), (2, 1, 4, 4)])
-def test_neuron_update_matches_golden_model(lanes, max_levels, acc_bits, bits):
+@pytest.mark.parametrize("lanes, max_levels, acc_bits, bits, registered",
+                         [(8, 4, 20, 20, False), (4, 3, 6, 8, False), (2, 1, 4, 4, False), (1, 4, 16, 16, True),
+                          (4, 3, 6, 8, True)])
+def test_neuron_update_matches_golden_model(lanes, max_levels, acc_bits, bits, registered):
     rng = np.random.default_rng(99 + lanes * max_levels)
-    dut = NeuronUpdate(lanes, max_levels, acc_bits, bits, 4)
+    dut = NeuronUpdate(lanes, max_levels, acc_bits, bits, 4, registered=registered)
     cases = [neuron_case(rng, lanes, max_levels, acc_bits, bits) for _ in range(120)]
     cases += [neuron_case(rng, lanes, max_levels, acc_bits, bits, extreme=True) for _ in range(60)]
     cases.append(equality_case(lanes, max_levels, bits))
@@ -154,7 +161,7 @@ def test_neuron_update_matches_golden_model(lanes, max_levels, acc_bits, bits):
             "threshold": case["threshold"].tolist(), "shift": case["shift"], "levels": case["levels"],
             "kind": KIND_NEURON,
         }
-    run_comb(dut, cases, check)
+    run_comb(dut, cases, check, clocked=registered)
     assert totals["saturations"] > 0 and totals["spikes"] > 0
     assert totals["partial_levels"] > 0 or max_levels == 1
 
