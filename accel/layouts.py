@@ -311,6 +311,6 @@ def to_physical(arch: ArchConfig, images: dict) -> dict:
 def from_physical(arch: ArchConfig, name: str, words, count: int) -> list:
     """Words ``0 .. count-1`` of memory ``name`` from its physical memory's words starting at the member's
     base (``words[0]`` is physical word ``base``)."""
-    memory, slot = home_of(arch, name)
+    _, slot = home_of(arch, name)
     mask = (1 << all_layouts(arch)[name].width) - 1
     return [(int(words[a // slot.pack]) >> ((a % slot.pack) * slot.slot_bits)) & mask for a in range(count)]

@@ -90,19 +90,18 @@ def test_fingerprint_digests_what_the_core_is():
 
 
 def test_bank_geometry_packs_narrow_members_and_round_trips():
-    from accel.layouts import from_physical, physical_memories, to_physical
+    from accel.layouts import from_physical, memory_depths, physical_memories, to_physical
 
     arch = default_arch()
     bank = next(memory for memory in physical_memories(arch) if memory.is_bank)
     layouts = all_layouts(arch)
     # as wide as the widest member rounded up to bytes; every member's words fit its slots, in order
     assert bank.width == -(-max(layouts[n].width for n in bank.members) // 8) * 8
-    base = 0
+    depths, base = memory_depths(arch), 0
     for name, slot in bank.members.items():
         assert slot.base == base and slot.pack * slot.slot_bits == bank.width
         assert layouts[name].width <= slot.slot_bits and (slot.pack == 8 or 2 * layouts[name].width > slot.slot_bits)
-        base += -(-arch.memories.__dict__.get(name, 0) // slot.pack) if name != "state" else \
-            -(-arch.memories.state * arch.update_steps // slot.pack)
+        base += -(-depths[name] // slot.pack)
     assert bank.depth == base
     assert bank.granularity == min(slot.slot_bits for slot in bank.members.values())
     # the default bank fits the UP5K's four 16K x 16 SPRAMs
