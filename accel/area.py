@@ -2,12 +2,14 @@
 
 Sweeps too large to synthesise every point predict LUT, FF, block RAM and DSP counts from a configuration:
 
-- LUT and FF are linear in five features: a constant (controller), the datapath width
-  ``lanes * (acc_bits + max_levels * membrane_bits)`` (AC array, neuron update, row registers), the bits the
-  host read multiplexer selects from (the sum of the host-visible word widths), the bits of memories too
-  small for a block RAM (mapped to flip-flops and multiplexers) and the read multiplexer bits of memories
-  deeper than one block RAM (``width * (blocks deep - 1)``).
-- Block RAM is linear in the analytic block count: each memory's words tiled over the target's block RAM
+- LUT and FF are linear in six features: a constant (controller), the datapath width
+  ``lanes * acc_bits + update_lanes * max_levels * membrane_bits`` (AC array, neuron unit, row registers), the
+  bits the host read multiplexer selects from (the sum of the host-visible word widths), the bits of memories
+  too small for a block RAM (mapped to flip-flops and multiplexers), the read multiplexer bits of memories
+  deeper than one block RAM (``width * (blocks deep - 1)``) and the banks' slot multiplexing
+  (``width * members`` per bank).
+- Block RAM is linear in the analytic block count: each netlist memory's words (a bank is one) tiled over the
+  target's block RAM
   shapes, the cheapest tiling, memories below the block RAM cost threshold left to logic (as Yosys's
   ``memory_libmap`` decides by cost).
 - DSP is the calibration mean (the datapath has no multipliers).
@@ -48,10 +50,10 @@ BRAM_COST = {"ice40-up5k": 64, "ecp5-85": 128, "xilinx7": 128}
 
 # iCE40 SPRAM (SB_SPRAM256KA): 16K words of 16 bits, and Yosys's library costs of it and of one EBR
 # (techlibs/ice40/spram.txt, brams.txt). memory_libmap takes the SPRAM tiling of a single-port memory when it
-# is cheaper; its scores for multiplexers and emulation add to the block costs, and in the calibration
-# reports a bank went to SPRAM when SPRAM cost at most 0.55 of the EBR tiling and stayed in EBR at 0.97:
-# SPRAM_MARGIN sits between. A bank has byte enables, which an EBR offers only 16 bits wide (256 x 16).
-SPRAM_SHAPE, SPRAM_COST, EBR_COST, SPRAM_MARGIN = (16384, 16), 2048, 64, 0.8
+# is cheaper: in the calibration, banks whose SPRAM tiling cost 0.55 and 0.97 of their EBR tiling went to
+# SPRAM, one at 1.10 stayed in EBR. (Before bank slots were whole nibbles, a bank at 0.91 stayed in EBR:
+# Yosys emulated its byte enables.) A bank has byte enables, which an EBR offers only 16 bits wide.
+SPRAM_SHAPE, SPRAM_COST, EBR_COST = (16384, 16), 2048, 64
 EBR_BYTE_ENABLE_SHAPES = ((256, 16),)
 
 
@@ -86,12 +88,14 @@ def features(arch, target_name: str) -> dict:
 
     target = get_target(target_name)
     shapes = memory_shapes(arch)
-    blocks, logic_bits, mux_bits, sprams = 0, 0, 0, 0
+    blocks, logic_bits, mux_bits, sprams, bank_bits = 0, 0, 0, 0, 0
     for memory in physical_memories(arch):
+        if memory.is_bank:
+            bank_bits += memory.width * len(memory.members)
         depth, width = memory.depth, memory.width
         ice40_bank = memory.is_bank and "spram" in target.capacity
         n, deep = bram_tiling(depth, width, EBR_BYTE_ENABLE_SHAPES if ice40_bank else target.bram_shapes)
-        if ice40_bank and spram_blocks(depth, width) * SPRAM_COST < SPRAM_MARGIN * n * EBR_COST:  # single-port
+        if ice40_bank and spram_blocks(depth, width) * SPRAM_COST < n * EBR_COST:  # single-port: SPRAM
             sprams += spram_blocks(depth, width)
         elif depth * width < BRAM_COST[target.name] * n:
             logic_bits += depth * width
@@ -107,9 +111,7 @@ def features(arch, target_name: str) -> dict:
         "bram_mux_bits": float(mux_bits),
         "bram_blocks": float(blocks),
         "spram_blocks": float(sprams),
-        # the banks' data multiplexing: each member's slot selection and write replication
-        "bank_bits": float(sum(memory.width * len(memory.members) for memory in physical_memories(arch)
-                               if memory.is_bank)),
+        "bank_bits": float(bank_bits),  # the banks' slot selection and write replication per member
     }
 
 

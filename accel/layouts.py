@@ -257,8 +257,8 @@ MAX_PACK = 8
 def physical_memories(arch: ArchConfig) -> list:
     """The memories of the netlist: one per bank of ``arch.banks`` (``bank0``, ``bank1``, ...), then one per
     memory in no bank. A bank is as wide as its widest member rounded up to a multiple of 8 bits; a narrower
-    member packs ``pack`` words (a power of two, at most 8) into each bank word, in equal slots, and its
-    words follow the previous member's (``docs/core.md``, "Banks")."""
+    member packs ``pack`` words (a power of two, at most 8; slots of whole 4-bit nibbles) into each bank word,
+    in equal slots, and its words follow the previous member's (``docs/core.md``, "Banks")."""
     layouts, depths = all_layouts(arch), memory_depths(arch)
     banked = {name for bank in arch.banks for name in bank}
     out = []
@@ -267,7 +267,10 @@ def physical_memories(arch: ArchConfig) -> list:
         members, base = {}, 0
         for name in bank:
             pack = 1
-            while pack * 2 <= MAX_PACK and pack * 2 * layouts[name].width <= width:
+            # slots stay whole nibbles: single-port RAMs enable writes per 4 bits (iCE40 SPRAM), and a slot
+            # that splits a nibble makes Yosys emulate the enables in wider, fewer-used RAMs
+            while (pack * 2 <= MAX_PACK and pack * 2 * layouts[name].width <= width
+                   and (width // (pack * 2)) % 4 == 0):
                 pack *= 2
             members[name] = BankSlot(base, pack, width // pack)
             base += -(-depths[name] // pack)

@@ -172,6 +172,12 @@ def _update(kind: int, x, state_rows, d, p, tables, block, arch: ArchConfig):
     return ((int(d["truth_table"][p]) >> index) & 1).reshape(-1), int(np.count_nonzero(index != x))
 
 
+def update_cycles_of(n_groups: int, arch: ArchConfig) -> int:
+    """Cycles of one pass's update phase before its events: one URD that ends it, and per group
+    ``update_steps`` steps of ``update_step_cycles`` (``docs/core.md``)."""
+    return 1 + arch.update_step_cycles * arch.update_steps * n_groups
+
+
 def setup_cycles_of(program: Program, arch: ArchConfig) -> int:
     """Cycles of CLEAR (every used state word: ``update_steps`` per row) and SCAN (``docs/core.md``)."""
     return program.state_rows * arch.update_steps + program.n_inputs + 1
@@ -232,7 +238,7 @@ def _simulate_tables(program: Program, arch: ArchConfig, pixels, tables: _Tables
                 a.output_events = len(out_idx)
                 a.neuron_updates = n_groups
                 a.state_writes = n_groups if kind == KIND_NEURON else 0
-                a.update_cycles = 1 + arch.update_step_cycles * arch.update_steps * n_groups + len(out_idx)
+                a.update_cycles = update_cycles_of(n_groups, arch) + len(out_idx)
                 a.cycles += a.update_cycles
             accounts[stage].add(a)
     last = program.layers[-1]
@@ -535,8 +541,9 @@ def _dense_batch(plan: _DensePlan, pixels: np.ndarray, keep_events: bool):
         a["neuron_updates"] += n_groups * timesteps
         a["state_writes"] += n_groups * timesteps if kind == KIND_NEURON else 0
         a["acc_clears"] += n_groups * timesteps if i not in carried else 0
-        a["update_cycles"] += timesteps * (1 + arch.update_step_cycles * arch.update_steps * n_groups) + n_out
-        a["cycles"] += timesteps * (1 + arch.update_step_cycles * arch.update_steps * n_groups) + n_out
+        update_cycles = timesteps * update_cycles_of(n_groups, arch) + n_out
+        a["update_cycles"] += update_cycles
+        a["cycles"] += update_cycles
         hw_events[i] = out
         peaks[i] = int(out.max()) if out.numel() else 0
         if keep_events:

@@ -100,7 +100,9 @@ def test_bank_geometry_packs_narrow_members_and_round_trips():
     depths, base = memory_depths(arch), 0
     for name, slot in bank.members.items():
         assert slot.base == base and slot.pack * slot.slot_bits == bank.width
-        assert layouts[name].width <= slot.slot_bits and (slot.pack == 8 or 2 * layouts[name].width > slot.slot_bits)
+        assert layouts[name].width <= slot.slot_bits and slot.slot_bits % 4 == 0
+        # packed as densely as whole-nibble slots allow
+        assert slot.pack == 8 or 2 * layouts[name].width > slot.slot_bits or (slot.slot_bits // 2) % 4
         base += -(-depths[name] // slot.pack)
     assert bank.depth == base
     assert bank.granularity == min(slot.slot_bits for slot in bank.members.values())
