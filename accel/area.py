@@ -3,7 +3,8 @@
 Sweeps too large to synthesise every point predict LUT, FF, block RAM and DSP counts from a configuration:
 
 - LUT and FF are linear in six features: a constant (controller), the datapath width
-  ``lanes * acc_bits + update_lanes * max_levels * membrane_bits`` (AC array, neuron unit, row registers), the
+  ``lanes * acc_bits + update_lanes * max_levels * membrane_bits`` (AC array, neuron unit, row registers; in
+  the layer-major schedule plus ``(lanes + 1) * max_timesteps * value_bits``, the train registers), the
   bits the host read multiplexer selects from (the sum of the host-visible word widths), the bits of memories
   too small for a block RAM (mapped to flip-flops and multiplexers), the read multiplexer bits of memories
   deeper than one block RAM (``width * (blocks deep - 1)``) and the banks' slot multiplexing
@@ -105,7 +106,10 @@ def features(arch, target_name: str) -> dict:
     return {
         "one": 1.0,
         "datapath_bits": float(arch.lanes * arch.acc_bits
-                               + arch.neurons_per_update * arch.max_levels * arch.membrane_bits),
+                               + arch.neurons_per_update * arch.max_levels * arch.membrane_bits
+                               # layer-major: the event's train and the group's trains (registers)
+                               + (arch.lanes + 1) * arch.max_timesteps * arch.value_bits
+                               * arch.layer_major),
         "host_mux_bits": float(sum(shapes[name][1] for name in HOST_READABLE if name in shapes)),
         "logic_memory_bits": float(logic_bits),
         "bram_mux_bits": float(mux_bits),

@@ -20,6 +20,13 @@ from .errors import UserError
 
 MULTIVALUE_MODES = ("repeat", "bitserial")
 
+#: Loop orders of the core (``docs/core.md``, "Schedules"): every pass at each timestep in turn, or every
+#: timestep of a pass in turn (each synapse row's weight fetched once for all the timesteps an input fired in).
+SCHEDULES = ("timestep_major", "layer_major")
+
+#: Widest event word a layer-major core may have (``max_timesteps`` values of ``value_bits`` and an index).
+MAX_EVENT_BITS = 256
+
 #: Every memory of the core (``docs/core.md``); the accumulator memory has no depth of its own (it has the
 #: rows of ``memories.state``), the event memory holds ``event_regions`` regions.
 MEMORY_NAMES = ("layers", "pointers", "synapses", "weights", "params", "inputs", "acc", "state", "events", "trace")
@@ -97,6 +104,12 @@ class ArchConfig:
         Memories that share one single-port memory each (``docs/core.md``, "Banks"): on an FPGA with large
         single-port RAM (the iCE40 UP5K's SPRAM) several small memories become one large one. Members
         must never be accessed in the same cycle (:data:`BANK_CONFLICTS`).
+    schedule : str
+        Loop order (``docs/core.md``, "Schedules"): ``timestep_major`` runs every pass at each timestep in
+        turn; ``layer_major`` runs every timestep of a pass in turn, so that an input's pointer, synapse rows
+        and weight rows are read once for all the timesteps it fired in (weight reuse over T). Its event
+        words carry a value per timestep (``max_timesteps`` of them) and its accumulator memory a row per
+        timestep slot (``2**timestep_bits`` per row).
     memories : Memories
         Depth of each memory in words.
     """
@@ -114,6 +127,7 @@ class ArchConfig:
     clock_mhz: float = 24.0
     update_lanes: int = 0
     banks: tuple = ()
+    schedule: str = "timestep_major"
     memories: Memories = field(default_factory=Memories)
 
     # ---- derived widths -------------------------------------------------------------------------
@@ -136,6 +150,16 @@ class ArchConfig:
         """Cycles of one update step before its events: read and update (2); a split update
         (``update_steps > 1``, meant for small FPGAs) registers the level sums between them (3)."""
         return 2 if self.update_steps == 1 else 3
+
+    @property
+    def layer_major(self) -> bool:
+        return self.schedule == "layer_major"
+
+    @property
+    def acc_slots(self) -> int:
+        """Accumulator words per accumulator row: one per timestep slot (``2**timestep_bits``) in the
+        layer-major schedule, where every timestep of a pass accumulates before the update; else 1."""
+        return 1 << self.timestep_bits if self.layer_major else 1
 
     def addr_bits(self, memory: str) -> int:
         """Address width of a memory (at least 1 bit)."""
@@ -176,8 +200,8 @@ class ArchConfig:
     def fingerprint(self) -> str:
         """A short digest of everything that shapes the hardware (the name does not), for Programs and caches.
 
-        ``update_lanes`` is digested by what it means (0 and ``lanes`` are the same core), and neither it nor
-        ``banks`` is digested when it has its default, so configurations from before they existed keep their
+        ``update_lanes`` is digested by what it means (0 and ``lanes`` are the same core), and none of it,
+        ``banks`` and ``schedule`` is digested when it has its default, so configurations from before they existed keep their
         fingerprints."""
         fields_ = {k: v for k, v in self.to_dict().items() if k != "name"}
         fields_["update_lanes"] = self.neurons_per_update
@@ -185,6 +209,8 @@ class ArchConfig:
             del fields_["update_lanes"]
         if not self.banks:
             del fields_["banks"]
+        if not self.layer_major:
+            del fields_["schedule"]
         text = json.dumps(fields_, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -246,6 +272,10 @@ def arch_from_dict(data, source: str = "<arch>") -> ArchConfig:
             if value not in MULTIVALUE_MODES:
                 raise UserError(f"{source}: key 'multivalue' = {value!r} is not one of {', '.join(MULTIVALUE_MODES)}")
             kwargs[key] = value
+        elif key == "schedule":
+            if value not in SCHEDULES:
+                raise UserError(f"{source}: key 'schedule' = {value!r} is not one of {', '.join(SCHEDULES)}")
+            kwargs[key] = value
         elif key == "banks":
             kwargs[key] = _banks(value, source)
         elif key == "clock_mhz":
@@ -262,6 +292,13 @@ def arch_from_dict(data, source: str = "<arch>") -> ArchConfig:
     if arch.update_lanes and (arch.update_lanes & (arch.update_lanes - 1) or arch.update_lanes > arch.lanes):
         raise UserError(f"{source}: key 'update_lanes' = {arch.update_lanes} must be a power of two no larger than "
                         f"lanes = {arch.lanes} (or 0: all lanes)")
+    if arch.layer_major:
+        event_bits = arch.neuron_index_bits + arch.max_timesteps * arch.value_bits
+        if event_bits > MAX_EVENT_BITS:
+            raise UserError(f"{source}: key 'schedule' = 'layer_major' needs event words of max_timesteps x "
+                            f"value_bits + index = {arch.max_timesteps} x {arch.value_bits} + "
+                            f"{arch.neuron_index_bits} = {event_bits} bits, more than {MAX_EVENT_BITS}: "
+                            f"lower max_timesteps")
     for number, bank in enumerate(arch.banks):
         for name in bank:
             if name == "trace" and arch.memories.trace == 0:

@@ -180,6 +180,13 @@ def acc_layout(arch: ArchConfig) -> Layout:
 
 
 def event_layout(arch: ArchConfig) -> Layout:
+    """One event: a neuron index and its value; in the layer-major schedule its value at every timestep
+    (``train``, ``max_timesteps`` values, zero beyond the program's T), one word per neuron that fired at all."""
+    if arch.layer_major:
+        return Layout("event", (
+            Field("index", arch.neuron_index_bits),
+            Field("train", arch.value_bits, False, (arch.max_timesteps,)),
+        ))
     return Layout("event", (
         Field("index", arch.neuron_index_bits),
         Field("value", arch.value_bits),
@@ -191,6 +198,14 @@ def input_layout(arch: ArchConfig) -> Layout:
 
 
 def trace_layout(arch: ArchConfig) -> Layout:
+    """One emitted event, with the pass (``layer``) that emitted it: in the layer-major schedule the event's
+    whole train, else its timestep and value."""
+    if arch.layer_major:
+        return Layout("trace", (
+            Field("layer", arch.addr_bits("layers")),
+            Field("index", arch.neuron_index_bits),
+            Field("train", arch.value_bits, False, (arch.max_timesteps,)),
+        ))
     return Layout("trace", (
         Field("timestep", arch.timestep_bits),
         Field("layer", arch.addr_bits("layers")),
@@ -216,12 +231,13 @@ def all_layouts(arch: ArchConfig) -> dict:
 
 def memory_depths(arch: ArchConfig) -> dict:
     """Depth in words of every memory of the core (``docs/core.md``, table "Memories"): the accumulator and
-    state memories have ``memories.state`` rows (a state row is ``update_steps`` words, as is a params row);
-    the event memory holds ``event_regions`` regions."""
+    state memories have ``memories.state`` rows (a state row is ``update_steps`` words, as is a params row;
+    an accumulator row ``acc_slots`` words, one per timestep slot in the layer-major schedule); the event
+    memory holds ``event_regions`` regions."""
     mems, steps = arch.memories, arch.update_steps
     return {
         "layers": mems.layers, "pointers": mems.pointers, "synapses": mems.synapses, "weights": mems.weights,
-        "params": mems.params * steps, "inputs": mems.inputs, "acc": mems.state, "state": mems.state * steps,
+        "params": mems.params * steps, "inputs": mems.inputs, "acc": mems.state * arch.acc_slots, "state": mems.state * steps,
         "events": arch.event_regions * mems.events, "trace": mems.trace,
     }
 

@@ -36,8 +36,10 @@ from .errors import UserError
 
 # Bump when the flow (scripts, shell, parsing) changes: cached reports of another version are not reused
 # (nor taken as calibration points of the area model). 3: banks and SPRAM (a core's memories are no longer
-# one per logical memory, so the area model's features of earlier reports no longer describe them).
-FLOW_VERSION = 3
+# one per logical memory, so the area model's features of earlier reports no longer describe them). 4: the
+# layer-major schedule (and bank slots of whole nibbles): reports of version 3 include banks that Yosys kept
+# in block RAM under the older slot rule, which the area model's features no longer describe.
+FLOW_VERSION = 4
 SHELL_MODULE = "spikecore_shell"
 SHELL_FEED_BITS = 32
 TOOL_PINS = {  # the pinned PyPI packages of the flow (scripts/install.sh)

@@ -47,8 +47,12 @@ def decode_rtl(program: Program, arch: ArchConfig, result: dict) -> dict:
     emitting = emitting_layers(program)
     spikes = [np.zeros((program.timesteps, program.layers[l].n_groups * arch.lanes), np.int64) for l in emitting]
     slot = {program.layers[l].update_pass: n for n, l in enumerate(emitting)}
-    for t, p, i, v in zip(trace["timestep"], trace["layer"], trace["index"], trace["value"]):
-        spikes[slot[int(p)]][int(t), int(i)] = int(v)
+    if arch.layer_major:  # one word per neuron with its value at every timestep
+        for p, i, train in zip(trace["layer"], trace["index"], trace["train"]):
+            spikes[slot[int(p)]][:, int(i)] = train[:program.timesteps]
+    else:
+        for t, p, i, v in zip(trace["timestep"], trace["layer"], trace["index"], trace["value"]):
+            spikes[slot[int(p)]][int(t), int(i)] = int(v)
     # a state row of `lanes` neurons is `update_steps` consecutive words
     state = state_layout(arch).unpack(result["state"])["u"].reshape(-1, arch.lanes, arch.max_levels)
     last = program.layers[-1]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -139,7 +139,8 @@ class Core(wiring.Component):
         }
 
         # ---- controller state ---------------------------------------------------------------------
-        clear_word = Signal(arch.addr_bits("state") + 1 + (steps - 1).bit_length())
+        layer_major, slots = arch.layer_major, arch.acc_slots
+        clear_word = Signal(arch.addr_bits("state") + 1 + (max(steps, slots) - 1).bit_length())
         pixel = Signal(arch.addr_bits("inputs") + 1)
         timestep = Signal(arch.timestep_bits + 1)
         layer = Signal(arch.addr_bits("layers") + 1)
@@ -161,6 +162,18 @@ class Core(wiring.Component):
         pending_saturations = Signal(range(max(lanes, update_lanes * arch.max_levels) + 1))
         block = Signal(arch.addr_bits("params") + 1)
         spike_counts = Signal.like(neuron_update.value)
+        if layer_major:
+            # the event being accumulated: its value per timestep, the timesteps still to add, the current one
+            train_shape = data.ArrayLayout(unsigned(arch.value_bits), arch.max_timesteps)
+            event_train = Signal(train_shape)
+            timesteps_pending = Signal(arch.max_timesteps)
+            acc_timestep = Signal(arch.timestep_bits)
+            first_pending_timestep = Signal(arch.timestep_bits)
+            for t in reversed(range(arch.max_timesteps)):
+                with m.If(timesteps_pending[t]):
+                    m.d.comb += first_pending_timestep.eq(t)
+            # the group's outputs over the pass's timesteps, emitted after the last one
+            group_trains = Signal(data.ArrayLayout(train_shape, lanes))
 
         idle = Signal()
         updating = Signal()
@@ -197,17 +210,26 @@ class Core(wiring.Component):
                     m.d.comb += self.host_rdata.eq(read[name].data.as_value())
 
         # ---- helpers of the schedule --------------------------------------------------------------
-        def append_event(region, index, value):
-            """Write (index, value) after the last event of ``region``; a full region drops the event."""
+        def append_event(region, index, payload):
+            """Write (index, value) (layer-major: (index, train)) after the last event of ``region``; a full
+            region drops the event."""
             count = event_counts[region]
             with m.If(count < events_per_region):
                 m.d.comb += [
                     write["events"].addr.eq(region * events_per_region + count),
                     write["events"].data.index.eq(index),
-                    write["events"].data.value.eq(value),
+                    (write["events"].data.train if layer_major else write["events"].data.value).eq(payload),
                     write["events"].en.eq(1),
                 ]
                 m.d.sync += count.eq(count + 1)
+
+        def accumulate_timestep(row):
+            """Layer-major: start the additions of the event's first pending timestep into its accumulator word
+            of row ``row`` (read now); the weight word stays on its port for all of them."""
+            value = event_train[first_pending_timestep]
+            m.d.comb += [read["acc"].addr.eq(Cat(first_pending_timestep, row)), read["acc"].en.eq(1)]
+            m.d.sync += [acc_timestep.eq(first_pending_timestep), event_value.eq(value), remaining.eq(value),
+                         repeat.eq(1), timesteps_pending.eq(timesteps_pending & (timesteps_pending - 1))]
 
         def next_step():
             """The group's next update step, or the next group."""
@@ -215,6 +237,12 @@ class Core(wiring.Component):
             with m.If(last_step):
                 m.d.sync += group.eq(group + 1)
                 m.d.sync += block.eq(Mux(block + 1 == descriptor.n_blocks, 0, block + 1))
+            m.next = "URD"
+
+        def next_group():
+            """Layer-major: the next group (its update steps and timesteps start from 0)."""
+            m.d.sync += group.eq(group + 1)
+            m.d.sync += block.eq(Mux(block + 1 == descriptor.n_blocks, 0, block + 1))
             m.next = "URD"
 
         def finish():
@@ -253,12 +281,17 @@ class Core(wiring.Component):
             neuron_update.truth_table.eq(descriptor.truth_table),
         ]
         acc_group_row = descriptor.acc_base + group
+        # layer-major: an accumulator row is `slots` words, one per timestep (the lowest address bits)
+        acc_update_word = Cat(timestep[:arch.timestep_bits], acc_group_row) if layer_major else acc_group_row
         # A state and a params row are `steps` consecutive words (steps is a power of two).
         state_word = Cat(step, descriptor.state_base + group)
         param_word = Cat(step, descriptor.param_base + block)
-        pending_lanes = Cat(spike_counts[lane] != 0 for lane in range(update_lanes))
-        first_pending_lane = Signal(range(update_lanes))
-        for lane in reversed(range(update_lanes)):
+        # lanes whose events are still to emit: of the update step (timestep-major) or of the group (layer-major)
+        emit_lanes = lanes if layer_major else update_lanes
+        pending_lanes = Cat(Value.cast(group_trains[lane] if layer_major else spike_counts[lane]) != 0
+                            for lane in range(emit_lanes))
+        first_pending_lane = Signal(range(emit_lanes))
+        for lane in reversed(range(emit_lanes)):
             with m.If(pending_lanes[lane]):
                 m.d.comb += first_pending_lane.eq(lane)
 
@@ -292,12 +325,13 @@ class Core(wiring.Component):
                         m.next = "SCAN"
 
             with m.State("CLEAR"):
-                # every used state word (steps per row); the accumulator rows during the first state_rows
-                m.d.comb += [write["state"].addr.eq(clear_word), write["state"].data.eq(0), write["state"].en.eq(1),
+                # every used state word (steps per row) and accumulator word (slots per row) at once
+                m.d.comb += [write["state"].addr.eq(clear_word), write["state"].data.eq(0),
+                             write["state"].en.eq(clear_word < state_rows * steps),
                              write["acc"].addr.eq(clear_word), write["acc"].data.eq(0),
-                             write["acc"].en.eq(clear_word < state_rows)]
+                             write["acc"].en.eq(clear_word < state_rows * slots)]
                 m.d.sync += clear_word.eq(clear_word + 1)
-                with m.If(clear_word + 1 == state_rows * steps):
+                with m.If(clear_word + 1 == state_rows * max(steps, slots)):
                     m.next = "SCAN"
 
             with m.State("SCAN"):
@@ -305,7 +339,13 @@ class Core(wiring.Component):
                 m.d.comb += [read["inputs"].addr.eq(pixel), read["inputs"].en.eq(1)]
                 previous_value = read["inputs"].data.value
                 with m.If((pixel != 0) & (previous_value != 0)):
-                    append_event(REGION_INPUT, pixel - 1, previous_value)
+                    if layer_major:  # the pixel at every timestep of the run
+                        pixel_train = Signal(train_shape)
+                        m.d.comb += [pixel_train[t].eq(Mux(t < timesteps, previous_value, 0))
+                                     for t in range(arch.max_timesteps)]
+                        append_event(REGION_INPUT, pixel - 1, pixel_train)
+                    else:
+                        append_event(REGION_INPUT, pixel - 1, previous_value)
                 m.d.sync += pixel.eq(pixel + 1)
                 with m.If(pixel == n_inputs):
                     with m.If((n_layers == 0) | (timesteps == 0)):
@@ -341,7 +381,10 @@ class Core(wiring.Component):
                     read["pointers"].addr.eq(descriptor.ptr_base + read["events"].data.index),
                     read["pointers"].en.eq(1),
                 ]
-                m.d.sync += event_value.eq(read["events"].data.value)
+                if layer_major:
+                    m.d.sync += event_train.eq(read["events"].data.train)
+                else:
+                    m.d.sync += event_value.eq(read["events"].data.value)
                 m.next = "FAN"
 
             with m.State("FAN"):
@@ -358,26 +401,44 @@ class Core(wiring.Component):
                     m.next = "EV"
                 with m.Else():
                     m.d.comb += [read["synapses"].addr.eq(fanout_start + synapse), read["synapses"].en.eq(1)]
+                    if layer_major:
+                        m.d.sync += timesteps_pending.eq(Cat(event_train[t] != 0
+                                                                    for t in range(arch.max_timesteps)))
                     m.next = "WRD"
 
             with m.State("WRD"):
-                m.d.comb += [
-                    read["weights"].addr.eq(read["synapses"].data.wrow), read["weights"].en.eq(1),
-                    read["acc"].addr.eq(read["synapses"].data.row), read["acc"].en.eq(1),
-                ]
-                m.d.sync += [acc_row.eq(read["synapses"].data.row), repeat.eq(1), remaining.eq(event_value)]
+                m.d.comb += [read["weights"].addr.eq(read["synapses"].data.wrow), read["weights"].en.eq(1)]
+                m.d.sync += acc_row.eq(read["synapses"].data.row)
+                if layer_major:
+                    accumulate_timestep(read["synapses"].data.row)
+                else:
+                    m.d.comb += [read["acc"].addr.eq(read["synapses"].data.row), read["acc"].en.eq(1)]
+                    m.d.sync += [repeat.eq(1), remaining.eq(event_value)]
                 m.next = "ACC"
+
+            if layer_major:
+                with m.State("ARD"):
+                    # the synapse row's next timestep: its accumulator word, the same weight word
+                    accumulate_timestep(acc_row)
+                    m.next = "ACC"
 
             with m.State("ACC"):
                 # One addition of the event's value; the sum stays in acc_partial until the last.
                 m.d.sync += pending_saturations.eq(ac_array.saturation_count)
                 with m.If(last_addition):
                     m.d.comb += [
-                        write["acc"].addr.eq(acc_row), write["acc"].data.acc.eq(ac_array.acc_out),
-                        write["acc"].en.eq(1),
+                        write["acc"].addr.eq(Cat(acc_timestep, acc_row) if layer_major else acc_row),
+                        write["acc"].data.acc.eq(ac_array.acc_out), write["acc"].en.eq(1),
                     ]
-                    m.d.sync += synapse.eq(synapse + 1)
-                    m.next = "SYN"
+                    if layer_major:
+                        with m.If(timesteps_pending != 0):
+                            m.next = "ARD"
+                        with m.Else():
+                            m.d.sync += synapse.eq(synapse + 1)
+                            m.next = "SYN"
+                    else:
+                        m.d.sync += synapse.eq(synapse + 1)
+                        m.next = "SYN"
                 with m.Else():
                     m.d.sync += [acc_partial.eq(ac_array.acc_out), repeat.eq(repeat + 1),
                                  remaining.eq(remaining & (remaining - 1))]
@@ -386,8 +447,9 @@ class Core(wiring.Component):
                 with m.If(group == descriptor.n_groups):
                     m.next = "NEXT"
                 with m.Else():
+                    # the accumulator word (of the timestep) stays on its port for the group's steps
                     m.d.comb += [
-                        read["acc"].addr.eq(acc_group_row), read["acc"].en.eq(step == 0),
+                        read["acc"].addr.eq(acc_update_word), read["acc"].en.eq(step == 0),
                         read["state"].addr.eq(state_word), read["state"].en.eq(1),
                         read["params"].addr.eq(param_word), read["params"].en.eq(1),
                     ]
@@ -404,43 +466,69 @@ class Core(wiring.Component):
                 m.d.comb += [
                     write["state"].addr.eq(state_word), write["state"].data.u.eq(neuron_update.membrane_next),
                     write["state"].en.eq(descriptor.kind == KIND_NEURON),
-                    write["acc"].addr.eq(acc_group_row), write["acc"].data.eq(0),
+                    write["acc"].addr.eq(acc_update_word), write["acc"].data.eq(0),
                     write["acc"].en.eq(descriptor.clear_acc & last_step),
                 ]
-                m.d.sync += [
-                    pending_saturations.eq(neuron_update.saturation_count),
-                    spike_counts.eq(neuron_update.value),
-                ]
-                with m.If(Cat(neuron_update.value[lane] != 0 for lane in range(update_lanes)).any()):
-                    m.next = "EMIT"
-                with m.Else():
-                    next_step()
+                m.d.sync += pending_saturations.eq(neuron_update.saturation_count)
+                fired = Cat(neuron_update.value[lane] != 0 for lane in range(update_lanes)).any()
+                if layer_major:
+                    # the group's next step, its next timestep, or its events (one per lane that fired at all)
+                    m.d.sync += [group_trains[step * update_lanes + lane][timestep].eq(neuron_update.value[lane])
+                                 for lane in range(update_lanes)]
+                    with m.If(~last_step):
+                        m.d.sync += step.eq(step + 1)
+                        m.next = "URD"
+                    with m.Elif(timestep + 1 != timesteps):
+                        m.d.sync += [step.eq(0), timestep.eq(timestep + 1)]
+                        m.next = "URD"
+                    with m.Else():
+                        m.d.sync += [step.eq(0), timestep.eq(0)]
+                        with m.If(fired | pending_lanes.any()):
+                            m.next = "EMIT"
+                        with m.Else():
+                            next_group()
+                else:
+                    m.d.sync += spike_counts.eq(neuron_update.value)
+                    with m.If(fired):
+                        m.next = "EMIT"
+                    with m.Else():
+                        next_step()
 
             with m.State("EMIT"):
-                index = Cat(first_pending_lane, step, group)
-                value = spike_counts[first_pending_lane]
-                append_event(descriptor.out_region, index, value)
+                if layer_major:
+                    index = Cat(first_pending_lane, group)
+                    payload = group_trains[first_pending_lane]
+                else:
+                    index = Cat(first_pending_lane, step, group)
+                    payload = spike_counts[first_pending_lane]
+                append_event(descriptor.out_region, index, payload)
                 with m.If(trace_count < arch.memories.trace):
                     m.d.comb += [
                         write["trace"].addr.eq(trace_count),
-                        write["trace"].data.timestep.eq(timestep),
                         write["trace"].data.layer.eq(layer),
                         write["trace"].data.index.eq(index),
-                        write["trace"].data.value.eq(value),
                         write["trace"].en.eq(1),
                     ]
+                    if layer_major:
+                        m.d.comb += write["trace"].data.train.eq(payload)
+                    else:
+                        m.d.comb += [write["trace"].data.timestep.eq(timestep), write["trace"].data.value.eq(payload)]
                     m.d.sync += trace_count.eq(trace_count + 1)
                 with m.Else():
                     m.d.sync += trace_overflow.eq(1)
-                m.d.sync += spike_counts[first_pending_lane].eq(0)
+                m.d.sync += payload.eq(0)
                 # Clearing the lowest set bit leaves the lanes still to emit after this one.
                 with m.If((pending_lanes & (pending_lanes - 1)) == 0):
-                    next_step()
+                    if layer_major:
+                        next_group()
+                    else:
+                        next_step()
 
             with m.State("NEXT"):
                 with m.If(layer + 1 == n_layers):
                     m.d.sync += layer.eq(0)
-                    with m.If(timestep + 1 == timesteps):
+                    # layer-major: the last pass has run every timestep
+                    with m.If((timestep + 1 == timesteps) | layer_major):
                         finish()
                     with m.Else():
                         m.d.sync += timestep.eq(timestep + 1)

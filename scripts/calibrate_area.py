@@ -29,7 +29,7 @@ MEDIUM = {"layers": 16, "pointers": 1024, "synapses": 4096, "weights": 1024, "pa
           "events": 512, "inputs": 128, "trace": 1024}
 # The default's update and banks (split, banked), and the lane-parallel update with one memory each.
 PARALLEL = {"update_lanes": 0, "banks": []}
-# Spread over lanes, widths, levels, memory sizes and both organisations around the default configuration.
+# Spread over lanes, widths, levels, memory sizes, both organisations and both schedules around the default.
 CALIBRATION = [
     {},  # the default configuration
     {"lanes": 4, "memories": SMALL},
@@ -42,6 +42,9 @@ CALIBRATION = [
     {"lanes": 2, "memories": {**MEDIUM, "synapses": 16384, "pointers": 2048}, **PARALLEL},
     {"lanes": 4, "max_levels": 3, "memories": {**MEDIUM, "trace": 4096, "state": 512}},
     {"lanes": 8, "memories": {**MEDIUM, "synapses": 8192}},
+    # the layer-major schedule: accumulator words per timestep slot, trains in events and registers
+    {"lanes": 8, "schedule": "layer_major", "max_timesteps": 4, "memories": MEDIUM},
+    {"lanes": 4, "schedule": "layer_major", "max_timesteps": 8, "max_levels": 3, "memories": SMALL, **PARALLEL},
 ]
 
 

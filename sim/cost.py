@@ -1,12 +1,14 @@
 """Memory traffic and energy of a simulated run, derived from the schedule of ``docs/core.md``.
 
 Every state of the schedule touches known memories, so the accesses follow from the counters of a
-:class:`sim.engine.LayerAccount`: per input event one event and one pointer read; per synapse row one
-synapse, one weight and one accumulator read and one accumulator write; per group one accumulator read,
-``update_steps`` state and params reads, ``update_steps`` state writes (neurons) and one accumulator write
-(when cleared); per output event one event and one trace write; per
-layer and timestep one descriptor read. Per inference, the set-up (CLEAR, SCAN) writes every used
-accumulator and state row once, reads every input and writes every nonzero pixel as an event.
+:class:`sim.engine.LayerAccount`: per input event word one event and one pointer read; per synapse row one
+synapse and one weight read; per accumulator row added into one accumulator read and write (layer-major:
+one per timestep the input fired in, the weight word reused); per group and timestep one accumulator read,
+``update_steps`` state and params reads, ``update_steps`` state writes
+(neurons) and one accumulator write (when cleared); per output event word one event and one trace write;
+per pass one descriptor read (timestep-major: per pass and timestep). Per inference, the set-up (CLEAR,
+SCAN) writes every used accumulator and state word once, reads every input and writes every nonzero pixel
+as an event.
 
 Energy = operations (``e_ac_pj`` per lane addition) + memory accesses. An access to a memory of ``B``
 bytes costs ``(bits / 64) * E64(B)``, where ``E64`` interpolates log-log between SRAM points; the default
@@ -77,13 +79,14 @@ def layer_accesses(account, arch: ArchConfig) -> dict:
     """``{memory: (reads, writes)}`` of one layer's account (summed over its timesteps); a group's state and
     params are ``arch.update_steps`` words each."""
     rows, groups, steps = account.synapse_rows, account.neuron_updates, arch.update_steps
+    updates = account.acc_updates
     return {
         "layers": (account.steps, 0),
         "events": (account.input_events, account.output_events),
         "pointers": (account.input_events, 0),
         "synapses": (rows, 0),
         "weights": (rows, 0),
-        "acc": (rows + groups, rows + account.acc_clears),
+        "acc": (updates + groups, updates + account.acc_clears),
         "state": (groups * steps, account.state_writes * steps),
         "params": (groups * steps, 0),
         "trace": (0, account.output_events),
@@ -91,7 +94,7 @@ def layer_accesses(account, arch: ArchConfig) -> dict:
 
 
 def setup_accesses(state_rows: int, n_inputs: int, input_events: int, arch: ArchConfig) -> dict:
-    return {"inputs": (n_inputs, 0), "events": (0, input_events), "acc": (0, state_rows),
+    return {"inputs": (n_inputs, 0), "events": (0, input_events), "acc": (0, state_rows * arch.acc_slots),
             "state": (0, state_rows * arch.update_steps)}
 
 

@@ -46,8 +46,10 @@ class LayerAccount:
     cycles: int = 0
     accumulate_cycles: int = 0
     update_cycles: int = 0
-    input_events: int = 0
-    synapse_rows: int = 0        # weight rows added (each is `lanes` AC operations, `value` times)
+    input_events: int = 0        # event words read (layer-major: one per input neuron and pass, all timesteps)
+    synapse_rows: int = 0        # synapse rows fetched (a synapse and a weight word read each)
+    acc_updates: int = 0         # accumulator rows added into (each `lanes` AC operations, `value` times);
+                                 # = synapse_rows, except layer-major: one per timestep the input fired in
     ac_ops: int = 0              # lane additions performed (padding lanes included)
     output_events: int = 0
     neuron_updates: int = 0      # groups updated
@@ -56,8 +58,7 @@ class LayerAccount:
     steps: int = 0               # passes run (one descriptor read each)
 
     def add(self, other: "LayerAccount") -> None:
-        for key in ("cycles", "accumulate_cycles", "update_cycles", "input_events", "synapse_rows", "ac_ops",
-                    "output_events", "neuron_updates", "state_writes", "acc_clears", "steps"):
+        for key in _ACCOUNT_FIELDS:
             setattr(self, key, getattr(self, key) + getattr(other, key))
 
 
@@ -172,15 +173,28 @@ def _update(kind: int, x, state_rows, d, p, tables, block, arch: ArchConfig):
     return ((int(d["truth_table"][p]) >> index) & 1).reshape(-1), int(np.count_nonzero(index != x))
 
 
-def update_cycles_of(n_groups: int, arch: ArchConfig) -> int:
-    """Cycles of one pass's update phase before its events: one URD that ends it, and per group
-    ``update_steps`` steps of ``update_step_cycles`` (``docs/core.md``)."""
-    return 1 + arch.update_step_cycles * arch.update_steps * n_groups
+_ACCOUNT_FIELDS = ("cycles", "accumulate_cycles", "update_cycles", "input_events", "synapse_rows", "acc_updates",
+                   "ac_ops", "output_events", "neuron_updates", "state_writes", "acc_clears", "steps")
+
+
+def update_cycles_of(n_groups: int, arch: ArchConfig, timesteps: int = 1) -> int:
+    """Cycles of one pass's update phase before its events: one URD that ends it, and per group and
+    timestep (all ``timesteps`` of the pass in the layer-major schedule, else one) ``update_steps`` steps of
+    ``update_step_cycles`` (``docs/core.md``)."""
+    return 1 + arch.update_step_cycles * arch.update_steps * n_groups * timesteps
 
 
 def setup_cycles_of(program: Program, arch: ArchConfig) -> int:
-    """Cycles of CLEAR (every used state word: ``update_steps`` per row) and SCAN (``docs/core.md``)."""
-    return program.state_rows * arch.update_steps + program.n_inputs + 1
+    """Cycles of CLEAR (every used state word, ``update_steps`` per row, and accumulator word, ``acc_slots``
+    per row, at once) and SCAN (``docs/core.md``)."""
+    return program.state_rows * max(arch.update_steps, arch.acc_slots) + program.n_inputs + 1
+
+
+def layer_major_accumulate_cycles(trains, train_rows, acc_updates, additions):
+    """Cycles of a layer-major pass's accumulate phase (``docs/core.md``): per event word (a neuron's train)
+    EV, PTR, FAN and the SYN that ends its rows; per synapse row one SYN; per timestep the input fired in a
+    read of that timestep's accumulator word and the additions; one EV that finds no event left."""
+    return 1 + 4 * trains + train_rows + acc_updates + additions
 
 
 def _simulate_tables(program: Program, arch: ArchConfig, pixels, tables: _Tables, keep_events: bool) -> SimResult:
@@ -198,14 +212,18 @@ def _simulate_tables(program: Program, arch: ArchConfig, pixels, tables: _Tables
     nz = np.nonzero(pixels)[0]
     region_events = {0: (nz, pixels[nz])}
     events = [[] for _ in program.layers]
-    accounts = [LayerAccount(layer.name) for layer in program.layers]
-    emitted, saturations = 0, 0
+    # accounts per pass, summed over timesteps; the layer-major schedule's from the trains each pass read and wrote
+    passes = [LayerAccount(program.layers[stage].name) for stage in tables.pass_stage]
+    trains_in = [np.zeros(0, np.int64) for _ in range(n_passes)]
+    trains_out = [np.zeros(0, np.int64) for _ in range(n_passes)]
+    saturations = 0
     acc_bits = arch.acc_bits
     for t in range(timesteps):
         for p in range(n_passes):
             stage = tables.pass_stage[p]
             a = LayerAccount(program.layers[stage].name, steps=1)
             idx, val = region_events[int(d["in_region"][p])]
+            trains_in[p] = np.union1d(trains_in[p], idx)
             # accumulate phase
             count = _accumulate(tables, p, idx, val, acc)
             total = int(count.sum())
@@ -213,7 +231,7 @@ def _simulate_tables(program: Program, arch: ArchConfig, pixels, tables: _Tables
             acc, sat = _saturate(acc, acc_bits)  # by the compiler's proof this never clamps
             saturations += sat
             a.input_events = len(idx)
-            a.synapse_rows = total
+            a.synapse_rows = a.acc_updates = total
             a.ac_ops = int((count * additions).sum()) * lanes
             a.accumulate_cycles = 1 + int((4 + count * (2 + additions)).sum())
             a.cycles = 2 + a.accumulate_cycles + 1
@@ -234,13 +252,21 @@ def _simulate_tables(program: Program, arch: ArchConfig, pixels, tables: _Tables
                 region_events[int(d["out_region"][p])] = (out_idx, out_val)
                 if keep_events:
                     events[stage].append((out_idx, out_val))
-                emitted += len(out_idx)
+                trains_out[p] = np.union1d(trains_out[p], out_idx)
                 a.output_events = len(out_idx)
                 a.neuron_updates = n_groups
                 a.state_writes = n_groups if kind == KIND_NEURON else 0
                 a.update_cycles = update_cycles_of(n_groups, arch) + len(out_idx)
                 a.cycles += a.update_cycles
-            accounts[stage].add(a)
+            passes[p].add(a)
+    accounts = [LayerAccount(layer.name) for layer in program.layers]
+    for p, a in enumerate(passes):
+        if arch.layer_major:
+            ptr = d["ptr_base"][p] + trains_in[p]
+            a = _layer_major_account(a, len(trains_in[p]), int(tables.ptr_count[ptr].sum()), len(trains_out[p]),
+                                     int(d["n_groups"][p]) if d["update"][p] else None, timesteps, arch)
+        accounts[tables.pass_stage[p]].add(a)
+    emitted = sum(a.output_events for a in accounts)
     last = program.layers[-1]
     logit_rows = state[last.state_base:last.state_base + last.n_groups, :, 0].reshape(-1)
     logits = logit_rows[last.hw_index(lanes)]
@@ -248,6 +274,23 @@ def _simulate_tables(program: Program, arch: ArchConfig, pixels, tables: _Tables
     return SimResult(events=events, logits=logits, state=state, cycles=cycles, setup_cycles=setup_cycles,
                      layers=accounts, saturations=saturations, trace_count=min(emitted, arch.memories.trace),
                      trace_overflow=emitted > arch.memories.trace, engine="tables")
+
+
+def _layer_major_account(a, trains, train_rows, trains_out, n_groups, timesteps: int, arch: ArchConfig):
+    """The account of one pass in the layer-major schedule from its timestep-major account ``a`` (the
+    same work, summed over timesteps), the event words it read (``trains``, with ``train_rows`` synapse
+    rows) and wrote (``trains_out``), and its groups (``None`` without an update). Works on integers and on
+    numpy arrays of them (one per image)."""
+    additions = a.ac_ops // arch.lanes
+    out = LayerAccount(a.name, input_events=trains, synapse_rows=train_rows, acc_updates=a.acc_updates,
+                       ac_ops=a.ac_ops, neuron_updates=a.neuron_updates, state_writes=a.state_writes,
+                       acc_clears=a.acc_clears, steps=a.steps // timesteps)
+    out.accumulate_cycles = layer_major_accumulate_cycles(trains, train_rows, a.acc_updates, additions)
+    if n_groups is not None:
+        out.output_events = trains_out
+        out.update_cycles = update_cycles_of(n_groups, arch, timesteps) + trains_out
+    out.cycles = 3 + out.accumulate_cycles + out.update_cycles
+    return out
 
 
 def simulate(program: Program, arch: ArchConfig, pixels, tables: _Tables | None = None,
@@ -452,10 +495,6 @@ def _simulate_dense(plan: _DensePlan, pixels: np.ndarray, keep_events: bool):
     return results
 
 
-_ACCOUNT_FIELDS = ("cycles", "accumulate_cycles", "update_cycles", "input_events", "synapse_rows", "ac_ops",
-                   "output_events", "neuron_updates", "state_writes", "acc_clears", "steps")
-
-
 def _dense_batch(plan: _DensePlan, pixels: np.ndarray, keep_events: bool):
     program, arch = plan.program, plan.arch
     n_images, timesteps, lanes = len(pixels), program.timesteps, arch.lanes
@@ -493,12 +532,23 @@ def _dense_batch(plan: _DensePlan, pixels: np.ndarray, keep_events: bool):
             n_events = np.rint(occupied[producer].sum(-1).numpy()).astype(np.int64).sum(0) * repeat
             rows = totals(occupied[producer], count, repeat)
             adds = totals(_popcount_tensor(ev) if bitserial else ev, count, repeat)
-            a["input_events"] += n_events
-            a["synapse_rows"] += rows
+            a["acc_updates"] += rows
             a["ac_ops"] += adds * lanes
-            a["accumulate_cycles"] += timesteps + 4 * n_events + 2 * rows + adds
-            a["cycles"] += 3 * timesteps + timesteps + 4 * n_events + 2 * rows + adds
-            a["steps"] += timesteps
+            if arch.layer_major:   # one event word per input neuron that fired at any timestep
+                fired = occupied[producer].amax(0)[None]
+                trains, train_rows = np.rint(fired.sum(-1).numpy()).astype(np.int64)[0], totals(fired, count, 1)
+                cycles = layer_major_accumulate_cycles(trains, train_rows, rows, adds)
+                a["input_events"] += trains
+                a["synapse_rows"] += train_rows
+                a["accumulate_cycles"] += cycles
+                a["cycles"] += 3 + cycles
+                a["steps"] += 1
+            else:
+                a["input_events"] += n_events
+                a["synapse_rows"] += rows
+                a["accumulate_cycles"] += timesteps + 4 * n_events + 2 * rows + adds
+                a["cycles"] += 3 * timesteps + timesteps + 4 * n_events + 2 * rows + adds
+                a["steps"] += timesteps
             current = plan.apply(i, src, ev.to(dtype), n_images)     # [T or 1, N, n_hw]
             acc = current if acc is None else acc + current
             low, high = torch.aminmax(acc)
@@ -536,12 +586,16 @@ def _dense_batch(plan: _DensePlan, pixels: np.ndarray, keep_events: bool):
         if saturations and n_images > 1:
             return None
         occupied[i] = torch.sign(out)
-        n_out = np.rint(occupied[i].sum(-1).numpy()).astype(np.int64).sum(0)
+        if arch.layer_major:   # one event word per neuron that fired at any timestep
+            n_out = np.rint(occupied[i].amax(0).sum(-1).numpy()).astype(np.int64)
+            update_cycles = update_cycles_of(n_groups, arch, timesteps) + n_out
+        else:
+            n_out = np.rint(occupied[i].sum(-1).numpy()).astype(np.int64).sum(0)
+            update_cycles = timesteps * update_cycles_of(n_groups, arch) + n_out
         a["output_events"] += n_out
         a["neuron_updates"] += n_groups * timesteps
         a["state_writes"] += n_groups * timesteps if kind == KIND_NEURON else 0
         a["acc_clears"] += n_groups * timesteps if i not in carried else 0
-        update_cycles = timesteps * update_cycles_of(n_groups, arch) + n_out
         a["update_cycles"] += update_cycles
         a["cycles"] += update_cycles
         hw_events[i] = out

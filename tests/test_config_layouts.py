@@ -38,6 +38,9 @@ def test_default_arch_loads():
     ({"banks": [["events", "trace"]]}, "'events' and 'trace' cannot share a single-port bank"),
     ({"banks": [["inputs", "events"]]}, "'inputs' and 'events' cannot share a single-port bank"),
     ({"banks": [["trace", "layers"]], "memories": {"trace": 0}}, "memory 'trace' is empty"),
+    ({"schedule": "layer-major"}, "key 'schedule' = 'layer-major' is not one of timestep_major, layer_major"),
+    ({"schedule": "layer_major", "max_timesteps": 64},
+     "key 'schedule' = 'layer_major' needs event words of max_timesteps x value_bits + index = 64 x 8 + "),
 ])
 def test_bad_arch_is_named(data, message):
     with pytest.raises(UserError) as err:
@@ -87,6 +90,23 @@ def test_fingerprint_digests_what_the_core_is():
     assert arch_from_dict({"lanes": 8, "update_lanes": 8}).fingerprint() == plain.fingerprint()
     assert arch_from_dict({"lanes": 8, "update_lanes": 2}).fingerprint() != plain.fingerprint()
     assert arch_from_dict({"lanes": 8, "banks": [["pointers", "synapses"]]}).fingerprint() != plain.fingerprint()
+    assert arch_from_dict({"lanes": 8, "schedule": "timestep_major"}).fingerprint() == plain.fingerprint()
+    assert arch_from_dict({"lanes": 8, "schedule": "layer_major"}).fingerprint() != plain.fingerprint()
+
+
+def test_layer_major_words_hold_a_value_per_timestep():
+    from accel.layouts import memory_depths
+
+    timestep_major = arch_from_dict({"lanes": 8, "max_timesteps": 5, "memories": {"state": 64}})
+    layer_major = arch_from_dict({"lanes": 8, "max_timesteps": 5, "memories": {"state": 64},
+                                  "schedule": "layer_major"})
+    events, trace = all_layouts(layer_major)["events"], all_layouts(layer_major)["trace"]
+    assert [f.name for f in events.fields] == ["index", "train"] and events.field("train").shape == (5,)
+    assert events.width == layer_major.neuron_index_bits + 5 * layer_major.value_bits
+    assert [f.name for f in trace.fields] == ["layer", "index", "train"]
+    # an accumulator row is one word per timestep slot: 8 slots for T up to 5 (3 timestep bits)
+    assert layer_major.acc_slots == 8 and timestep_major.acc_slots == 1
+    assert memory_depths(layer_major)["acc"] == 8 * memory_depths(timestep_major)["acc"] == 512
 
 
 def test_bank_geometry_packs_narrow_members_and_round_trips():
@@ -115,3 +135,13 @@ def test_bank_geometry_packs_narrow_members_and_round_trips():
     for name, image in images.items():
         slot = bank.members[name]
         assert from_physical(arch, name, words[slot.base:], len(image)) == image
+
+
+def test_layer_major_example_is_the_default_in_the_other_schedule():
+    from pathlib import Path
+
+    example = load_arch(Path(__file__).resolve().parents[1] / "examples" / "arch_layer_major.yaml")
+    default = default_arch()
+    assert example.layer_major and example.max_timesteps == 4
+    assert {k: v for k, v in example.to_dict().items() if k not in ("name", "schedule", "max_timesteps")} == \
+        {k: v for k, v in default.to_dict().items() if k not in ("name", "schedule", "max_timesteps")}

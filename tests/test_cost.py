@@ -24,8 +24,8 @@ def test_sram_energy_interpolates_log_log_and_scales_with_width():
 
 
 def test_accesses_follow_the_schedule():
-    account = LayerAccount("l", input_events=7, synapse_rows=30, output_events=5, neuron_updates=4, state_writes=4,
-                           acc_clears=3, steps=2)
+    account = LayerAccount("l", input_events=7, synapse_rows=30, acc_updates=30, output_events=5, neuron_updates=4,
+                           state_writes=4, acc_clears=3, steps=2)
     arch = ArchConfig(lanes=8)
     acc = layer_accesses(account, arch)
     assert acc["events"] == (7, 5) and acc["pointers"] == (7, 0)
@@ -40,6 +40,14 @@ def test_accesses_follow_the_schedule():
     acc = layer_accesses(account, split)
     assert acc["acc"] == (34, 33) and acc["state"] == (16, 16) and acc["params"] == (16, 0)
     assert setup_accesses(10, 64, 20, split)["state"] == (0, 40)
+    # layer-major (T up to 4): 30 synapse rows fetched once, added into 45 timestep words; every timestep
+    # slot of a row is cleared at set-up
+    layer_major = ArchConfig(lanes=8, update_lanes=2, max_timesteps=4, schedule="layer_major")
+    account.acc_updates = 45
+    acc = layer_accesses(account, layer_major)
+    assert acc["synapses"] == acc["weights"] == (30, 0)
+    assert acc["acc"] == (45 + 4, 45 + 3) and acc["state"] == (16, 16)
+    assert setup_accesses(10, 64, 20, layer_major)["acc"] == (0, 40)
 
 
 def test_banked_memory_costs_its_bank_size_per_bit():

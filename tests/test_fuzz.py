@@ -21,10 +21,11 @@ FUZZ = settings(derandomize=True, deadline=None, print_blob=True, max_examples=3
                 suppress_health_check=[HealthCheck.too_slow])
 
 KEYS = ["lanes", "weight_bits", "acc_bits", "membrane_bits", "input_bits", "max_levels", "max_timesteps",
-        "multivalue", "clock_mhz", "memories", "lanez", "name", "update_lanes", "banks"]
+        "multivalue", "clock_mhz", "memories", "lanez", "name", "update_lanes", "banks", "schedule"]
 any_bank = st.lists(st.sampled_from(["layers", "pointers", "synapses", "weights", "params", "inputs", "acc", "state",
                                      "events", "trace", "stat"]), max_size=4)
-any_value = st.one_of(st.integers(-4, 300), st.sampled_from(["repeat", "bitserial", "x", None, True]),
+any_value = st.one_of(st.integers(-4, 300), st.sampled_from(["repeat", "bitserial", "x", None, True, "layer_major",
+                                                             "timestep_major"]),
                       st.lists(any_bank, max_size=2),
                       st.floats(-5, 100, allow_nan=False), st.dictionaries(st.sampled_from(
                           ["state", "synapses", "events", "trace", "bogus"]), st.integers(-1, 1 << 15), max_size=3))
@@ -76,14 +77,14 @@ def test_configurations_are_accepted_or_rejected_cleanly(data):
 @given(seed=st.integers(0, 2**16), c0=st.integers(1, 9), c1=st.integers(1, 9), levels=st.integers(1, 4),
        timesteps=st.integers(1, 4), image_size=st.integers(3, 8), lanes=st.sampled_from([1, 2, 4, 8, 16]),
        weight_bits=st.integers(3, 10), membrane_bits=st.integers(20, 28), update_lanes=st.sampled_from([0, 1, 2]),
-       banked=st.booleans())
+       banked=st.booleans(), schedule=st.sampled_from(["timestep_major", "layer_major"]))
 def test_random_programs_golden_equals_simulator(seed, c0, c1, levels, timesteps, image_size, lanes, weight_bits,
-                                                 membrane_bits, update_lanes, banked):
+                                                 membrane_bits, update_lanes, banked, schedule):
     # memories large enough for the largest drawn network with one lane; widths that hold the accumulator bound
     memories = {"state": 2048, "pointers": 4096, "synapses": 1 << 16, "weights": 4096, "events": 4096}
     arch = arch_from_dict({"lanes": lanes, "weight_bits": weight_bits, "acc_bits": membrane_bits,
                            "membrane_bits": membrane_bits, "max_levels": 4, "memories": memories,
-                           "update_lanes": min(update_lanes, lanes),
+                           "update_lanes": min(update_lanes, lanes), "schedule": schedule, "max_timesteps": 4,
                            "banks": [["pointers", "synapses", "state"]] if banked else []})
     net = random_network(seed, (c0, c1), levels, timesteps, image_size)
     check_golden_equals_sim(net, arch, seed, image_size)

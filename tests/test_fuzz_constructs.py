@@ -29,10 +29,10 @@ MEMORIES = {"layers": 64, "pointers": 8192, "synapses": 1 << 16, "weights": 8192
             "events": 1024, "inputs": 64, "trace": 16384}
 
 
-def fuzz_arch(lanes: int = 4, multivalue: str = "repeat"):
+def fuzz_arch(lanes: int = 4, multivalue: str = "repeat", schedule: str = "timestep_major"):
     return arch_from_dict({"name": "fuzz", "lanes": lanes, "weight_bits": 6, "acc_bits": 18, "membrane_bits": 18,
                            "input_bits": 8, "max_levels": 4, "max_timesteps": 4, "event_regions": 8,
-                           "multivalue": multivalue, "memories": MEMORIES})
+                           "multivalue": multivalue, "schedule": schedule, "memories": MEMORIES})
 
 
 def random_stages(seed: int, size: int, n_stages: int, lanes: int):
@@ -124,8 +124,8 @@ def random_stages(seed: int, size: int, n_stages: int, lanes: int):
     return layers, {layer.kind for layer in layers} | ({"carry"} if carried else set())
 
 
-def compile_random(seed, size, n_stages, lanes, timesteps, multivalue="repeat"):
-    arch = fuzz_arch(lanes, multivalue)
+def compile_random(seed, size, n_stages, lanes, timesteps, multivalue="repeat", schedule="timestep_major"):
+    arch = fuzz_arch(lanes, multivalue, schedule)
     layers, kinds = random_stages(seed, size, n_stages, lanes)
     program = compile_stages(layers, arch, timesteps, (1, size, size), PIXEL_MAX)
     return program, arch, kinds
@@ -154,6 +154,16 @@ def test_random_construct_programs_golden_equals_simulator(seed, size, n_stages,
     _, serial = golden_equals_sim(program, serial_arch, seed, size)
     for a, b in zip(repeat, serial):
         assert np.array_equal(a.logits, b.logits) and a.cycles >= b.cycles
+    # the same program in the layer-major schedule: every event, logit and membrane the same; each synapse row
+    # fetched once for all the timesteps its input fired in, into as many accumulator words
+    layer_arch = dataclasses.replace(arch, schedule="layer_major")
+    program.arch_fingerprint = layer_arch.fingerprint()
+    _, layer_major = golden_equals_sim(program, layer_arch, seed, size)
+    for a, b in zip(repeat, layer_major):
+        assert set(a.differences(b)) - {"cycles", "setup_cycles", "trace_count"} \
+            <= {f"account of {layer.name}" for layer in program.layers}
+        assert sum(x.acc_updates for x in a.layers) == sum(x.acc_updates for x in b.layers)
+        assert sum(x.synapse_rows for x in b.layers) <= sum(x.synapse_rows for x in a.layers)
 
 
 def test_the_generator_covers_every_construct():
@@ -164,19 +174,20 @@ def test_the_generator_covers_every_construct():
 
 
 # Fixed seeds, golden == simulator == RTL; chosen so the set covers every construct (asserted).
-RTL_CASES = [(seed, 5, 7, 4, 2, mode) for seed in (0, 6, 9) for mode in ("repeat", "bitserial")]
+RTL_CASES = [(seed, 5, 7, 4, 2, mode, "timestep_major") for seed in (0, 6, 9) for mode in ("repeat", "bitserial")] \
+    + [(seed, 5, 7, 4, 3, mode, "layer_major") for seed, mode in ((0, "bitserial"), (6, "repeat"), (9, "repeat"))]
 
 
 def test_random_construct_programs_on_the_rtl(rtl_cache):
     from rtl.runner import run_inferences
 
     covered = set()
-    for seed, size, n_stages, lanes, timesteps, mode in RTL_CASES:
-        program, arch, kinds = compile_random(seed, size, n_stages, lanes, timesteps, mode)
+    for seed, size, n_stages, lanes, timesteps, mode, schedule in RTL_CASES:
+        program, arch, kinds = compile_random(seed, size, n_stages, lanes, timesteps, mode, schedule)
         covered |= kinds
         pixels, sims = golden_equals_sim(program, arch, seed, size, samples=2)
         inputs = [[int(v) for v in row] for row in pixels.reshape(2, -1).tolist()]
         rtl = run_inferences(program.memory_image(arch), inputs, arch, rtl_cache / "rtl", simulator="verilator")
         report, _ = verify(program, arch, pixels, rtl, sims)
-        assert report["bit_exact"] and report["cycle_exact"], (seed, mode, report["mismatches"][:3])
+        assert report["bit_exact"] and report["cycle_exact"], (seed, mode, schedule, report["mismatches"][:3])
     assert covered == {"neuron", "sum", "gate", "readout", "carry"}, covered

@@ -1,5 +1,9 @@
 """Golden model == simulator on the trained digits network, and the accuracy contract."""
+import dataclasses
+
 import numpy as np
+
+from accel.compiler import compile_network
 
 from accel.verify import compare, golden_hw_spikes, float_gap, run_golden, verify
 from sim.engine import simulate, simulate_batch
@@ -34,6 +38,33 @@ def test_simulator_cycles_follow_the_schedule(digits_program, arch, digits_test_
                 expect += 2 + 1 + int((4 + 2 * c + c * v).sum()) + 1 + step_cycles * steps * layer.n_groups \
                     + emitted + 1
         assert simulate(digits_program, arch, flat).cycles == expect
+
+
+def test_layer_major_cycles_follow_the_schedule(digits_net, arch, digits_test_set):
+    """docs/core.md's layer-major cycle formula from the golden spikes: per pass, one event word per input
+    neuron that fired at any timestep, its synapse rows fetched once and added into one accumulator word per
+    timestep it fired in; the update runs every timestep of a step, then emits one word per neuron."""
+    layer_arch = dataclasses.replace(arch, schedule="layer_major", max_timesteps=4)
+    program = compile_network(digits_net, layer_arch)
+    pixels = digits_test_set[0][:5]
+    golden = run_golden(program, layer_arch, pixels)
+    count = program.memories["pointers"]["count"]
+    timesteps, steps = program.timesteps, layer_arch.update_steps
+    step_cycles = 2 if steps == 1 else 3
+    for n in range(len(pixels)):
+        flat = pixels[n].reshape(-1).numpy()
+        trains = [np.repeat(flat[None], timesteps, 0)] + golden_hw_spikes(program, layer_arch, golden, n)  # [T, n]
+        expect = program.state_rows * max(steps, 4) + program.n_inputs + 1       # 4 accumulator words per row
+        for l, layer in enumerate(program.layers):
+            fired = np.nonzero(trains[l].any(0))[0]
+            values = trains[l][:, fired]
+            c = count[layer.sources[0].ptr_base + fired]
+            accumulate = 1 + int((4 + c * (1 + (values > 0).sum(0) + values.sum(0))).sum())
+            emitted = int(trains[l + 1].any(0).sum()) if layer.fires else 0
+            expect += 2 + accumulate + 1 + step_cycles * steps * layer.n_groups * timesteps + emitted + 1
+        result = simulate(program, layer_arch, flat)
+        assert result.cycles == expect
+        assert result.cycles < simulate(compile_network(digits_net, arch), arch, flat).cycles
 
 
 def test_accuracy_float_and_hardware_exact(digits_net, digits_program, arch, digits_test_set):
