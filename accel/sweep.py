@@ -33,6 +33,10 @@ RANDOM_KEYS = ("points", "seed", "space")
 SYNTH_KEYS = ("target", "points")
 SHIPPED = "shipped"
 JOURNAL = "points.jsonl"
+# ``fit_memories`` value that sizes each memory to the smallest power of two holding the network's need: block
+# RAMs come in powers of two, so the headroom up to the next one is free, and the event regions' base
+# addresses stay shifts (docs/synthesis.md)
+FIT_POWER_OF_TWO = "pow2"
 OBJECTIVES = (("latency_us", "min"), ("device_fraction", "min"), ("energy_uj", "min"), ("accuracy", "max"))
 # Depths of the probe configuration that measures what a network needs when ``fit_memories`` is set.
 _PROBE_DEPTHS = {"layers": 256, "pointers": 1 << 18, "synapses": 1 << 20, "weights": 1 << 18, "params": 1 << 14,
@@ -57,8 +61,9 @@ class SweepSpec:
         Test images simulated per point (``None``: all).
     points : list
         ``[{parameter: value}]``: the grid's combinations, then the random points.
-    fit_memories : float or None
-        Headroom factor: memory depths not swept are sized to ``ceil(need * factor)`` for each network.
+    fit_memories : float, str or None
+        Headroom factor: memory depths not swept are sized to ``ceil(need * factor)`` for each network; or
+        ``"pow2"``: to the smallest power of two holding the need.
     synth_target : str or None
     synth_points : int
     energy : str or None
@@ -71,7 +76,7 @@ class SweepSpec:
     base: dict
     samples: int | None
     points: list
-    fit_memories: float | None
+    fit_memories: float | str | None
     synth_target: str | None
     synth_points: int
     energy: str | None
@@ -192,8 +197,10 @@ def load_sweep(path) -> SweepSpec:
                 points.append(point)
                 drawn += 1
     fit = data.get("fit_memories")
-    if fit is not None and (isinstance(fit, bool) or not isinstance(fit, (int, float)) or not 1 <= fit <= 16):
-        raise UserError(f"{source}: key 'fit_memories' must be a headroom factor in [1, 16], got {fit!r}")
+    if fit is not None and fit != FIT_POWER_OF_TWO and (isinstance(fit, bool) or not isinstance(fit, (int, float))
+                                                        or not 1 <= fit <= 16):
+        raise UserError(f"{source}: key 'fit_memories' must be a headroom factor in [1, 16] or "
+                        f"'{FIT_POWER_OF_TWO}', got {fit!r}")
     synth = data.get("synth") or {}
     if not isinstance(synth, dict):
         raise UserError(f"{source}: key 'synth' must be a mapping with keys {', '.join(SYNTH_KEYS)}")
@@ -214,7 +221,8 @@ def load_sweep(path) -> SweepSpec:
         energy = str(path.parent / str(energy))
         load_energy_model(energy)
     return SweepSpec(name=str(data.get("name", path.stem)), source=source, networks=checkpoints, base=base,
-                     samples=samples, points=points, fit_memories=None if fit is None else float(fit),
+                     samples=samples, points=points,
+                     fit_memories=fit if fit in (None, FIT_POWER_OF_TWO) else float(fit),
                      synth_target=target, synth_points=synth_points, energy=energy)
 
 
@@ -234,8 +242,9 @@ def _images(samples):
     return (x_te, y_te) if samples is None else (x_te[:samples], y_te[:samples])
 
 
-def _fitted_arch(arch, net, params: dict, headroom: float):
-    """``arch`` with every memory that ``params`` does not set sized to the network's need times ``headroom``."""
+def _fitted_arch(arch, net, params: dict, headroom):
+    """``arch`` with every memory that ``params`` does not set sized to the network's need times ``headroom``,
+    or with ``headroom`` :data:`FIT_POWER_OF_TWO`, to the smallest power of two holding it."""
     from .compiler import compile_network
 
     probe = dataclasses.replace(arch, memories=dataclasses.replace(
@@ -244,7 +253,13 @@ def _fitted_arch(arch, net, params: dict, headroom: float):
     need = {name: len(next(iter(columns.values()))) for name, columns in program.memories.items()}
     need.update(state=program.state_rows, inputs=program.n_inputs,
                 events=max([program.n_inputs] + [l.n_groups * arch.lanes for l in program.layers if l.fires]))
-    depths = {name: max(2, math.ceil(used * headroom)) for name, used in need.items()
+
+    def depth(used: int) -> int:
+        if headroom == FIT_POWER_OF_TWO:
+            return max(2, 1 << (used - 1).bit_length())
+        return max(2, math.ceil(used * headroom))
+
+    depths = {name: depth(used) for name, used in need.items()
               if f"memories.{name}" not in params and hasattr(arch.memories, name)}
     return dataclasses.replace(arch, memories=dataclasses.replace(arch.memories, **depths))
 

@@ -124,6 +124,13 @@ def test_point_evaluation_fits_memories_and_records_infeasible_points(spec_file)
     program = compile_network(net, probe)            # a factor of 1 gives exactly the network's need
     assert record["memories"]["synapses"] == math.ceil(len(program.memories["synapses"]["row"]) * 1.5)
     assert record["memories"]["state"] == math.ceil(program.state_rows * 1.5)
+    # pow2: the smallest power of two holding the need (block RAMs come in powers of two)
+    fitted = sweep._fitted_arch(dataclasses.replace(arch, lanes=16), net, {"memories.layers": 16}, "pow2")
+    for name, used in (("synapses", len(program.memories["synapses"]["row"])), ("state", program.state_rows),
+                       ("weights", len(program.memories["weights"]["w"]))):
+        depth = getattr(fitted.memories, name)
+        assert depth & (depth - 1) == 0 and used <= depth < 2 * used, name
+    assert fitted.memories.layers == arch.memories.layers             # swept: left alone
     narrow = {**task, "arch": {**task["arch"], "acc_bits": 12}, "id": "narrow"}
     bad = sweep.evaluate_point(narrow)
     assert bad["status"] == "infeasible" and "overflows acc_bits = 12" in bad["reason"]
