@@ -45,7 +45,8 @@ MIN_POINTS = max(len(names) for names in FEATURES.values()) + 1
 # Memories the host reads through the multiplexer of host_rdata (docs/core.md, host interface).
 HOST_READABLE = ("layers", "pointers", "synapses", "weights", "params", "inputs", "state", "trace")
 # Cost of one flip-flop bit against one block RAM (Yosys memory_libmap: logic 1 per bit, a block RAM its
-# library cost): below it a memory is left to logic.
+# library cost): up to it a memory is left to logic (at equal cost memory_libmap keeps the logic mapping: a
+# block RAM mapping must be strictly cheaper).
 BRAM_COST = {"ice40-up5k": 64, "ecp5-85": 128, "xilinx7": 128}
 
 
@@ -98,7 +99,7 @@ def features(arch, target_name: str) -> dict:
         n, deep = bram_tiling(depth, width, EBR_BYTE_ENABLE_SHAPES if ice40_bank else target.bram_shapes)
         if ice40_bank and spram_blocks(depth, width) * SPRAM_COST < n * EBR_COST:  # single-port: SPRAM
             sprams += spram_blocks(depth, width)
-        elif depth * width < BRAM_COST[target.name] * n:
+        elif depth * width <= BRAM_COST[target.name] * n:
             logic_bits += depth * width
         else:
             blocks += n

@@ -4,7 +4,7 @@ Synthesises the calibration configurations below with ``accel.synth.synthesize``
 synthesises what changed), fits ``accel.area`` to the reports and stores the coefficients, the calibration
 points and the leave-one-out error for the target, keeping the other targets' entries.
 
-    python scripts/calibrate_area.py --target ice40-up5k            # about 15 min on 2 cores
+    python scripts/calibrate_area.py --target ice40-up5k            # about 15 min on 2 cores (6 with --area-only)
     python scripts/calibrate_area.py --target ecp5-85 --area-only   # Yosys only, no place-and-route
 """
 from __future__ import annotations
@@ -45,6 +45,10 @@ CALIBRATION = [
     # the layer-major schedule: accumulator words per timestep slot, trains in events and registers
     {"lanes": 8, "schedule": "layer_major", "max_timesteps": 4, "memories": MEDIUM},
     {"lanes": 4, "schedule": "layer_major", "max_timesteps": 8, "max_levels": 3, "memories": SMALL, **PARALLEL},
+    # memories a few words deep, in flip-flops (as `fit_memories: pow2` sizes the layers table of a small network)
+    {"memories": {"layers": 4, "params": 8}},
+    {"lanes": 4, "memories": {**SMALL, "layers": 2, "params": 2}},
+    {"lanes": 16, "max_levels": 3, "memories": {**MEDIUM, "layers": 4, "params": 1}, **PARALLEL},
 ]
 
 

@@ -72,6 +72,22 @@ def test_fit_recovers_a_linear_truth_and_reports_its_error():
     assert "mean absolute relative error (leave-one-out) LUT 0.0%" in model.describe()
 
 
+def test_a_memory_costing_exactly_its_block_rams_stays_in_logic():
+    """Yosys's memory_libmap takes a block RAM mapping only when it is strictly cheaper than flip-flops (one
+    per bit): the layers table at the tie is logic, one word deeper it is block RAM."""
+    shapes = TARGETS["ice40-up5k"].bram_shapes
+    base = default_arch()
+    arch = dataclasses.replace(base, max_levels=3, memories=dataclasses.replace(base.memories, params=8))
+    width = area.memory_shapes(arch)["layers"][1]                # 64 bits: 4 blocks of 256x16, cost 256
+    blocks = area.bram_blocks(1, width, shapes)
+    tie = area.BRAM_COST["ice40-up5k"] * blocks // width      # depth whose bits cost exactly its block RAMs
+    assert tie * width == area.BRAM_COST["ice40-up5k"] * blocks and area.bram_blocks(tie + 1, width, shapes) == blocks
+    at_tie, deeper = (area.features(dataclasses.replace(arch, memories=dataclasses.replace(arch.memories, layers=d)),
+                                    "ice40-up5k") for d in (tie, tie + 1))
+    assert at_tie["logic_memory_bits"] - deeper["logic_memory_bits"] == tie * width
+    assert deeper["bram_blocks"] - at_tie["bram_blocks"] == blocks
+
+
 def test_fit_needs_enough_points():
     with pytest.raises(UserError, match=f"at least {area.MIN_POINTS} are needed"):
         area.fit([], "ice40-up5k")
