@@ -12,9 +12,12 @@ import time
 from pathlib import Path
 
 from .errors import UserError
+from .outputs import claim_output_file, output_dir, report_header
 
 EXIT_BAD_INPUT = 2
 EXIT_MISMATCH = 1
+#: A bug, not the user's input: one line and where the full traceback was saved.
+EXIT_INTERNAL_ERROR = 3
 SIMULATORS = ("icarus", "verilator")
 
 
@@ -40,6 +43,8 @@ def _test_images(samples: int | None):
     if samples is not None:
         if samples < 1:
             raise UserError(f"--samples must be at least 1, got {samples}")
+        if samples > len(x_te):
+            raise UserError(f"--samples {samples}: the digits test set has {len(x_te)} images")
         x_te, y_te = x_te[:samples], y_te[:samples]
     return x_te, y_te
 
@@ -119,6 +124,7 @@ def _sim_report(program, arch, results, labels, pixels, energy=None) -> dict:
     sops = sum(l["ac_ops"] for l in per_layer)
     clock_hz = arch.clock_mhz * 1e6
     return {
+        **report_header("sim"),
         "samples": n,
         "arch": arch.name,
         "arch_fingerprint": arch.fingerprint(),
@@ -220,6 +226,7 @@ def _verify(program, arch, net, pixels, labels, out: Path, simulator: str, flip_
     rtl_results = _run_rtl(program, arch, pixels, rtl_cache_dir(), simulator, flip_bits)
     rtl_seconds = time.perf_counter() - start
     report, golden = verify(program, arch, pixels, rtl_results, sim_results)
+    report = {**report_header("verify"), **report}
     report.update(simulator=simulator, rtl_seconds=rtl_seconds, flipped_bits=[list(f) for f in flip_bits])
     if net is not None:
         report["float_vs_integer"] = float_gap(net, program, golden, pixels, labels)
@@ -229,12 +236,23 @@ def _verify(program, arch, net, pixels, labels, out: Path, simulator: str, flip_
 
 # ---- commands -----------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from models.datasets import DatasetFormatError, DatasetNotFoundError
-    from models.train import RunDirError, train_digits, train_network
-
     from .trainconfig import load_train_config
 
     config = load_train_config(args.config)
+    if args.resume and not config.get("generic"):
+        raise UserError(f"{args.config or 'the built-in configuration'}: --resume needs a generic "
+                        f"configuration (the digits network trains in one go)")
+    with output_dir(args.out, "train"):
+        metrics = _train(args, config)
+    print(f"test accuracy {metrics['test_accuracy']:.4f} in {metrics['train_seconds']:.1f} s; "
+          f"checkpoint {Path(args.out) / 'checkpoint.pt'}, metrics {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def _train(args, config) -> dict:
+    from models.datasets import DatasetFormatError, DatasetNotFoundError
+    from models.train import RunDirError, train_digits, train_network
+
     if config.get("generic"):
         try:
             metrics = train_network(args.out, config, progress=not args.quiet,
@@ -243,13 +261,8 @@ def cmd_train(args) -> int:
         except (RunDirError, DatasetNotFoundError, DatasetFormatError) as exc:
             raise UserError(str(exc).splitlines()[0]) from None
     else:
-        if args.resume:
-            raise UserError(f"{args.config or 'the built-in configuration'}: --resume needs a generic "
-                            f"configuration (the digits network trains in one go)")
         metrics = train_digits(args.out, config["model"], progress=not args.quiet, **config["train"])
-    print(f"test accuracy {metrics['test_accuracy']:.4f} in {metrics['train_seconds']:.1f} s; "
-          f"checkpoint {Path(args.out) / 'checkpoint.pt'}, metrics {Path(args.out) / 'metrics.json'}")
-    return 0
+    return metrics
 
 
 def cmd_compile(args) -> int:
@@ -272,6 +285,9 @@ def cmd_sim(args) -> int:
     from .compiler import validate_program
 
     arch = _arch(args.arch)
+    out = Path(args.out)
+    claim_output_file(out, "sim")
+    claim_output_file(out.with_suffix(".png"), "sim", plot=True)
     program = Program.load(args.program)
     validate_program(program, arch, str(args.program))
     pixels, labels = _test_images(args.samples)
@@ -281,7 +297,6 @@ def cmd_sim(args) -> int:
     # the report needs the accounts, not the events: the simulator's performance mode
     results = _simulate(program, arch, pixels, not args.quiet, keep_events=False, engine=args.engine)
     report = _sim_report(program, arch, results, labels, pixels, energy)
-    out = Path(args.out)
     _write_json(out, report)
     _plot_sim(report, out.with_suffix(".png"))
     print(f"{report['samples']} inferences: accuracy {report['accuracy']:.4f}, {report['cycles_mean']:.0f} cycles "
@@ -296,17 +311,18 @@ def cmd_rtl(args) -> int:
 
     from .layouts import all_layouts
 
-    path = generate(arch, Path(args.out))
-
-    summary = {"top": "core", "verilog": str(path), "arch": arch.to_dict(), "arch_fingerprint": arch.fingerprint(),
-               "word_widths": {name: layout.width for name, layout in all_layouts(arch).items()}}
-    _write_json(Path(args.out) / "rtl.json", summary)
+    with output_dir(args.out, "rtl"):
+        path = generate(arch, Path(args.out))
+        summary = {"top": "core", "verilog": str(path), "arch": arch.to_dict(), "arch_fingerprint": arch.fingerprint(),
+                   "word_widths": {name: layout.width for name, layout in all_layouts(arch).items()}}
+        _write_json(Path(args.out) / "rtl.json", summary)
     print(f"Verilog written to {path}")
     return 0
 
 
 def cmd_verify(args) -> int:
     arch = _arch(args.arch)
+    claim_output_file(args.out, "verify")
     flips = [_parse_flip(f, arch) for f in args.flip_bit]
     program, net = _load_program_or_compile(args.source, arch, args.stream_mode)
     pixels, labels = _test_images(args.samples)
@@ -318,13 +334,6 @@ def cmd_verify(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from models.train import train_digits
-
-    from .checkpoint import load_checkpoint, shipped_checkpoint_path
-    from .compiler import compile_network
-    from .trainconfig import load_train_config
-    from .verify import float_gap, run_golden
-
     from . import methods
 
     if args.list_methods:
@@ -344,10 +353,26 @@ def cmd_demo(args) -> int:
         raise UserError(f"--samples must be at least 1, got {args.samples}")
     if args.epochs is not None and (args.epochs < 1 or method is None):
         raise UserError(f"--epochs must be at least 1 and goes with --method, got {args.epochs}")
+    _test_images(args.samples)  # refuses more than the test set has, before anything runs
+    if args.pretrained and method is not None:
+        raise UserError("--pretrained is the shipped digits network; a --method is trained (use --epochs "
+                        "for a quick run)")
+    with output_dir(out, "demo"):
+        return _demo_chain(args, out, method, arch)
+
+
+def _demo_chain(args, out: Path, method, arch) -> int:
+    """The demo's five steps into the claimed folder ``out``."""
+    from models.train import train_digits
+
+    from .checkpoint import load_checkpoint, shipped_checkpoint_path
+    from .compiler import compile_network
+    from .trainconfig import load_train_config
+    from .verify import float_gap, run_golden
+
+    from . import methods
+
     if args.pretrained:
-        if method is not None:
-            raise UserError("--pretrained is the shipped digits network; a --method is trained (use --epochs "
-                            "for a quick run)")
         checkpoint = shipped_checkpoint_path()
         print(f"[1/5] using the shipped checkpoint {checkpoint}")
     elif method is not None:
@@ -412,8 +437,16 @@ def cmd_demo(args) -> int:
 
 
 # ---- parser -------------------------------------------------------------------------------------
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line naming the command, like every other bad input (exit status 2)."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {UserError(message)} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="accel", description="Train, compile, simulate, generate and verify "
+    parser = OneLineParser(prog="accel", description="Train, compile, simulate, generate and verify "
                                      "spike-driven SNN accelerators.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -501,17 +534,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so temporary files are removed and workers stopped."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _save_traceback(command: str) -> Path | None:
+    """Write the current exception's traceback to a crash file; returns its path (None if nowhere writable)."""
+    import os
+    import tempfile
+    import traceback
+
+    text = traceback.format_exc()
+    for folder in (rtl_cache_dir().parent / "crashes", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"accel-{command}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.txt"
+            path.write_text(text)
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def _os_error_line(exc: OSError) -> str:
+    where = exc.filename if exc.filename is not None else None
+    reason = exc.strerror or str(exc)
+    return f"{where}: {reason}" if where is not None else reason
+
+
 def main(argv=None) -> int:
+    import signal
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except UserError as exc:
         print(f"accel {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as exc:  # a file that cannot be read or written: the path and the reason
+        print(f"accel {args.command}: error: {UserError(_os_error_line(exc))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print(f"accel {args.command}: error: not enough memory for this input", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"accel {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"accel {args.command}: terminated", file=sys.stderr)
+        return 143
+    except Exception as exc:  # a bug: one line, the traceback in a file
+        saved = _save_traceback(args.command)
+        where = f"; traceback saved to {saved}" if saved else ""
+        print(f"accel {args.command}: internal error: {UserError(f'{type(exc).__name__}: {exc}')}{where} "
+              f"(please report it)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -17,8 +18,12 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
+from .yamlio import load_yaml
 
 MULTIVALUE_MODES = ("repeat", "bitserial")
+
+#: What a configuration's ``name`` may be: it is written into reports, file names and generated files.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 
 #: Loop orders of the core (``docs/core.md``, "Schedules"): every pass at each timestep in turn, or every
 #: timestep of a pass in turn (each synapse row's weight fetched once for all the timesteps an input fired in).
@@ -267,7 +272,7 @@ def arch_from_dict(data, source: str = "<arch>") -> ArchConfig:
         elif key in _SCALAR_LIMITS:
             kwargs[key] = _int_in_range(value, key, *_SCALAR_LIMITS[key], source)
         elif key == "name":
-            kwargs[key] = str(value)
+            kwargs[key] = _name(value, source)
         elif key == "multivalue":
             if value not in MULTIVALUE_MODES:
                 raise UserError(f"{source}: key 'multivalue' = {value!r} is not one of {', '.join(MULTIVALUE_MODES)}")
@@ -307,6 +312,15 @@ def arch_from_dict(data, source: str = "<arch>") -> ArchConfig:
     return arch
 
 
+def _name(value, source: str) -> str:
+    """The configuration's name: it reaches file names, reports and generated files, so only a plain word."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not NAME_PATTERN.fullmatch(str(value)):
+        shown = value if isinstance(value, (str, int)) and not isinstance(value, bool) else type(value).__name__
+        raise UserError(f"{source}: key 'name' = {str(shown)[:40]!r} must be 1 to 64 letters, digits and "
+                        f"'_', '.', '+', '-', starting with a letter or digit")
+    return str(value)
+
+
 def _banks(value, source: str) -> tuple:
     """Validate ``banks``: lists of at least two distinct memory names, each memory in at most one bank, and
     no two memories of a bank in one of :data:`BANK_CONFLICTS`."""
@@ -339,16 +353,7 @@ def load_arch(path=None) -> ArchConfig:
     if path is None:
         return default_arch()
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read architecture file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{path}: malformed YAML{where}") from None
+    data = load_yaml(path, "architecture file")
     return arch_from_dict(data, str(path))
 
 

@@ -4,9 +4,15 @@ Every message is a single line that names the file, key or layer at fault; the c
 and exits with status 2.
 """
 
+#: Longest message shown: a message quoting a huge value is cut in its middle.
+MAX_MESSAGE_CHARS = 600
+
 
 class UserError(Exception):
     """Bad input from the user: malformed file, unknown key, out-of-range value, unsupported layer."""
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
+        text = " ".join(str(message).split())
+        if len(text) > MAX_MESSAGE_CHARS:
+            text = f"{text[:MAX_MESSAGE_CHARS - 120]} ... {text[-100:]}"
+        super().__init__(text)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,15 @@ from .layouts import all_layouts
 FORMAT = "spikecore-program"
 FORMAT_VERSION = 2
 MEMORY_NAMES = ("layers", "pointers", "synapses", "weights", "params")
+
+
+def is_program_directory(directory) -> bool:
+    """Whether ``directory`` holds a Program's manifest (of any version): one this toolkit wrote."""
+    try:
+        manifest = json.loads((Path(directory) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
 
 
 @dataclass
@@ -167,10 +175,26 @@ class Program:
 
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, directory) -> Path:
-        """Write the Program atomically: a complete directory appears, or none."""
+        """Write the Program atomically: the complete new directory replaces the old one in one step.
+
+        Raises
+        ------
+        UserError
+            ``directory`` exists and is neither empty nor a Program directory (nothing is replaced).
+        """
+        from models.atomic import current_umask, install_folder, make_temporary_folder, restore_aside
+
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+        restore_aside(directory)
+        if directory.exists() or directory.is_symlink():
+            if not directory.is_dir():
+                raise UserError(f"{directory}: exists and is not a folder; choose another --out")
+            if any(directory.iterdir()) and not is_program_directory(directory):
+                names = sorted(entry.name for entry in directory.iterdir())
+                raise UserError(f"{directory}: exists and is not a Program directory (it holds "
+                                f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''}); choose a new or "
+                                f"empty folder")
+        tmp = make_temporary_folder(directory)
         try:
             arrays = {}
             for i, layer in enumerate(self.layers):
@@ -189,15 +213,10 @@ class Program:
                 "memories": {name: sorted(cols) for name, cols in self.memories.items()},
                 "meta": self.meta,
             }
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-            if directory.exists():
-                old = directory.with_name(f".{directory.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(directory, old)
-                os.replace(tmp, directory)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, directory)
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, allow_nan=False))
+            for written in tmp.iterdir():
+                os.chmod(written, 0o666 & ~current_umask())
+            install_folder(tmp, directory)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
