@@ -269,6 +269,10 @@ def _lower_resnet(net, low: _Lowering) -> None:
     if net.block_kind == "dual" and net.stream_mode == "dual":
         raise UserError("network: a dual-stream network compiles in one inference mode: set_stream_mode('fsnn') "
                         "or ('dsnn') first")
+    kinds = getattr(net, "block_kinds", [])
+    if net.block_kind == "mixed" and "ms" in kinds:
+        raise UserError(f"network: a ResNet mixing MS-ResNet blocks with other kinds ({', '.join(kinds)}) does not "
+                        f"compile yet: the core runs the membrane shortcut only through networks of MS blocks alone")
     stem_src, stem_b = low.conv_source(PIXELS, net.stem_conv, net.stem_norm)
     if net.block_kind == "ms":
         stream = ([stem_src], stem_b, None)

@@ -92,16 +92,19 @@ def _projection(in_channels, out_channels, stride, neuron, norm, spiking: bool):
 class SpikingBasicBlock(nn.Module):
     """Spiking ResNet block, activation *after* the addition (dotted line of Fig. 3 of the MLF paper).
 
-    ``out = SN(BN2(conv2(SN(BN1(conv1 x)))) + shortcut(x))``, ``shortcut`` the identity, or
+    ``out = SN_added(BN2(conv2(SN(BN1(conv1 x)))) + shortcut(x))``, ``shortcut`` the identity, or
     ``BN(conv1x1(x))`` when the shape changes (Conv-BN without an activation, as in spiking ResNet).
+    ``added_neuron`` makes ``SN_added``, the neuron that sees the shortcut added (default: ``neuron``); the
+    MLF paper's hybrid levels (Appendix E) give it K = 4 and the residual path's neuron K = 3.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, neuron=None, norm: str = "tdbn"):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, neuron=None, norm: str = "tdbn",
+                 added_neuron=None):
         super().__init__()
         neuron = neuron or LIF
         self.path = _ConvPath(in_channels, out_channels, stride, neuron, norm)
         self.shortcut = _projection(in_channels, out_channels, stride, neuron, norm, spiking=False) or nn.Identity()
-        self.sn_out = neuron()
+        self.sn_out = (added_neuron or neuron)()
 
     def residual(self, x):
         """The pre-activation of the residual path, ``BN2(conv2(...))``."""
@@ -147,21 +150,26 @@ class MSBasicBlock(nn.Module):
     The block passes membrane potentials (real values); each residual path starts with a neuron, so every
     convolution sees spikes. The second BN's gain is zero-initialised (MS-ResNet Sec. V-B), so a new
     block is the identity. When the shape changes the shortcut is ``BN(conv1x1(SN(x)))`` reusing the
-    spikes of the path's top neuron (a choice of ours: keeps that convolution spike-driven).
+    spikes of the path's top neuron. (The authors' code applies ``BN(conv1x1)`` to the membrane ``x`` itself,
+    a non-spike convolution that their Sec. V-C leaves out of the energy count; ours keeps it spike-driven,
+    which the core needs: it only moves events.)
+
+    ``spike_input=True`` (a membrane-shortcut stage that follows a spiking stage in a mixed network): ``x`` is
+    already spikes, so the top neuron is left out, ``SN(x) = x``, and the membrane stream starts from them.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, neuron=None, norm: str = "tdbn",
-                 zero_init_residual: bool = True):
+                 zero_init_residual: bool = True, spike_input: bool = False):
         super().__init__()
         neuron = neuron or LIF
-        self.sn_in = neuron()
+        self.sn_in = None if spike_input else neuron()
         self.path = _ConvPath(in_channels, out_channels, stride, neuron, norm)
         if zero_init_residual:
             nn.init.zeros_(norm_gain(self.path.bn2))
         self.shortcut = _projection(in_channels, out_channels, stride, neuron, norm, spiking=False)
 
     def forward(self, membrane):
-        spikes = self.sn_in(membrane)
+        spikes = membrane if self.sn_in is None else self.sn_in(membrane)
         shortcut = membrane if self.shortcut is None else self.shortcut(spikes)
         return shortcut + self.path(spikes)
 
@@ -298,3 +306,97 @@ class DualStreamBlock(nn.Module):
 def dual_stream_loss(spike_logits, accumulation_logits, target, criterion=nn.functional.cross_entropy):
     """DST Eq. 12: ``L = L_c(O_s, y) + L_c(O_a, y)`` with one objective for both streams."""
     return criterion(spike_logits, target) + criterion(accumulation_logits, target)
+
+
+# ---- what flows between layers --------------------------------------------------------------------------
+# A synaptic layer's cost and a logic join's meaning depend on the kind of values it receives, which is a
+# property of the network's structure (not of the values a batch happens to hold):
+SPIKES = "spikes"   # binary 0/1 (a one-level neuron, a logic join of spikes)
+COUNTS = "counts"   # non-negative integers (MLF spike counts 0..K, sums of spikes and counts)
+REAL = "real"       # anything else (pixels, membranes, BN outputs, pooled features)
+
+
+def neuron_kind(neuron) -> str:
+    """``SPIKES`` for a one-level neuron, ``COUNTS`` for an MLF neuron with K > 1."""
+    return SPIKES if neuron.levels == 1 else COUNTS
+
+
+def sum_kind(*kinds: str) -> str:
+    """The kind of a sum: counts when every term is spikes or counts, else real."""
+    return COUNTS if all(k in (SPIKES, COUNTS) for k in kinds) else REAL
+
+
+def logic_kind(*kinds: str) -> str:
+    """The kind of a logic join: spikes when every operand is spikes (else the arithmetic form is real)."""
+    return SPIKES if all(k == SPIKES for k in kinds) else REAL
+
+
+def _path_layers(path: _ConvPath, x: str) -> list:
+    return [(path.conv1.module, x), (path.conv2.module, neuron_kind(path.sn1))]
+
+
+def _shortcut_signal(shortcut, x: str):
+    """``(kind of the shortcut's output, [(layer, input kind)])`` of an identity or projection shortcut."""
+    if shortcut is None or isinstance(shortcut, nn.Identity):
+        return x, []
+    return (neuron_kind(shortcut[2]) if len(shortcut) == 3 else REAL), [(shortcut[0].module, x)]
+
+
+RESIDUAL_BLOCKS = (SpikingBasicBlock, DSBasicBlock, MSBasicBlock, SEWBlock, LSNBlock, DualStreamBlock)
+
+
+def block_signals(block: nn.Module, x):
+    """How the kinds of values flow through one residual block.
+
+    Parameters
+    ----------
+    block : one of the blocks of this module
+    x : str, or ``(o, a)`` for a :class:`DualStreamBlock` (``a`` None without the AAP)
+        The kind of the block's input.
+
+    Returns
+    -------
+    output : str, or ``(o', a')`` for a dual-stream block
+        The kind of the block's output.
+    layers : list of ``(nn.Conv2d, str)``
+        Every convolution of the block with the kind of its input.
+    join_operands : list of str
+        The kinds entering the block's logic join (SEW AND/IAND/OR/XOR, the LSN gate, DST logic joins);
+        empty for arithmetic joins. A logic join is only a logic function when they are all ``SPIKES``.
+    """
+    if isinstance(block, SpikingBasicBlock):
+        shortcut, projection = _shortcut_signal(block.shortcut, x)
+        return neuron_kind(block.sn_out), _path_layers(block.path, x) + projection, []
+    if isinstance(block, DSBasicBlock):
+        shortcut, projection = _shortcut_signal(block.shortcut, x)
+        return sum_kind(neuron_kind(block.sn_out), shortcut), _path_layers(block.path, x) + projection, []
+    if isinstance(block, MSBasicBlock):
+        spikes = x if block.sn_in is None else neuron_kind(block.sn_in)
+        _, projection = _shortcut_signal(block.shortcut, spikes)
+        return REAL, _path_layers(block.path, spikes) + projection, []
+    if isinstance(block, SEWBlock):
+        shortcut, projection = _shortcut_signal(block.shortcut, x)
+        s = neuron_kind(block.sn2)
+        layers = _path_layers(block.path, x) + projection
+        if block.connect == "ADD":
+            return sum_kind(s, shortcut), layers, []
+        return logic_kind(s, shortcut), layers, [s, shortcut]
+    if isinstance(block, LSNBlock):
+        shortcut, projection = _shortcut_signal(block.shortcut, x)
+        operands = [shortcut, neuron_kind(block.excitatory[1]), neuron_kind(block.inhibitory[1])]
+        layers = _path_layers(block.excitatory[0], x) + _path_layers(block.inhibitory[0], x) + projection
+        return logic_kind(*operands), layers, operands
+    if isinstance(block, DualStreamBlock):
+        o, a = x
+        shortcut, projection = _shortcut_signal(block.shortcut, o)
+        s = neuron_kind(block.sn2)
+        layers = _path_layers(block.path, o) + projection
+        if block.join == "IF":
+            o_next, operands = neuron_kind(block.residual_neuron), []
+        else:
+            o_next, operands = logic_kind(s, shortcut), [s, shortcut]
+        if a is None:
+            return (o_next, None), layers, operands
+        a_shortcut, a_projection = _shortcut_signal(block.shortcut_a, a)
+        return (o_next, sum_kind(s, a_shortcut)), layers + a_projection, operands
+    raise ValueError(f"block: {type(block).__name__} is not a block of models.blocks")

@@ -3,7 +3,8 @@
 Keys (unknown keys are an error)::
 
     arch:        "resnet" | "vgg" | "sew7b"
-    block:       resnet only: "spiking" | "ds" | "ms" | "sew" | "lsn" | "dual"
+    block:       resnet only: "spiking" | "ds" | "ms" | "sew" | "lsn" | "dual", or a list of them: one per stage
+                 or one per block (a network that mixes methods, see below)
     depth:       resnet only: 6N + 2 (8, 14, 20, 32, ...)
     stages:      resnet only: 1, 2 or 3 stages of N blocks (default 3: widths w, 2w, 4w)
     width:       resnet: "small" | "middle" | "large" (16/32/64) or an int; sew7b: channels (default 32)
@@ -13,39 +14,62 @@ Keys (unknown keys are an error)::
     in_channels: input channels (default 3; 2 for sew7b)
     classes:     classifier outputs (default 10; 11 for sew7b)
     timesteps:   T for static inputs [N, C, H, W], repeated over time (default 4)
-    neuron:      {"type": "mlf"|"lif"|"if", ...constructor arguments}
-    levels:      MLF levels K: an int, or a list, one per layer (see below)
-    norm:        "tdbn" | "bn"
-    connect:     sew, sew7b: "ADD" | "AND" | "IAND" | "OR" | "XOR"
-    join:        dual: "IF" | "AND" | "IAND" | "OR" | "XOR"
+    neuron:      {"type": "mlf"|"lif"|"if", ...constructor arguments}, or a list of them, one per neuron layer
+    levels:      MLF levels K: an int, or a list, one per neuron layer (see below)
+    norm:        "tdbn" | "bn"; resnet: also a list, one per stage or per block
+    connect:     sew, sew7b: "ADD" | "AND" | "IAND" | "OR" | "XOR"; resnet: also a list (null for non-sew blocks)
+    join:        dual: "IF" | "AND" | "IAND" | "OR" | "XOR", or a list, one per stage or per block
     zero_init_residual: ms, dual: zero the last BN of each residual path
 
-A per-layer ``levels`` list has one entry per neuron layer: for VGG one per conv and hidden fc layer; for
-ResNets one for the stem and one per residual block (all neurons of a block share K); for the 7B-Net one
-for the stem and one per SEW block. Inputs are time-major ``[T, N, C, H, W]``, or static ``[N, C, H, W]``;
-the logits are the classifier's outputs averaged over time.
+Per neuron layer. A ``levels`` or ``neuron`` list has one entry per neuron layer: for VGG one per conv and
+hidden fc layer; for the 7B-Net one for the stem and one per SEW block; for ResNets one for the stem and one
+per residual block (all neurons of a block share it), or one for the stem and one per stage. A ``levels``
+entry may be null (the neuron's own K, for layers whose neuron is not MLF), and for ResNets
+``{plain: K, added: K'}``: the MLF paper's hybrid levels (Appendix E), K' for the neuron that sees the
+shortcut added (the ``spiking`` block's output neuron) and K for every other neuron.
+
+Mixed networks (resnet). ``block: [ds, sew, lsn]`` gives each stage its own residual kind (a list as long as
+``depth`` has blocks gives each block its own). Every block takes the settings of its own paper unless the
+configuration says otherwise: its neuron (``BLOCK_DEFAULTS``; the stem takes the first block's), its
+normalisation (``norm`` as a list sets them per stage or block), ``connect`` for SEW blocks (a list has null
+at the other blocks), ``join`` for dual-stream blocks. How the kinds meet:
+
+- an ``ms`` stage passes membranes: the stem has no neuron when the network starts with one; after a
+  spiking stage the stage's first block takes the spikes as they are (``MSBasicBlock(spike_input=True)``);
+  a neuron (the last ``ms`` block's) closes the stage before a spiking stage or the classifier, as the
+  MS-ResNet paper closes its conv stack;
+- a logic join (SEW AND/IAND/OR/XOR, the LSN gate, DST logic joins) needs spikes on its shortcut: one after a
+  ``ds`` block or a SEW ADD block (sums), or with MLF neurons of K > 1 (counts), is refused;
+- ``dual`` blocks cannot be mixed with other kinds: the AAP's accumulation runs from the stem to the
+  classifier (DST Eq. 11).
+
+Inputs are time-major ``[T, N, C, H, W]``, or static ``[N, C, H, W]``; the logits are the classifier's outputs
+averaged over time.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .blocks import (CONNECTS, JOINS, NORMS, DSBasicBlock, DualStreamBlock, LSNBlock, MSBasicBlock, SEWBlock,
-                     SpikingBasicBlock, TimeDistributed, conv, make_norm)
+from .blocks import (CONNECTS, JOINS, NORMS, REAL, SPIKES, DSBasicBlock, DualStreamBlock, LSNBlock, MSBasicBlock,
+                     SEWBlock, SpikingBasicBlock, TimeDistributed, block_signals, conv, make_norm, neuron_kind)
 from .neurons import make_neuron
 
 WIDTHS = {"small": 16, "middle": 32, "large": 64}
 RESNET_BLOCKS = {"spiking": SpikingBasicBlock, "ds": DSBasicBlock, "ms": MSBasicBlock, "sew": SEWBlock,
                  "lsn": LSNBlock, "dual": DualStreamBlock}
 DEFAULT_NEURON = {"type": "mlf"}
-BLOCK_DEFAULTS = {  # the settings of each block's paper
+BLOCK_DEFAULTS = {  # the settings of each block's paper (docs/methods.md)
     "spiking": dict(neuron=DEFAULT_NEURON, norm="tdbn"),
     "ds": dict(neuron=DEFAULT_NEURON, norm="tdbn"),
-    "ms": dict(neuron=DEFAULT_NEURON, norm="tdbn"),
+    # MS-ResNet Table VII: LIF, V_th = 0.5, tau_mem = 0.25, a = 1; its code fires on u > V_th (torch.gt)
+    "ms": dict(neuron={"type": "lif", "v_th": 0.5, "decay": 0.25}, norm="tdbn"),
     "sew": dict(neuron={"type": "if"}, norm="bn"),
+    # LSN Appendix A.1: LIF, alpha = 0.5, V_th = 1, triangle surrogate; plain BN (the paper names no tdBN)
     "lsn": dict(neuron={"type": "lif", "v_th": 1.0, "decay": 0.5, "surrogate": {"name": "triangle", "width": 1.0}},
-                norm="tdbn"),
-    "dual": dict(neuron={"type": "if"}, norm="bn"),
+                norm="bn"),
+    # DST Appendix C.3: arctan surrogate, alpha = 2, "in all experiments"; IF fires on u >= V_th
+    "dual": dict(neuron={"type": "if", "surrogate": {"name": "arctan", "alpha": 2.0, "strict": False}}, norm="bn"),
 }
 COMMON_KEYS = {"arch", "in_channels", "classes", "timesteps", "neuron", "levels", "norm"}
 ARCH_KEYS = {
@@ -53,39 +77,97 @@ ARCH_KEYS = {
     "vgg": COMMON_KEYS | {"layers", "fc_hidden", "image_size"},
     "sew7b": COMMON_KEYS | {"width", "connect"},
 }
+HYBRID_KEYS = ("plain", "added")
 
 
-def _neuron_factories(config: dict, count: int, default_neuron: dict) -> list:
-    """One zero-argument neuron factory per neuron layer, applying per-layer ``levels``."""
-    spec = dict(config.get("neuron", default_neuron))
-    levels = config.get("levels")
-    if levels is None:
-        per_layer = [None] * count
-    elif isinstance(levels, int):
-        per_layer = [levels] * count
-    elif isinstance(levels, (list, tuple)) and len(levels) == count and all(isinstance(k, int) for k in levels):
-        per_layer = list(levels)
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _per_layer(key: str, value, count: int, stage_blocks=None) -> list:
+    """``value`` as one entry per neuron layer: a single value for all, or a list of ``count`` entries; for a
+    ResNet (``stage_blocks``: blocks per stage) also a list of one entry for the stem and one per stage."""
+    if not isinstance(value, (list, tuple)):
+        return [value] * count
+    if len(value) == count:
+        return list(value)
+    if stage_blocks is not None and len(value) == 1 + (count - 1) // stage_blocks:
+        return [value[0]] + [entry for entry in value[1:] for _ in range(stage_blocks)]
+    stages = "" if stage_blocks in (None, 1) else f" or {1 + (count - 1) // stage_blocks} (the stem, then one per stage)"
+    raise ValueError(f"{key}: expected one value or a list of {count} entries (one per neuron layer){stages}, "
+                     f"got {len(value)}")
+
+
+def _per_block(key: str, value, stages: int, stage_blocks: int) -> list:
+    """``value`` as one entry per residual block: a single value, or a list of one per stage or one per block."""
+    if not isinstance(value, (list, tuple)):
+        return [value] * (stages * stage_blocks)
+    if len(value) == stages:
+        return [entry for entry in value for _ in range(stage_blocks)]
+    if len(value) == stages * stage_blocks:
+        return list(value)
+    blocks = "" if stage_blocks == 1 else f" or {stages * stage_blocks} (one per block)"
+    raise ValueError(f"{key}: expected one value or a list of {stages} entries (one per stage){blocks}, "
+                     f"got {len(value)}")
+
+
+def _levels_entry(entry, spec: dict, layer: int):
+    """``(K, K_added)`` of one ``levels`` entry (None: the neuron's own), validated against its neuron."""
+    if entry is None:
+        return None, None
+    if isinstance(entry, dict):
+        if sorted(entry) != sorted(HYBRID_KEYS):
+            raise ValueError(f"levels: a hybrid entry has exactly the keys {list(HYBRID_KEYS)}, got {entry!r}")
+        plain, added = entry["plain"], entry["added"]
     else:
-        raise ValueError(f"levels: expected an int or a list of {count} ints (one per neuron layer), got {levels!r}")
-    if levels is not None and spec.get("type") != "mlf":
-        raise ValueError(f"levels: only the 'mlf' neuron has levels, neuron.type is {spec.get('type')!r}")
-    if any(k is not None and k < 1 for k in per_layer):
-        raise ValueError(f"levels: every K must be >= 1, got {levels!r}")
-    make_neuron(spec)  # validate once, so a bad neuron entry fails with its key named
-    return [(lambda k=k: make_neuron(spec if k is None else {**spec, "levels": k})) for k in per_layer]
+        plain = added = entry
+    if not (_is_int(plain) and _is_int(added)):
+        raise ValueError(f"levels: expected an int, null or {{plain: K, added: K}} per neuron layer, got {entry!r}")
+    if plain < 1 or added < 1:
+        raise ValueError(f"levels: every K must be >= 1, got {entry!r}")
+    if spec.get("type") != "mlf":
+        raise ValueError(f"levels: only the 'mlf' neuron has levels, the neuron of layer {layer} is {spec.get('type')!r} "
+                         f"(give null there)")
+    return plain, added
+
+
+def _neuron_factories(config: dict, default_specs: list, stage_blocks=None) -> list:
+    """Per neuron layer, ``(factory, added_factory)``: zero-argument neuron factories applying ``neuron`` and
+    ``levels`` (``added_factory`` differs from ``factory`` only for a hybrid ``levels`` entry)."""
+    count = len(default_specs)
+    specs = default_specs if "neuron" not in config else _per_layer("neuron", config["neuron"], count, stage_blocks)
+    for spec in specs:
+        make_neuron(spec)  # validate once, so a bad neuron entry fails with its key named
+    levels = _per_layer("levels", config.get("levels"), count, stage_blocks)
+    if stage_blocks is None and any(isinstance(entry, dict) for entry in levels):
+        raise ValueError("levels: hybrid {plain, added} entries are for ResNets (the neuron after the addition)")
+    factories = []
+    for layer, (spec, entry) in enumerate(zip(specs, levels)):
+        plain, added = _levels_entry(entry, spec, layer)
+        spec_plain = dict(spec) if plain is None else {**spec, "levels": plain}
+        spec_added = dict(spec) if added is None else {**spec, "levels": added}
+        factories.append((lambda s=spec_plain: make_neuron(s), lambda s=spec_added: make_neuron(s)))
+    return factories
 
 
 def _choice(config: dict, key: str, allowed, default):
     value = config.get(key, default)
-    if value not in allowed:
+    if isinstance(value, (list, dict, set)) or value not in allowed:
         raise ValueError(f"{key}: expected one of {sorted(allowed) if isinstance(allowed, dict) else list(allowed)}, "
                          f"got {value!r}")
     return value
 
 
+def _entry_choice(key: str, value, allowed) -> str:
+    if isinstance(value, (list, dict, set)) or value not in allowed:
+        raise ValueError(f"{key}: expected one of {sorted(allowed) if isinstance(allowed, dict) else list(allowed)}"
+                         f" (a value, or a list of them), got {value!r}")
+    return value
+
+
 def _positive_int(config: dict, key: str, default: int) -> int:
     value = config.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not _is_int(value) or value < 1:
         raise ValueError(f"{key}: expected a positive int, got {value!r}")
     return value
 
@@ -106,38 +188,51 @@ class SpikingNetwork(nn.Module):
 
 
 class SpikingResNet(SpikingNetwork):
-    """ResNet-(6N+2): stem conv-BN-SN, 3 stages of N blocks (widths w, 2w, 4w), global pool, classifier.
+    """ResNet-(6N+2): stem conv-BN-SN, stages of N blocks (widths w, 2w, 4w), global pool, classifier.
 
-    ``stages`` < 3 keeps only the first stages (a smaller network for small inputs; the depth name then
-    counts the blocks the full network would have).
+    ``kinds`` names each block's kind (keys of ``RESNET_BLOCKS``), ``neurons`` holds per neuron layer (the stem,
+    then each block) a pair ``(factory, added_factory)``, ``norms`` and ``options`` one entry per block
+    (``norms[0]`` also serves the stem). ``len(kinds) // stages`` blocks make a stage; fewer than 3 stages
+    keep only the first (a smaller network for small inputs).
 
-    With ``block="ms"`` the stem leaves membranes (no neuron) and a neuron closes the conv stack. With
-    ``block="dual"`` the forward returns ``(O_s, O_a)`` in ``stream_mode="dual"`` (training with
-    :func:`models.blocks.dual_stream_loss`), ``O_s`` with the AAP removed in ``"fsnn"``, and ``O_a`` (the
-    retained accumulation) in ``"dsnn"``.
+    ``block_kind`` is the blocks' common kind, or ``"mixed"``. Membrane-shortcut (``ms``) blocks pass
+    membranes: the stem has no neuron when the first block is one, ``closing_neurons[str(i)]`` turns the
+    membranes of block ``i``, the last of an ``ms`` run, into spikes for the spiking block after it, and
+    ``final_neuron`` does so before the classifier. Dual-stream networks return ``(O_s, O_a)`` in
+    ``stream_mode="dual"`` (training with :func:`models.blocks.dual_stream_loss`), ``O_s`` with the AAP
+    removed in ``"fsnn"``, and ``O_a`` (the retained accumulation) in ``"dsnn"``.
     """
 
     STREAM_MODES = ("dual", "fsnn", "dsnn")
 
-    def __init__(self, block: str, depth: int, width: int, in_channels: int, classes: int, timesteps: int,
-                 neurons: list, norm: str, block_options: dict, stages: int = 3):
+    def __init__(self, kinds: list, width: int, in_channels: int, classes: int, timesteps: int, neurons: list,
+                 norms: list, options: list, stages: int = 3):
         super().__init__(timesteps)
-        blocks_per_stage = (depth - 2) // 6
-        self.block_kind = block
+        blocks_per_stage = len(kinds) // stages
+        self.block_kinds = list(kinds)
+        self.block_kind = kinds[0] if len(set(kinds)) == 1 else "mixed"
         self.stream_mode = "dual"
-        stem_neuron, block_neurons = neurons[0], neurons[1:]
+        stem_neuron, block_neurons = neurons[0][0], neurons[1:]
         self.stem_conv = conv(in_channels, width, 3)
-        self.stem_norm = make_norm(norm, width, stem_neuron().v_th)
-        self.stem_neuron = None if block == "ms" else stem_neuron()
-        layers, channels, index = [], width, 0
-        for stage, stage_width in enumerate((width, 2 * width, 4 * width)[:stages]):
-            for b in range(blocks_per_stage):
-                stride = 2 if stage > 0 and b == 0 else 1
-                layers.append(RESNET_BLOCKS[block](channels, stage_width, stride, neuron=block_neurons[index],
-                                                   norm=norm, **block_options))
-                channels, index = stage_width, index + 1
+        self.stem_norm = make_norm(norms[0], width, stem_neuron().v_th)
+        self.stem_neuron = None if kinds[0] == "ms" else stem_neuron()
+        layers, closing, channels = [], {}, width
+        for index, kind in enumerate(kinds):
+            stage, stage_width = index // blocks_per_stage, width << (index // blocks_per_stage)
+            stride = 2 if stage > 0 and index % blocks_per_stage == 0 else 1
+            neuron, added_neuron = block_neurons[index]
+            arguments = dict(neuron=neuron, norm=norms[index], **options[index])
+            if kind == "spiking":
+                arguments["added_neuron"] = added_neuron
+            if kind == "ms" and index > 0 and kinds[index - 1] != "ms":
+                arguments["spike_input"] = True
+            if kind == "ms" and index + 1 < len(kinds) and kinds[index + 1] != "ms":
+                closing[str(index)] = neuron()
+            layers.append(RESNET_BLOCKS[kind](channels, stage_width, stride, **arguments))
+            channels = stage_width
         self.blocks = nn.ModuleList(layers)
-        self.final_neuron = block_neurons[-1]() if block == "ms" else None
+        self.closing_neurons = nn.ModuleDict(closing)
+        self.final_neuron = block_neurons[-1][0]() if kinds[-1] == "ms" else None
         self.classifier = nn.Linear(channels, classes)
 
     def set_stream_mode(self, mode: str) -> None:
@@ -158,8 +253,10 @@ class SpikingResNet(SpikingNetwork):
             h = self.stem_neuron(h)
         if self.block_kind == "dual":
             return self._forward_dual(h)
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks):
             h = block(h)
+            if str(index) in self.closing_neurons:
+                h = self.closing_neurons[str(index)](h)
         if self.final_neuron is not None:
             h = self.final_neuron(h)
         return self.head(h)
@@ -244,33 +341,7 @@ def build_network(config: dict) -> nn.Module:
         raise ValueError(f"{unknown[0]}: not a key of arch {arch!r} (allowed: {sorted(ARCH_KEYS[arch])})")
     timesteps = _positive_int(config, "timesteps", 4)
     if arch == "resnet":
-        block = _choice(config, "block", RESNET_BLOCKS, None)
-        defaults = BLOCK_DEFAULTS[block]
-        depth = config.get("depth", 20)
-        if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"depth: expected 6N + 2 with N >= 1 (8, 14, 20, ...), got {depth!r}")
-        width = config.get("width", "small")
-        width = WIDTHS.get(width, width) if isinstance(width, str) else width
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"width: expected one of {sorted(WIDTHS)} or a positive int, got {config['width']!r}")
-        options = {}
-        if block == "sew":
-            options["connect"] = _choice(config, "connect", CONNECTS, "ADD")
-        elif "connect" in config:
-            raise ValueError(f"connect: only for block 'sew' (block is {block!r})")
-        if block == "dual":
-            options["join"] = _choice(config, "join", JOINS, "IAND")
-        elif "join" in config:
-            raise ValueError(f"join: only for block 'dual' (block is {block!r})")
-        if block in ("ms", "dual"):
-            options["zero_init_residual"] = bool(config.get("zero_init_residual", block == "ms"))
-        elif "zero_init_residual" in config:
-            raise ValueError(f"zero_init_residual: only for blocks 'ms' and 'dual' (block is {block!r})")
-        stages = _choice(config, "stages", (1, 2, 3), 3)
-        neurons = _neuron_factories(config, 1 + stages * (depth - 2) // 6, defaults["neuron"])
-        return SpikingResNet(block, depth, width, _positive_int(config, "in_channels", 3),
-                             _positive_int(config, "classes", 10), timesteps, neurons,
-                             _choice(config, "norm", NORMS, defaults["norm"]), options, stages)
+        return _build_resnet(config, timesteps)
     if arch == "vgg":
         layers = config.get("layers")
         if not isinstance(layers, list) or not any(isinstance(e, int) for e in layers) or \
@@ -283,11 +354,71 @@ def build_network(config: dict) -> nn.Module:
         if image_size >> sum(e in ("M", "A") for e in layers) < 1:
             raise ValueError(f"image_size: {image_size} is too small for {sum(e in ('M', 'A') for e in layers)} pools")
         count = sum(isinstance(e, int) for e in layers) + len(fc_hidden)
-        neurons = _neuron_factories(config, count, DEFAULT_NEURON)
+        neurons = [factory for factory, _ in _neuron_factories(config, [DEFAULT_NEURON] * count)]
         return SpikingVGG(layers, fc_hidden, image_size, _positive_int(config, "in_channels", 3),
                           _positive_int(config, "classes", 10), timesteps, neurons,
                           _choice(config, "norm", NORMS, "tdbn"))
     width = _positive_int(config, "width", 32)
-    neurons = _neuron_factories(config, 8, {"type": "if"})
+    neurons = [factory for factory, _ in _neuron_factories(config, [{"type": "if"}] * 8)]
     return SEW7BNet(width, _positive_int(config, "in_channels", 2), _positive_int(config, "classes", 11), timesteps,
                     neurons, _choice(config, "norm", NORMS, "bn"), _choice(config, "connect", CONNECTS, "ADD"))
+
+
+def _build_resnet(config: dict, timesteps: int) -> SpikingResNet:
+    """The ``arch: resnet`` branch of :func:`build_network` (mixed block kinds included)."""
+    depth = config.get("depth", 20)
+    if not _is_int(depth) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth: expected 6N + 2 with N >= 1 (8, 14, 20, ...), got {depth!r}")
+    width = config.get("width", "small")
+    width = WIDTHS.get(width, width) if isinstance(width, str) else width
+    if not _is_int(width) or width < 1:
+        raise ValueError(f"width: expected one of {sorted(WIDTHS)} or a positive int, got {config['width']!r}")
+    stages = _choice(config, "stages", (1, 2, 3), 3)
+    stage_blocks = (depth - 2) // 6
+    kinds = [_entry_choice("block", kind, RESNET_BLOCKS)
+             for kind in _per_block("block", config.get("block"), stages, stage_blocks)]
+    if "dual" in kinds and set(kinds) != {"dual"}:
+        raise ValueError(f"block: 'dual' cannot be mixed with other kinds ({sorted(set(kinds))}): its accumulation "
+                         f"stream (the AAP, DST Eq. 11) runs through every block from the stem to the classifier")
+    norms = [_entry_choice("norm", BLOCK_DEFAULTS[kind]["norm"] if norm is None else norm, NORMS)
+             for kind, norm in zip(kinds, _per_block("norm", config.get("norm"), stages, stage_blocks))]
+    options = [{} for _ in kinds]
+    for key, kind, allowed, default in (("connect", "sew", CONNECTS, "ADD"), ("join", "dual", JOINS, "IAND")):
+        if key in config and kind not in kinds:
+            raise ValueError(f"{key}: only for block '{kind}' (block is {config.get('block')!r})")
+        for index, value in enumerate(_per_block(key, config.get(key), stages, stage_blocks)):
+            if kinds[index] == kind:
+                options[index][key] = _entry_choice(key, default if value is None else value, allowed)
+            elif value is not None and isinstance(config[key], (list, tuple)):
+                raise ValueError(f"{key}: block {index} is {kinds[index]!r}, which has no {key} (give null there)")
+    if "zero_init_residual" in config and not {"ms", "dual"} & set(kinds):
+        raise ValueError(f"zero_init_residual: only for blocks 'ms' and 'dual' (block is {config.get('block')!r})")
+    for index, kind in enumerate(kinds):
+        if kind in ("ms", "dual"):
+            options[index]["zero_init_residual"] = bool(config.get("zero_init_residual", kind == "ms"))
+    default_specs = [BLOCK_DEFAULTS[kinds[0]]["neuron"]] + [BLOCK_DEFAULTS[kind]["neuron"] for kind in kinds]
+    neurons = _neuron_factories(config, default_specs, stage_blocks)
+    net = SpikingResNet(kinds, width, _positive_int(config, "in_channels", 3), _positive_int(config, "classes", 10),
+                        timesteps, neurons, norms, options, stages)
+    _check_logic_joins(net)
+    return net
+
+
+def _check_logic_joins(net: SpikingResNet) -> None:
+    """Refuse a logic join whose operands are not spikes (it would compute an arithmetic blend, not a logic
+    function, and the core's gates take bits)."""
+    x = REAL if net.stem_neuron is None else neuron_kind(net.stem_neuron)
+    if net.block_kind == "dual":
+        x = (x, x)
+    for index, (kind, block) in enumerate(zip(net.block_kinds, net.blocks)):
+        output, _, operands = block_signals(block, x)
+        if any(operand != SPIKES for operand in operands):
+            received = x[0] if isinstance(x, tuple) else x
+            source = "the stem" if index == 0 else f"block {index - 1} ({net.block_kinds[index - 1]!r})"
+            cause = (f"its input from {source} holds {received}" if received != SPIKES else
+                     "its neurons have K > 1 (they output counts)")
+            raise ValueError(f"block: block {index} ({kind!r}) joins by a logic function, which needs spikes, "
+                             f"but {cause}")
+        x = output
+        if str(index) in net.closing_neurons:
+            x = neuron_kind(net.closing_neurons[str(index)])

@@ -131,14 +131,23 @@ def make_neuron(spec) -> MLF:
     Raises
     ------
     ValueError
-        Naming the bad key when the type or an argument is unknown.
+        Naming the bad key when the type or an argument is unknown or of the wrong type.
     """
-    if not isinstance(spec, dict) or spec.get("type") not in NEURON_TYPES:
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if not isinstance(kind, str) or kind not in NEURON_TYPES:
         raise ValueError(f"neuron.type: expected one of {sorted(NEURON_TYPES)}, got {spec!r}")
     arguments = {k: v for k, v in spec.items() if k != "type"}
-    cls = NEURON_TYPES[spec["type"]]
-    allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    cls = NEURON_TYPES[kind]
+    parameters = inspect.signature(cls.__init__).parameters
+    allowed = set(parameters) - {"self"}
     unknown = sorted(set(arguments) - allowed)
     if unknown:
         raise ValueError(f"neuron.{unknown[0]}: not an argument of {cls.__name__} (allowed: {sorted(allowed)})")
+    for name, value in arguments.items():
+        default = parameters[name].default
+        # numeric arguments must be numbers (a list here is a per-layer list put one level too deep)
+        if isinstance(default, (int, float)) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"neuron.{name}: expected a number, got {value!r}")
+        if name == "levels" and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"neuron.levels: expected an int >= 1, got {value!r}")
     return cls(**arguments)
