@@ -232,14 +232,9 @@ def shipped_points(target: str) -> list:
 
 def cached_points(target: str) -> list:
     """Calibration points from the synthesis reports cached on this machine for ``target``."""
-    from .synth import FLOW_VERSION, synth_cache_dir
+    from .synth import cached_reports
 
-    points = []
-    for path in sorted((synth_cache_dir() / target).glob("*/report.json")):
-        report = json.loads(path.read_text())
-        if report.get("flow_version") == FLOW_VERSION:
-            points.append(report_point(report))
-    return points
+    return [report_point(report) for report in cached_reports(target)]  # damaged or foreign reports skipped
 
 
 def load_model(target: str, extra_points=()) -> AreaModel:

@@ -80,11 +80,18 @@ def _load_program_or_compile(source, arch, stream_mode=None):
 def _simulate(program, arch, pixels, progress=True, keep_events=True, engine="auto"):
     from tqdm import tqdm
 
-    from sim.engine import simulate_batch
+    from sim.engine import DenseEngineUnsuitable, simulate_batch
 
     flat = pixels.reshape(len(pixels), -1).numpy()
+    if program.n_inputs != flat.shape[1] or (flat.size and int(flat.max()) > program.input_max):
+        raise UserError(f"the program takes {program.n_inputs} inputs of at most {program.input_max}, the digits "
+                        f"test images are {flat.shape[1]} pixels of up to {int(flat.max())}: compile it from a "
+                        f"digits network")
     with tqdm(total=len(flat), desc="simulate", unit="img", disable=not progress) as bar:
-        return simulate_batch(program, arch, flat, bar, keep_events=keep_events, engine=engine)
+        try:
+            return simulate_batch(program, arch, flat, bar, keep_events=keep_events, engine=engine)
+        except DenseEngineUnsuitable as exc:  # only with an explicit --engine dense
+            raise UserError(f"--engine dense: {exc}; use --engine tables or auto") from None
 
 
 def _sim_report(program, arch, results, labels, pixels, energy=None) -> dict:
@@ -124,7 +131,6 @@ def _sim_report(program, arch, results, labels, pixels, energy=None) -> dict:
     sops = sum(l["ac_ops"] for l in per_layer)
     clock_hz = arch.clock_mhz * 1e6
     return {
-        **report_header("sim"),
         "samples": n,
         "arch": arch.name,
         "arch_fingerprint": arch.fingerprint(),
@@ -216,17 +222,19 @@ def _parse_flip(text: str, arch):
     return memory, word, bit
 
 
-def _verify(program, arch, net, pixels, labels, out: Path, simulator: str, flip_bits=(), progress=True) -> dict:
-    from .verify import float_gap, verify
+def _verify(program, arch, net, pixels, labels, out: Path, simulator: str, flip_bits=(), progress=True,
+            inputs=None) -> dict:
+    from .verify import check_trace_capacity, float_gap, verify
 
     sim_results = _simulate(program, arch, pixels, progress)
+    check_trace_capacity(arch, sim_results)  # before the RTL runs for nothing
     if progress:
         print(f"running {len(pixels)} inferences on the RTL ({simulator}) ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     rtl_results = _run_rtl(program, arch, pixels, rtl_cache_dir(), simulator, flip_bits)
     rtl_seconds = time.perf_counter() - start
     report, golden = verify(program, arch, pixels, rtl_results, sim_results)
-    report = {**report_header("verify"), **report}
+    report = {**report_header("verify", inputs or {}), **report}
     report.update(simulator=simulator, rtl_seconds=rtl_seconds, flipped_bits=[list(f) for f in flip_bits])
     if net is not None:
         report["float_vs_integer"] = float_gap(net, program, golden, pixels, labels)
@@ -251,18 +259,20 @@ def cmd_train(args) -> int:
 
 def _train(args, config) -> dict:
     from models.datasets import DatasetFormatError, DatasetNotFoundError
-    from models.train import RunDirError, train_digits, train_network
+    from models.train import RunDirError, TrainingDiverged, train_digits, train_network
 
-    if config.get("generic"):
-        try:
-            metrics = train_network(args.out, config, progress=not args.quiet,
-                                    resume=False if args.restart else (True if args.resume else None),
-                                    log=lambda line: print(line, file=sys.stderr, flush=True))
-        except (RunDirError, DatasetNotFoundError, DatasetFormatError) as exc:
-            raise UserError(str(exc).splitlines()[0]) from None
-    else:
-        metrics = train_digits(args.out, config["model"], progress=not args.quiet, **config["train"])
-    return metrics
+    source = args.config or "the built-in configuration"
+    try:
+        if config.get("generic"):
+            try:
+                return train_network(args.out, config, progress=not args.quiet,
+                                     resume=False if args.restart else (True if args.resume else None),
+                                     log=lambda line: print(line, file=sys.stderr, flush=True))
+            except (RunDirError, DatasetNotFoundError, DatasetFormatError) as exc:
+                raise UserError(str(exc).splitlines()[0]) from None
+        return train_digits(args.out, config["model"], progress=not args.quiet, **config["train"])
+    except TrainingDiverged as exc:
+        raise UserError(f"{source}: {exc}") from None
 
 
 def cmd_compile(args) -> int:
@@ -297,6 +307,8 @@ def cmd_sim(args) -> int:
     # the report needs the accounts, not the events: the simulator's performance mode
     results = _simulate(program, arch, pixels, not args.quiet, keep_events=False, engine=args.engine)
     report = _sim_report(program, arch, results, labels, pixels, energy)
+    report = {**report_header("sim", {"program": args.program, "arch": args.arch, "energy": args.energy}),
+              **report}
     _write_json(out, report)
     _plot_sim(report, out.with_suffix(".png"))
     print(f"{report['samples']} inferences: accuracy {report['accuracy']:.4f}, {report['cycles_mean']:.0f} cycles "
@@ -326,7 +338,8 @@ def cmd_verify(args) -> int:
     flips = [_parse_flip(f, arch) for f in args.flip_bit]
     program, net = _load_program_or_compile(args.source, arch, args.stream_mode)
     pixels, labels = _test_images(args.samples)
-    report = _verify(program, arch, net, pixels, labels, Path(args.out), args.simulator, flips, not args.quiet)
+    report = _verify(program, arch, net, pixels, labels, Path(args.out), args.simulator, flips, not args.quiet,
+                     inputs={"source": args.source, "arch": args.arch})
     first = report["mismatches"][0] if report["mismatches"] else None
     print(f"bit_exact {report['bit_exact']}, cycle_exact {report['cycle_exact']} on {report['samples']} samples; "
           f"report {args.out}" + (f"; first mismatch {json.dumps(first)}" if first else ""))
@@ -348,7 +361,8 @@ def cmd_demo(args) -> int:
         raise UserError(f"--method {args.method!r} is not a method (see accel demo --list-methods)")
     # every method runs on the methods core (lane-parallel, 20-bit): the MLF family's untrained and K = 4
     # networks need wider accumulators than the default's 16 bits
-    arch = _arch(args.arch if args.arch or method is None else methods.methods_arch_path())
+    arch_path = args.arch if args.arch or method is None else methods.methods_arch_path()
+    arch = _arch(arch_path)
     if args.samples < 1:
         raise UserError(f"--samples must be at least 1, got {args.samples}")
     if args.epochs is not None and (args.epochs < 1 or method is None):
@@ -358,10 +372,10 @@ def cmd_demo(args) -> int:
         raise UserError("--pretrained is the shipped digits network; a --method is trained (use --epochs "
                         "for a quick run)")
     with output_dir(out, "demo"):
-        return _demo_chain(args, out, method, arch)
+        return _demo_chain(args, out, method, arch, arch_path)
 
 
-def _demo_chain(args, out: Path, method, arch) -> int:
+def _demo_chain(args, out: Path, method, arch, arch_path) -> int:
     """The demo's five steps into the claimed folder ``out``."""
     from models.train import train_digits
 
@@ -393,7 +407,9 @@ def _demo_chain(args, out: Path, method, arch) -> int:
     pixels, labels = _test_images(None)
     sim_results = _simulate(program, arch, pixels, not args.quiet)
     sim_report = _sim_report(program, arch, sim_results, labels, pixels)
-    _write_json(out / "sim_report.json", sim_report)
+    inputs = {"checkpoint": checkpoint, "arch": arch_path}
+    _write_json(out / "sim_report.json", {**report_header("sim", {"program": out / "program", "arch": arch_path,
+                                                                   "energy": None}), **sim_report})
     _plot_sim(sim_report, out / "sim_report.png")
     golden = run_golden(program, arch, pixels)
     gap = float_gap(net, program, golden, pixels, labels)
@@ -403,8 +419,9 @@ def _demo_chain(args, out: Path, method, arch) -> int:
     verilog = generate(arch, out / "rtl")
     print(f"[5/5] verifying {args.samples} test images on the RTL ({args.simulator})")
     report = _verify(program, arch, net, pixels[:args.samples], labels[:args.samples], out / "verify_report.json",
-                     args.simulator, progress=not args.quiet)
+                     args.simulator, progress=not args.quiet, inputs=inputs)
     summary = {
+        **report_header("demo", inputs),
         "method": args.method or "default",
         "float_accuracy": gap["float_accuracy"],
         "hardware_exact_accuracy": gap["hardware_exact_accuracy"],
@@ -448,6 +465,9 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="accel", description="Train, compile, simulate, generate and verify "
                                      "spike-driven SNN accelerators.")
+    from .outputs import toolkit_version
+
+    parser.add_argument("--version", action="version", version=f"spikecore {toolkit_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def arch_arg(p):

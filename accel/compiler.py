@@ -9,15 +9,16 @@ weight rows, parameter rows, pass descriptors) -> ``check_capacity`` (every tabl
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 from torch import nn
 
 from .config import ArchConfig
 from .errors import UserError
-from .layouts import HARDWARE_KIND, REGION_INPUT, all_layouts
+from .layouts import HARDWARE_KIND, KIND_NEURON, REGION_INPUT, all_layouts
 from .lowering import PIXELS, lower
-from .program import Program, ProgramLayer, ProgramSource
+from .program import MEMORY_NAMES, Program, ProgramLayer, ProgramSource
 from .quantize import quantize_graph
 
 
@@ -307,22 +308,149 @@ def check_capacity(layers, memories: dict, arch: ArchConfig, n_inputs: int) -> N
 
 
 def validate_program(program: Program, arch: ArchConfig, source: str) -> None:
-    """Check a loaded Program against the configuration: same hardware, every parameter and every memory
-    word within its width (a hand-edited or corrupted program is rejected naming the layer or memory)."""
+    """Check a loaded Program against the configuration before anything runs it: same hardware, every
+    parameter and every memory word within its width, the layer records laid out for these lanes, every table
+    within its memory, and every table entry pointing inside the table it indexes (pointers into the synapse
+    table, synapse rows into the weight table and the accumulator rows, pass descriptors into the event
+    regions, pointers, accumulator, state and parameter rows), so that the simulator and the core only ever
+    read inside their memories.
+
+    Parameters
+    ----------
+    program : Program
+    arch : ArchConfig
+    source : str
+        The Program directory, for messages.
+
+    Raises
+    ------
+    UserError
+        One line naming the directory, its ``manifest.json`` or ``arrays.npz``, and the layer, memory or field.
+    """
     program.check_arch(arch, source)
     try:
         check_ranges(program.layers, arch, program.input_max, program.timesteps)
     except UserError as exc:
         raise UserError(f"{source}: {exc}") from None
-    layouts = all_layouts(arch)
-    for name, columns in program.memories.items():
-        try:
-            layouts[name].pack(**columns)
-        except OverflowError as exc:
-            raise UserError(f"{source}: memory '{name}': {exc}") from None
-        except (KeyError, ValueError) as exc:
-            raise UserError(f"{source}: memory '{name}' has malformed columns ({exc})") from None
+    arrays = Path(source) / "arrays.npz"
+    _check_columns(program.memories, arch, arrays)
+    for layer in program.layers:
+        blocks = math.ceil(layer.channels / arch.lanes)
+        if (layer.n_blocks, layer.n_groups) != (blocks, layer.positions * blocks):
+            raise UserError(f"{Path(source) / 'manifest.json'}: layer {layer.name}: n_blocks = {layer.n_blocks} and "
+                            f"n_groups = {layer.n_groups} do not lay out {layer.channels} channels at "
+                            f"{layer.positions} positions on {arch.lanes} lanes (expected {blocks} and "
+                            f"{layer.positions * blocks})")
     check_capacity(program.layers, program.memories, arch, program.n_inputs)
+    _check_references(program, arch, arrays)
+
+
+def _column_shapes(arch: ArchConfig) -> dict:
+    """Memory -> column -> the shape of one record as a Program stores it (a params record is a whole channel
+    block, which the core's params memory holds as ``update_steps`` words)."""
+    shapes = {name: {f.name: f.shape for f in layout.fields} for name, layout in all_layouts(arch).items()
+              if name in MEMORY_NAMES}
+    shapes["params"] = {"bias": (arch.lanes,), "threshold": (arch.lanes, arch.max_levels)}
+    return shapes
+
+
+def _first(bad: np.ndarray):
+    """Index of the first record where ``bad`` is true (over its leading axis), or None."""
+    where = np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1)) if bad.size else []
+    return int(where[0]) if len(where) else None
+
+
+def _check_columns(memories: dict, arch: ArchConfig, arrays: Path) -> None:
+    """Every memory's columns: the fields of its layout, of their record shape, values within the field's
+    width, and no more records than the memory has words (params: channel blocks)."""
+    layouts, shapes = all_layouts(arch), _column_shapes(arch)
+    for name in MEMORY_NAMES:
+        columns, expected = memories[name], shapes[name]
+        if sorted(columns) != sorted(expected):
+            raise UserError(f"{arrays}: memory '{name}' has the columns {', '.join(sorted(columns))}, this configuration's "
+                            f"has {', '.join(sorted(expected))}")
+        for column in layouts[name].fields:
+            values = columns[column.name]
+            if values.shape[1:] != expected[column.name]:
+                raise UserError(f"{arrays}: mem.{name}.{column.name} has records of shape {list(values.shape[1:])}, "
+                                f"expected {list(expected[column.name])}")
+            lo, hi = (-(1 << (column.width - 1)), (1 << (column.width - 1)) - 1) if column.signed \
+                else (0, (1 << column.width) - 1)
+            outside = (values < lo) | (values > hi)
+            record = _first(outside)
+            if record is not None:
+                value = values[record].reshape(-1)[np.argmax(outside[record].reshape(-1))]
+                raise UserError(f"{arrays}: mem.{name}.{column.name}[{record}] = {int(value)} is outside [{lo}, {hi}] "
+                                f"({column.width} bits in this configuration)")
+        records = len(next(iter(columns.values())))
+        depth = getattr(arch.memories, name)
+        if records > depth:
+            raise UserError(f"{arrays}: memory '{name}' has {records} records, the configuration has "
+                            f"memories.{name} = {depth}")
+
+
+def _check_references(program: Program, arch: ArchConfig, arrays: Path) -> None:
+    """Every table entry points inside the table it indexes (see :func:`validate_program`)."""
+    mem, lanes, state_rows = program.memories, arch.lanes, program.state_rows
+    rows = {name: len(next(iter(mem[name].values()))) for name in MEMORY_NAMES}
+    start, count = mem["pointers"]["start"], mem["pointers"]["count"]
+    bad = _first(start + count > rows["synapses"])
+    if bad is not None:
+        raise UserError(f"{arrays}: mem.pointers.start[{bad}] = {int(start[bad])} with count {int(count[bad])} points "
+                        f"past the end of the synapses table ({rows['synapses']} rows)")
+    for column, limit, what in (("wrow", rows["weights"], "the weights table"),
+                                ("row", state_rows, "the accumulator rows the program uses")):
+        values = mem["synapses"][column]
+        bad = _first(values >= limit)
+        if bad is not None:
+            raise UserError(f"{arrays}: mem.synapses.{column}[{bad}] = {int(values[bad])} points past the end of "
+                            f"{what} ({limit} rows)")
+    passes = [(layer, j) for layer in program.layers for j in range(len(layer.sources))]
+    if rows["layers"] != len(passes):
+        raise UserError(f"{arrays}: memory 'layers' holds {rows['layers']} pass descriptors, the program's layers have "
+                        f"{len(passes)} passes")
+    field = {key: [int(v) for v in values] for key, values in mem["layers"].items()}  # one value per pass
+
+    def fail(key: str, p: int, message: str) -> UserError:
+        layer = passes[p][0]
+        return UserError(f"{arrays}: mem.layers.{key}[{p}] = {field[key][p]} (pass {p}, layer {layer.name}): {message}")
+
+    # the events a pass reads: of the input region at first, then of the last pass that wrote its region
+    last_writer = {field["out_region"][p]: p for p in range(len(passes)) if field["update"][p]}
+    written = {}
+    for p, (layer, j) in enumerate(passes):
+        if field["update"][p] != int(j == len(layer.sources) - 1):
+            raise fail("update", p, "only the last pass of a layer updates it")
+        for key in ("in_region", "out_region"):
+            if field[key][p] >= arch.event_regions:
+                raise fail(key, p, f"there are event_regions = {arch.event_regions} regions")
+        region = field["in_region"][p]
+        if region in written:
+            writers = [written[region]]
+        elif region == REGION_INPUT:
+            writers = [None] + ([last_writer[region]] if region in last_writer else [])
+        else:
+            raise fail("in_region", p, "no earlier pass writes this event region")
+        for writer in writers:
+            width = program.n_inputs if writer is None else field["n_groups"][writer] * lanes
+            if field["ptr_base"][p] + width > rows["pointers"]:
+                raise fail("ptr_base", p, f"the pointers of its {width} input neurons run past the end of the "
+                                          f"pointers table ({rows['pointers']} rows)")
+        if not field["update"][p]:
+            continue
+        written[field["out_region"][p]] = p
+        groups = field["n_groups"][p]
+        checks = [("levels", field["levels"][p] <= arch.max_levels, f"max_levels is {arch.max_levels}"),
+                  ("n_blocks", field["n_blocks"][p] >= 1, "an update reads at least one channel block"),
+                  ("acc_base", field["acc_base"][p] + groups <= state_rows,
+                   f"its {groups} accumulator rows run past the {state_rows} rows the program uses"),
+                  ("state_base", field["kind"][p] != KIND_NEURON or field["state_base"][p] + groups <= state_rows,
+                   f"its {groups} state rows run past the {state_rows} rows the program uses"),
+                  ("param_base", field["param_base"][p] + min(field["n_blocks"][p], groups) <= rows["params"],
+                   f"its parameter rows run past the end of the params table ({rows['params']} rows)")]
+        for key, good, message in checks:
+            if not good:
+                raise fail(key, p, message)
 
 
 def compile_stages(layers, arch: ArchConfig, timesteps: int, input_shape, input_max: int,

@@ -47,6 +47,13 @@ BANK_CONFLICTS = (
 )
 
 
+#: Widest memory word: one signal of the generated netlist (Amaranth's limit on a net's width).
+MAX_WORD_BITS = (1 << 16) - 1
+#: Largest total of on-chip memory a configuration may declare (4 Gbit): the generator, the simulators and
+#: the RTL runs hold every memory in host memory; the bench's ResNet-20 core needs 360 Mbit.
+MAX_MEMORY_BITS = 1 << 32
+
+
 @dataclass(frozen=True)
 class Memories:
     """Depths (number of words) of the core's memories."""
@@ -233,15 +240,17 @@ _SCALAR_LIMITS = {
 }
 
 
-def _suggest(key: str, choices, prefix: str = "") -> str:
+def suggest(key: str, choices, prefix: str = "") -> str:
+    """`` (did you mean 'PREFIXCHOICE'?)`` for the choice closest to a misspelled ``key``, or nothing."""
     close = difflib.get_close_matches(key, list(choices), n=1)
     return f" (did you mean '{prefix}{close[0]}'?)" if close else ""
 
 
-def _check_keys(data: dict, allowed, where: str, source: str) -> None:
+def check_keys(data: dict, allowed, where: str, source: str) -> None:
+    """Refuse a key of ``data`` not in ``allowed``, naming the file, the key (after ``where``) and the closest choice."""
     for key in data:
         if key not in allowed:
-            raise UserError(f"{source}: unknown key '{where}{key}'{_suggest(str(key), allowed, where)}")
+            raise UserError(f"{source}: unknown key '{where}{key}'{suggest(str(key), allowed, where)}")
 
 
 def _int_in_range(value, key: str, lo: int, hi: int, source: str) -> int:
@@ -259,14 +268,14 @@ def arch_from_dict(data, source: str = "<arch>") -> ArchConfig:
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping of configuration keys, got {type(data).__name__}")
     top_keys = [f.name for f in fields(ArchConfig)]
-    _check_keys(data, top_keys, "", source)
+    check_keys(data, top_keys, "", source)
     kwargs = {}
     for key, value in data.items():
         if key == "memories":
             if not isinstance(value, dict):
                 raise UserError(f"{source}: key 'memories' must be a mapping")
             mem_keys = [f.name for f in fields(Memories)]
-            _check_keys(value, mem_keys, "memories.", source)
+            check_keys(value, mem_keys, "memories.", source)
             mems = {k: _int_in_range(v, f"memories.{k}", *_MEMORY_LIMITS[k], source) for k, v in value.items()}
             kwargs["memories"] = Memories(**mems)
         elif key in _SCALAR_LIMITS:
@@ -304,12 +313,28 @@ def arch_from_dict(data, source: str = "<arch>") -> ArchConfig:
                             f"value_bits + index = {arch.max_timesteps} x {arch.value_bits} + "
                             f"{arch.neuron_index_bits} = {event_bits} bits, more than {MAX_EVENT_BITS}: "
                             f"lower max_timesteps")
+    _check_memory_sizes(arch, source)
     for number, bank in enumerate(arch.banks):
         for name in bank:
             if name == "trace" and arch.memories.trace == 0:
                 raise UserError(f"{source}: key 'banks[{number}]': memory 'trace' is empty (memories.trace = 0) "
                                 f"and cannot share a bank")
     return arch
+
+
+def _check_memory_sizes(arch: ArchConfig, source: str) -> None:
+    """Refuse up front a core whose words or memories are too large to generate or simulate here."""
+    from .layouts import physical_memories
+
+    memories = physical_memories(arch)
+    for memory in memories:
+        if memory.width > MAX_WORD_BITS:
+            raise UserError(f"{source}: memory '{memory.name}' would have {memory.width}-bit words, more than the "
+                            f"{MAX_WORD_BITS} one signal may have: fewer lanes, levels or narrower widths")
+    total = sum(memory.width * memory.depth for memory in memories)
+    if total > MAX_MEMORY_BITS:
+        raise UserError(f"{source}: the memories hold {total / 2 ** 20:,.0f} Mbit in all, more than the "
+                        f"{MAX_MEMORY_BITS // 2 ** 20:,} Mbit a core may have here (no FPGA holds a tenth of it)")
 
 
 def _name(value, source: str) -> str:
@@ -334,7 +359,7 @@ def _banks(value, source: str) -> tuple:
             raise UserError(f"{source}: key '{where}' must be a list of at least two memory names")
         for name in bank:
             if name not in MEMORY_NAMES:
-                raise UserError(f"{source}: key '{where}': unknown memory '{name}'{_suggest(name, MEMORY_NAMES)}; "
+                raise UserError(f"{source}: key '{where}': unknown memory '{name}'{suggest(name, MEMORY_NAMES)}; "
                                 f"memories: {', '.join(MEMORY_NAMES)}")
             if name in seen:
                 raise UserError(f"{source}: key '{where}': memory '{name}' is already in banks[{seen[name]}]")

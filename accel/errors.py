@@ -4,6 +4,18 @@ Every message is a single line that names the file, key or layer at fault; the c
 and exits with status 2.
 """
 
+import reprlib
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxlevel = 40, 40, 4, 4, 2
+
+
+def short_repr(value) -> str:
+    """``repr(value)`` cut short for a message: a user's value may be a huge structure (reprlib's limits:
+    40 characters of text, 4 items of a list or mapping, 2 levels)."""
+    return _SHORT.repr(value)
+
+
 #: Longest message shown: a message quoting a huge value is cut in its middle.
 MAX_MESSAGE_CHARS = 600
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import CONFIG_INT_RANGES, all_finite
 from .errors import UserError
 from .lowering import PIXELS, FloatSource, identity_weight, lower, output_shape
 
@@ -30,6 +31,12 @@ META_KEY = "spikecore"     # metadata key (graph and nodes) holding a JSON strin
 META_FORMAT = "spikecore-nir"
 META_VERSION = 1
 MAX_SHIFT = 7
+#: Largest size of one dimension of a map, and largest neuron count of a map or the input: far above any core
+#: (``memories.state`` holds at most 2^20 rows), small enough that no shape arithmetic overflows.
+MAX_NIR_DIM = 1 << 20
+MAX_NIR_NEURONS = 1 << 24
+#: Node attributes that the importer does not read numbers from: NIR derives the types from the parameters.
+UNCHECKED_ATTRIBUTES = ("metadata", "input_type", "output_type")
 SUPPORTED = ("Input", "Output", "Conv2d", "Linear", "Affine", "Scale", "LIF", "IF", "SumPool2d", "AvgPool2d",
              "Flatten")
 
@@ -180,11 +187,15 @@ class _Importer:
     def _node(self, name: str, inputs: list) -> _Value:
         node = self.graph.nodes[name]
         kind = type(node).__name__
+        self._check_numbers(name, node)
         if kind == "Input":
-            shape = tuple(int(v) for v in np.asarray(node.input_type["input"]).reshape(-1))
+            try:
+                shape = np.asarray(node.input_type["input"]).reshape(-1)
+            except (AttributeError, KeyError, TypeError, ValueError):
+                raise self.fail(name, "has no input shape (input_type['input'])") from None
             if len(shape) != 3:
-                raise self.fail(name, f"input shape {list(shape)}: the core takes images [C, H, W]")
-            return _Value(shape, stage=PIXELS)
+                raise self.fail(name, f"input shape {shape.tolist()}: the core takes images [C, H, W]")
+            return _Value(self._map_shape(name, shape, "input shape"), stage=PIXELS)
         if not inputs:
             raise self.fail(name, "has no input edge")
         value = self._merge(name, inputs)
@@ -195,6 +206,30 @@ class _Importer:
             return handler(name, node, value)
         except (TypeError, ValueError, IndexError, RuntimeError) as exc:  # attributes of the wrong type or shape
             raise self.fail(name, f"malformed node ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+
+    def _check_numbers(self, name: str, node) -> None:
+        """Every number a node brings (weights, biases, taus, thresholds, strides, ...) real and finite."""
+        for attribute, value in vars(node).items():
+            if attribute in UNCHECKED_ATTRIBUTES or value is None or isinstance(value, (str, bytes)):
+                continue
+            try:
+                array = np.asarray(value)
+            except (TypeError, ValueError):  # ragged nested sequences
+                raise self.fail(name, f"{attribute} is not an array of numbers") from None
+            if array.dtype.kind == "c":
+                raise self.fail(name, f"{attribute} holds complex numbers; the core computes with real ones")
+            if not all_finite(array):
+                raise self.fail(name, f"{attribute} contains NaN or Inf")
+
+    def _map_shape(self, name: str, shape, what: str) -> tuple:
+        """A map's or the input's shape as positive integers within :data:`MAX_NIR_DIM`, at most
+        :data:`MAX_NIR_NEURONS` neurons in all."""
+        sizes = np.asarray(shape).reshape(-1)
+        if sizes.dtype.kind not in "iuf" or np.any(sizes != np.round(sizes)) or np.any(sizes < 1) \
+                or np.any(sizes > MAX_NIR_DIM) or math.prod(int(v) for v in sizes) > MAX_NIR_NEURONS:
+            raise self.fail(name, f"{what} {sizes.tolist()}: expected positive sizes of at most {MAX_NIR_DIM} "
+                            f"each and {MAX_NIR_NEURONS} neurons in all")
+        return tuple(int(v) for v in sizes)
 
     # -- values ----------------------------------------------------------------------------------
     def _current(self, value: _Value) -> tuple:
@@ -230,6 +265,8 @@ class _Importer:
         """A per-neuron NIR parameter as one value per channel (the core has per-channel parameters)."""
         a = np.asarray(array, dtype=np.float64)
         count = math.prod(shape)
+        if a.size == 0:
+            raise self.fail(name, f"{what} has no values")
         if a.size == 1:
             return torch.full((shape[0],), float(a.reshape(-1)[0]), dtype=torch.float64)
         if a.size != count:
@@ -243,15 +280,19 @@ class _Importer:
 
     def _uniform(self, name: str, array, what: str) -> float:
         a = np.unique(np.asarray(array, dtype=np.float64))
+        if a.size == 0:
+            raise self.fail(name, f"{what} has no values")
         if a.size != 1:
             raise self.fail(name, f"{what} differs across neurons ({a.min():g} .. {a.max():g}); the core has one "
                             f"{what} per layer")
         return float(a[0])
 
     def _pair(self, name: str, value, what: str) -> int:
-        a = np.asarray(value).reshape(-1).astype(np.int64)
-        if a.size not in (1, 2) or a.min() < 0 or a[0] != a[-1]:
-            raise self.fail(name, f"{what} {a.tolist()}: only equal, non-negative values in both dimensions")
+        a = np.asarray(value).reshape(-1)
+        if a.size not in (1, 2) or a.dtype.kind not in "iuf" or np.any(a != np.round(a)) or a.min() < 0 \
+                or a.max() > MAX_NIR_DIM or a[0] != a[-1]:
+            raise self.fail(name, f"{what} {a.tolist()}: only equal, whole, non-negative values (at most "
+                            f"{MAX_NIR_DIM}) in both dimensions")
         return int(a[0])
 
     # -- stages ----------------------------------------------------------------------------------
@@ -291,9 +332,11 @@ class _Importer:
             padding = (w.shape[2] - 1) // 2 if node.padding == "same" else 0
         else:
             padding = self._pair(name, node.padding, "padding")
+        if stride < 1:
+            raise self.fail(name, "stride 0: a stride is at least 1")
         terms = [FloatSource(x, "conv", w * d.view(1, -1, 1, 1), stride, padding) for x, d in self._events(name, value)]
         bias = node.bias if getattr(node, "bias", None) is not None else np.zeros(w.shape[0])
-        shape = output_shape(value.shape, terms[0])
+        shape = self._map_shape(name, output_shape(value.shape, terms[0]), "output shape")
         return _Value(shape, terms, self._per_channel(name, bias, (w.shape[0],), "bias"))
 
     def _linear(self, name, node, value: _Value) -> _Value:
@@ -336,6 +379,9 @@ class _Importer:
         kh, kw = int(k[0]), int(k[-1])
         stride = self._pair(name, node.stride, "stride")
         padding = self._pair(name, node.padding, "padding")
+        if not 1 <= kh <= value.shape[1] + 2 * padding or not 1 <= kw <= value.shape[2] + 2 * padding or stride < 1:
+            raise self.fail(name, f"kernel {[kh, kw]} with stride {stride} does not fit a {list(value.shape)} input "
+                            f"padded by {padding}")
         factor = 1.0 / (kh * kw) if type(node).__name__ == "AvgPool2d" else 1.0
         channels = value.shape[0]
         terms = []
@@ -346,7 +392,7 @@ class _Importer:
         meta = _metadata(node, f"{self.path}: node '{name}'")
         stage = self._stage(name, "sum", terms, torch.zeros(channels, dtype=torch.float64),
                             gain=float(meta.get("gain", self._gain(terms))))
-        return _Value(output_shape(value.shape, terms[0]), stage=stage)
+        return _Value(self._map_shape(name, output_shape(value.shape, terms[0]), "output shape"), stage=stage)
 
     def _flatten(self, name, node, value: _Value) -> _Value:
         ndim = len(value.shape)
@@ -366,7 +412,9 @@ class _Importer:
         r = self._per_channel(name, node.r, shape, "r")
         if type(node).__name__ == "LIF":
             tau = self._uniform(name, node.tau, "tau")
-            step = float(np.float32(self.dt / tau)) if tau > 0 else math.inf   # dt / tau, 24-bit precision
+            if tau <= 0:
+                raise self.fail(name, f"tau = {tau:g}: a time constant is positive")
+            step = float(np.float32(self.dt / tau))   # dt / tau, 24-bit precision
             decay = 1.0 - step
             mantissa, exponent = math.frexp(decay) if decay > 0 else (0.0, 0)
             if mantissa != 0.5 or not 0 <= 1 - exponent <= MAX_SHIFT:
@@ -560,8 +608,10 @@ def cmd_import(args) -> int:
     from models.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 
     from .config import load_arch
+    from .outputs import claim_output_file
 
     arch = load_arch(args.arch)
+    claim_output_file(args.out, "import")
     graph = read_nir(args.model)
     meta = _metadata(graph, str(args.model))
     if meta and (meta.get("format") != META_FORMAT or meta.get("version") != META_VERSION):
@@ -574,8 +624,9 @@ def cmd_import(args) -> int:
     if timesteps is None or input_scale is None:
         raise UserError(f"{args.model}: the file does not record {'--timesteps' if timesteps is None else '--input-scale'}"
                         f"; give it (T, and integer pixels = float input x scale, e.g. 16 for the digits)")
-    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
-        raise UserError(f"--timesteps must be at least 1, got {timesteps}")
+    lo, hi = CONFIG_INT_RANGES["timesteps"]
+    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or not lo <= timesteps <= hi:
+        raise UserError(f"--timesteps must be an integer in [{lo}, {hi}], got {timesteps!r}")
     net = import_graph(graph, args.model, dt, timesteps, float(input_scale))
     checked = check_quantization(net, graph, args.model, arch)
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": GRAPH_MODEL,
@@ -595,8 +646,10 @@ def cmd_export(args) -> int:
     """``accel export CHECKPOINT --nir MODEL.nir``."""
     from .checkpoint import load_checkpoint
     from .config import load_arch
+    from .outputs import claim_output_file
 
     arch = load_arch(args.arch)
+    claim_output_file(args.nir, "export", flag="--nir")
     net, _ = load_checkpoint(args.checkpoint)
     if args.stream_mode is not None:
         if getattr(net, "block_kind", None) != "dual":

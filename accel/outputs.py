@@ -32,6 +32,7 @@ _EARLIER_OUTPUTS = {
 REPORT_FORMATS = {
     "sim": ("spikecore-sim-report", ("arch_fingerprint", "cycles_mean")),
     "verify": ("spikecore-verify-report", ("bit_exact", "mismatches")),
+    "demo": ("spikecore-demo-summary", ("bit_exact", "artifacts")),
 }
 
 
@@ -50,7 +51,7 @@ def _listing(folder: Path) -> str:
     return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
-def check_writable(path: Path) -> None:
+def check_writable(path: Path, flag: str = "--out") -> None:
     """Refuse up front (before any long work) an output whose folder cannot be created or written."""
     import os
 
@@ -58,9 +59,28 @@ def check_writable(path: Path) -> None:
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise UserError(f"--out {path}: {ancestor} is not a folder")
+        raise UserError(f"{flag} {path}: {ancestor} is not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserError(f"--out {path}: cannot write in {ancestor} (permission denied)")
+        raise UserError(f"{flag} {path}: cannot write in {ancestor} (permission denied)")
+
+
+def check_output_dir(path, command: str) -> None:
+    """Refuse ``path`` as the output folder of ``accel COMMAND`` now, as :func:`claim_output_dir` would, without
+    creating or marking anything (for commands that work long before they write)."""
+    path = Path(path)
+    check_writable(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not path.is_dir():
+        raise UserError(f"--out {path}: exists and is not a folder; choose another --out")
+    owner = _marker_command(path)
+    if owner is not None and owner != command:
+        raise UserError(f"--out {path}: holds the output of accel {owner}, not of accel {command}; "
+                        f"choose another --out")
+    if owner is None and any(path.iterdir()) and \
+            not any((path / name).exists() for name in _EARLIER_OUTPUTS.get(command, ())):
+        raise UserError(f"--out {path}: exists and is not an output of accel {command} (it holds "
+                        f"{_listing(path)}); choose a new or empty folder")
 
 
 def claim_output_dir(path, command: str) -> str:
@@ -81,20 +101,10 @@ def claim_output_dir(path, command: str) -> str:
     from models.atomic import atomic_write_json
 
     path = Path(path)
-    check_writable(path)
-    if path.exists() or path.is_symlink():
-        if not path.is_dir():
-            raise UserError(f"--out {path}: exists and is not a folder; choose another --out")
-        owner = _marker_command(path)
-        if owner == command:
+    check_output_dir(path, command)
+    if path.exists():
+        if _marker_command(path) == command:
             return "reused"
-        if owner is not None:
-            raise UserError(f"--out {path}: holds the output of accel {owner}, not of accel {command}; "
-                            f"choose another --out")
-        if any(path.iterdir()):
-            if not any((path / name).exists() for name in _EARLIER_OUTPUTS.get(command, ())):
-                raise UserError(f"--out {path}: exists and is not an output of accel {command} (it holds "
-                                f"{_listing(path)}); choose a new or empty folder")
         state = "marked"
     else:
         state = "created"
@@ -154,7 +164,34 @@ def _is_report(path: Path, command: str) -> bool:
     return data.get("format") == form or ("format" not in data and all(key in data for key in earlier_keys))
 
 
-def claim_output_file(path, command: str, plot: bool = False) -> Path:
+def _is_imported_checkpoint(path: Path) -> bool:
+    """A checkpoint that ``accel import`` wrote (it records its NIR source)."""
+    import pickle
+
+    import torch
+
+    from models.train import CHECKPOINT_FORMAT
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+        return False
+    return (isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT
+            and isinstance(payload.get("source"), dict) and "nir" in payload["source"])
+
+
+def _is_exported_nir(path: Path) -> bool:
+    """A NIR file that ``accel export`` wrote (it carries this toolkit's graph metadata)."""
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            return any("spikecore" in str(key) for key in handle["node"].get("metadata", {}).keys())
+    except (OSError, KeyError, TypeError, ValueError, AttributeError):  # not HDF5, or not NIR's layout
+        return False
+
+
+def claim_output_file(path, command: str, plot: bool = False, flag: str = "--out") -> Path:
     """Take ``path`` as an output file of ``accel COMMAND`` (its JSON report, or with ``plot`` its PNG).
 
     Raises
@@ -165,23 +202,62 @@ def claim_output_file(path, command: str, plot: bool = False) -> Path:
     from models.atomic import PNG_SOFTWARE
 
     path = Path(path)
-    check_writable(path)
+    check_writable(path, flag)
     if not (path.exists() or path.is_symlink()):
         return path
     if path.is_dir():
-        raise UserError(f"--out {path}: is a folder; give a file name")
-    if plot:  # a plot of ours, or (written before plots were marked) the plot beside a report of ours
+        raise UserError(f"{flag} {path}: is a folder; give a file name")
+    if command == "import":
+        ours = _is_imported_checkpoint(path)
+    elif command == "export":
+        ours = _is_exported_nir(path)
+    elif plot:  # a plot of ours, or (written before plots were marked) the plot beside a report of ours
         software = _png_software(path)
         ours = software == PNG_SOFTWARE or (path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
                                             and _is_report(path.with_suffix(".json"), command))
     else:
         ours = _is_report(path, command)
     if not ours:
-        what = "plot" if plot else "report"
-        raise UserError(f"--out {path}: exists and is not a {what} of accel {command}; choose another name")
+        what = {"import": "checkpoint", "export": "NIR file"}.get(command, "plot" if plot else "report")
+        raise UserError(f"{flag} {path}: exists and is not a {what} of accel {command}; choose another name")
     return path
 
 
-def report_header(command: str) -> dict:
-    """The first keys of a report: its ``format``."""
-    return {"format": REPORT_FORMATS[command][0]}
+def toolkit_version() -> str:
+    """The installed spikecore distribution's version."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("spikecore")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def content_digest(path) -> str:
+    """SHA-256 of a file, or of a folder's files (names and contents, in name order)."""
+    import hashlib
+
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")) if path.is_dir() \
+        else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def report_header(command: str, inputs: dict) -> dict:
+    """The first keys of a report: its ``format``, the toolkit's version, the UTC time and the ``inputs``
+    (``{role: path or None}``; None is the embedded default) with their content digests."""
+    import datetime
+
+    described = {}
+    for role, path in inputs.items():
+        described[role] = ({"path": None, "embedded_default": True} if path is None
+                           else {"path": str(path), "sha256": content_digest(path)})
+    return {"format": REPORT_FORMATS[command][0], "spikecore_version": toolkit_version(),
+            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "inputs": described}

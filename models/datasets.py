@@ -21,13 +21,18 @@ Missing or malformed data raise :class:`DatasetNotFoundError` (a ``FileNotFoundE
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .atomic import atomic_write_bytes, file_lock
 
 __all__ = [
     "DatasetNotFoundError", "DatasetFormatError",
@@ -459,18 +464,45 @@ class DVSGesture(torch.utils.data.Dataset):
                                        f"{' ...' if len(missing) > 3 else ''} in '{self.root}' (each "
                                        f"userNN_<light>.aedat needs its userNN_<light>_labels.csv beside it)")
         self.files = files
-        cache = None
-        if cache_dir is not None:
-            tag = "train" if train else "test"
-            cache = Path(cache_dir) / f"dvsgesture_{tag}_T{timesteps}_dt{self.dt_us}us_s{size}_n{len(files)}.npz"
-        if cache is not None and cache.is_file():
-            with np.load(cache, allow_pickle=False) as z:
-                self._frames, self.labels, self.sources = z["frames"], z["labels"], z["sources"]
-        else:
+        if cache_dir is None:
             self._frames, self.labels, self.sources = self._build()
-            if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                np.savez(cache, frames=self._frames, labels=self.labels, sources=self.sources)
+            return
+        cache = Path(cache_dir) / f"dvsgesture_{'train' if train else 'test'}_{self._recordings_digest()}.npz"
+        with file_lock(cache.with_suffix(".lock")):  # concurrent runs bin the recordings once
+            cached = self._read_cache(cache)
+            if cached is None:
+                cached = self._build()
+                buffer = io.BytesIO()
+                np.savez(buffer, frames=cached[0], labels=cached[1], sources=cached[2])
+                atomic_write_bytes(cache, buffer.getvalue())
+        self._frames, self.labels, self.sources = cached
+
+    def _recordings_digest(self) -> str:
+        """Digest of what the binned samples depend on: the binning and every recording's name, size and
+        modification time (an edited or replaced recording is binned again)."""
+        digest = hashlib.sha256(f"{self.timesteps}/{self.dt_us}/{self.size}".encode())
+        for f in self.files:
+            labels = f.parent / (f.name[:-6] + "_labels.csv")
+            for path in (f, labels):
+                stat = path.stat()
+                digest.update(f"{path.name}/{stat.st_size}/{stat.st_mtime_ns}".encode())
+        return digest.hexdigest()[:16]
+
+    def _read_cache(self, cache: Path):
+        """The cached ``(frames, labels, sources)``, or None if the file is missing, unreadable or not of the
+        expected shapes (then it is rebuilt)."""
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                frames, labels, sources = z["frames"], z["labels"], z["sources"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None
+        n = len(labels)
+        expected = (n, self.timesteps, 2, self.size, self.size)
+        if (frames.shape != expected or labels.shape != (n,) or sources.shape[:1] != (n,)
+                or labels.dtype.kind not in "iu" or (n and not 0 <= labels.min() <= labels.max() < len(self.classes))
+                or not np.isfinite(frames).all()):
+            return None
+        return frames, labels, sources
 
     def _build(self):
         frames, labels, sources = [], [], []

@@ -74,6 +74,7 @@ def train_digits(out_dir, model_config: dict | None = None, epochs: int = 40, ba
             idx = order[i:i + batch_size]
             logits = net(x_tr[idx])
             loss = loss_fn(logits, y_tr[idx])
+            check_finite_loss(loss, epoch + 1)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -136,6 +137,18 @@ class RunDirError(ValueError):
     """RUN_DIR cannot be used (a different run is there, or nothing to resume)."""
 
 
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite: the run stops (its last checkpoint, if any, is the previous epoch's)."""
+
+
+def check_finite_loss(loss: torch.Tensor, epoch: int) -> None:
+    """Stop a run whose loss is no longer finite, rather than train on and record NaN."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"training diverged in epoch {epoch}: the loss is {value} (lower train.lr, or check "
+                               f"the data)")
+
+
 class _TensorData:
     """In-memory samples: ``x`` ``[N, ...]`` (time-major on output when ``time_major``), labels ``[N]``."""
 
@@ -187,6 +200,32 @@ def synthetic_data(kind: str = "cifar", train_samples: int = 256, test_samples: 
     if kind == "dvs":
         x = (torch.rand((n,) + shape, generator=g) < torch.sigmoid(x - 1.0)).to(torch.float32)
     return x[:train_samples], y[:train_samples], x[train_samples:], y[train_samples:]
+
+
+def network_footprint(build, sample_shape) -> tuple:
+    """``(parameters, activation values per sample)`` of the network ``build()`` returns, measured without
+    allocating it: built on PyTorch's meta device and run in train mode on a batch of one, ``sample_shape``.
+    The activations are the outputs of every leaf module, what backpropagation keeps at the least.
+
+    Raises
+    ------
+    RuntimeError
+        The network does not take such samples.
+    """
+    with torch.device("meta"):
+        net = build()
+    values = []
+
+    def count(module, inputs, output):
+        outputs = output if isinstance(output, (tuple, list)) else (output,)
+        values.extend(tensor.numel() for tensor in outputs if isinstance(tensor, torch.Tensor))
+
+    for module in net.modules():
+        if next(module.children(), None) is None:
+            module.register_forward_hook(count)
+    net.train()
+    net(torch.empty(sample_shape, device="meta"))
+    return sum(parameter.numel() for parameter in net.parameters()), sum(values)
 
 
 def load_data(dataset: dict):
@@ -354,13 +393,59 @@ def _plain(config: dict) -> dict:
 
 
 def _read_run(path: Path):
+    """The checkpoint of a run to resume, its training state checked (a damaged one is named, not a traceback)."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        raise RunDirError(f"{path}: cannot resume: truncated or not a PyTorch checkpoint") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("train_state"), dict):
+    except Exception:  # the weights-only unpickler raises many types on a truncated or foreign file
+        raise RunDirError(f"{path}: cannot resume: truncated or not a PyTorch checkpoint "
+                          f"(--restart starts the run afresh)") from None
+    state = payload.get("train_state") if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
         raise RunDirError(f"{path}: holds a checkpoint that is not a resumable generic run; choose another --out")
+    run_config, metrics = state.get("run_config"), payload.get("metrics")
+    intact = (isinstance(state.get("epoch"), int) and isinstance(state.get("finished"), bool)
+              and isinstance(run_config, dict)
+              and all(isinstance(run_config.get(section), dict) for section in ("dataset", "model", "train"))
+              and isinstance(payload.get("state_dict"), dict) and isinstance(metrics, dict)
+              and isinstance(metrics.get("history"), list)
+              and isinstance(metrics.get("train_seconds"), (int, float)))
+    if not intact:
+        raise RunDirError(f"{path}: cannot resume: the checkpoint's training state is damaged "
+                          f"(--restart starts the run afresh)")
     return payload
+
+
+def _restore(path: Path, previous: dict, net, optimizer, schedule) -> None:
+    """Load a resumed run's weights, optimizer, schedule and RNG state; a checkpoint whose state does not fit
+    the configured network is named (the configuration it records was edited, or the file damaged)."""
+    state = previous["train_state"]
+    try:
+        net.load_state_dict(previous["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunDirError(f"{path}: cannot resume: the checkpoint's state does not fit the configured run "
+                          f"({reason}; --restart starts the run afresh)") from None
+
+
+def _finish_results(out_dir: Path, metrics: dict) -> bool:
+    """Write ``metrics.json`` and ``curves.png`` of a finished run from its checkpoint's ``metrics`` where a
+    kill after the final checkpoint left them missing or out of date; returns whether anything was written."""
+    expected = json.dumps(metrics, indent=2)
+    try:
+        current = (out_dir / "metrics.json").read_text()
+    except (OSError, UnicodeDecodeError):
+        current = None
+    written = False
+    if current != expected:
+        atomic_write_bytes(out_dir / "metrics.json", expected.encode())
+        written = True
+    if written or not (out_dir / "curves.png").is_file():
+        _plot_curves(metrics["history"], out_dir / "curves.png")
+        written = True
+    return written
 
 
 def train_network(out_dir, config: dict, progress: bool = True, resume: bool | None = None, log=None,
@@ -391,8 +476,14 @@ def train_network(out_dir, config: dict, progress: bool = True, resume: bool | N
             raise RunDirError(f"{out_dir}: holds a run with a different configuration ('{diff}' differs); "
                               f"choose another --out")
         if previous["train_state"]["finished"]:
+            epochs_done = previous["train_state"]["epoch"]
+            if _finish_results(out_dir, previous["metrics"]):
+                message = (f"the run had finished ({epochs_done} epochs) but was stopped before writing its "
+                           f"results: wrote metrics.json and curves.png from the checkpoint")
+            else:
+                message = f"the run is already finished ({epochs_done} epochs)"
             if log:
-                log(f"{out_dir}: the run is already finished ({previous['train_state']['epoch']} epochs)")
+                log(f"{out_dir}: {message}")
             return previous["metrics"]
     elif resume:
         raise RunDirError(f"{out_dir}: --resume: no checkpoint.pt to resume from")
@@ -407,10 +498,7 @@ def train_network(out_dir, config: dict, progress: bool = True, resume: bool | N
     history, start_epoch, seconds_before = [], 0, 0.0
     if previous is not None:
         state = previous["train_state"]
-        net.load_state_dict(previous["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
+        _restore(path, previous, net, optimizer, schedule)
         start_epoch = state["epoch"]
         history = list(previous["metrics"]["history"])
         seconds_before = previous["metrics"]["train_seconds"]
@@ -436,6 +524,7 @@ def train_network(out_dir, config: dict, progress: bool = True, resume: bool | N
             for i in range(0, len(train_data), batch_size):
                 x, y = train_data.batch(order[i:i + batch_size])
                 loss, logits = _loss(net, net(x), y, train["loss"])
+                check_finite_loss(loss, epoch + 1)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

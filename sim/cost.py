@@ -18,16 +18,21 @@ points are Horowitz's 45 nm figures (ISSCC 2014: 64-bit access of an 8 KB SRAM 1
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-import yaml
 
-from accel.config import ArchConfig, _check_keys
+from accel.checkpoint import all_finite
+from accel.config import ArchConfig, check_keys
 from accel.errors import UserError
 from accel.layouts import all_layouts, physical_memories
+from accel.yamlio import load_yaml
 
 DEFAULT_SRAM_POINTS = {8 * 1024: 10.0, 32 * 1024: 20.0, 1024 * 1024: 100.0}
+#: Largest energy of the table (1 uJ per operation or access: far above any memory technology), so that every
+#: report sum stays a finite number.
+MAX_ENERGY_PJ = 1e6
+#: Largest SRAM size of the table (1 TiB).
+MAX_SRAM_BYTES = 1 << 40
 
 
 @dataclass(frozen=True)
@@ -50,29 +55,47 @@ class EnergyModel:
         return bits / 64 * e64
 
 
+def _energy_pj(value, key: str, source: str) -> float:
+    """An energy of the table: a finite number of pJ in [0, :data:`MAX_ENERGY_PJ`]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not all_finite(value) \
+            or not 0 <= value <= MAX_ENERGY_PJ:
+        raise UserError(f"{source}: key '{key}' must be a number of pJ in [0, {MAX_ENERGY_PJ:g}], got {value!r}")
+    return float(value)
+
+
 def load_energy_model(path=None) -> EnergyModel:
-    """Read an energy table (``e_ac_pj``, ``sram_pj_per_64bit: {bytes: pJ}``); ``None`` gives the default."""
+    """Read an energy table (``e_ac_pj``, ``sram_pj_per_64bit: {bytes: pJ}``); ``None`` gives the default.
+
+    Raises
+    ------
+    UserError
+        Naming the file and key: unreadable or malformed YAML, an unknown key, an energy that is not a finite
+        number in [0, :data:`MAX_ENERGY_PJ`] pJ (an SRAM point's must be positive: it is interpolated in
+        log-log), a size that is not a whole number of bytes in [1, :data:`MAX_SRAM_BYTES`].
+    """
     if path is None:
         return EnergyModel()
     source = str(path)
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as exc:
-        raise UserError(f"{source}: cannot read energy table ({exc.strerror})") from None
-    except yaml.YAMLError:
-        raise UserError(f"{source}: malformed YAML") from None
+    data = load_yaml(path, "energy table")
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping with keys e_ac_pj, sram_pj_per_64bit")
-    _check_keys(data, ["e_ac_pj", "sram_pj_per_64bit"], "", source)
-    e_ac = data.get("e_ac_pj", 0.9)
-    if isinstance(e_ac, bool) or not isinstance(e_ac, (int, float)) or e_ac < 0:
-        raise UserError(f"{source}: key 'e_ac_pj' must be a non-negative number, got {e_ac!r}")
+    check_keys(data, ["e_ac_pj", "sram_pj_per_64bit"], "", source)
+    e_ac = _energy_pj(data.get("e_ac_pj", EnergyModel.e_ac_pj), "e_ac_pj", source)
     points = data.get("sram_pj_per_64bit", DEFAULT_SRAM_POINTS)
-    if (not isinstance(points, dict) or not points
-            or not all(isinstance(k, int) and k > 0 and isinstance(v, (int, float)) and v > 0
-                       for k, v in points.items())):
-        raise UserError(f"{source}: key 'sram_pj_per_64bit' must map positive sizes in bytes to positive pJ")
-    return EnergyModel(float(e_ac), {int(k): float(v) for k, v in points.items()})
+    if not isinstance(points, dict) or not points:
+        raise UserError(f"{source}: key 'sram_pj_per_64bit' must map sizes in bytes to pJ per 64-bit access, "
+                        f"got {points!r}")
+    table = {}
+    for size, energy in points.items():
+        key = f"sram_pj_per_64bit.{size}"
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_SRAM_BYTES:
+            raise UserError(f"{source}: key '{key}': a size must be a whole number of bytes in "
+                            f"[1, {MAX_SRAM_BYTES}], got {size!r}")
+        table[size] = _energy_pj(energy, key, source)
+        if table[size] == 0:
+            raise UserError(f"{source}: key '{key}' must be a positive number of pJ, got {energy!r}")
+    return EnergyModel(e_ac, table)
 
 
 def layer_accesses(account, arch: ArchConfig) -> dict:

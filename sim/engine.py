@@ -304,6 +304,10 @@ def simulate(program: Program, arch: ArchConfig, pixels, tables: _Tables | None 
                           keep_events=keep_events, engine=engine)[0]
 
 
+class DenseEngineUnsuitable(ValueError):
+    """``engine="dense"`` was asked for a program whose tables are not convolutions it can run."""
+
+
 def simulate_batch(program: Program, arch: ArchConfig, pixels_batch, progress=None, tables: _Tables | None = None,
                    keep_events: bool = True, engine: str = "auto", batch: int = 16) -> list:
     """Simulate several inferences (one per row of ``pixels_batch``), sharing the prepared tables; the
@@ -315,7 +319,7 @@ def simulate_batch(program: Program, arch: ArchConfig, pixels_batch, progress=No
     pixels_batch = np.asarray(pixels_batch, np.int64).reshape(len(pixels_batch), -1)
     plan = tables.dense(program, arch) if engine != "tables" else None
     if engine == "dense" and plan.reason:
-        raise ValueError(f"the dense engine cannot run this program: {plan.reason}")
+        raise DenseEngineUnsuitable(f"the dense engine cannot run this program: {plan.reason}")
     results = []
     for begin in range(0, len(pixels_batch), batch):
         chunk = pixels_batch[begin:begin + batch]

@@ -65,3 +65,29 @@ def test_help_for_every_command():
     for command in ("demo", "train", "compile", "sim", "rtl", "verify"):
         proc = subprocess.run([sys.executable, "-m", "accel.cli", command, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0 and "usage: accel " + command in proc.stdout
+
+
+def test_version_and_report_metadata(tmp_path):
+    from importlib import metadata
+
+    rc, out, _ = run_cli("--version")
+    assert rc == 0 and out.strip() == f"spikecore {metadata.version('spikecore')}"
+    program = tmp_path / "prog"
+    assert main(["compile", str(shipped_checkpoint_path()), "--out", str(program)]) == 0
+    report = tmp_path / "sim.json"
+    assert main(["sim", str(program), "--out", str(report), "--samples", "2", "--quiet"]) == 0
+    data = json.loads(report.read_text())
+    assert data["format"] == "spikecore-sim-report" and data["spikecore_version"] == metadata.version("spikecore")
+    assert data["created_utc"].endswith("+00:00")
+    assert data["inputs"]["program"]["path"] == str(program) and len(data["inputs"]["program"]["sha256"]) == 64
+    assert data["inputs"]["arch"] == {"path": None, "embedded_default": True}
+    first = data["inputs"]["program"]["sha256"]
+    assert main(["compile", str(shipped_checkpoint_path()), "--out", str(program), "--arch",
+                 str(tmp_path / "a.yaml")]) == 2  # (no such file: the program is unchanged)
+    (tmp_path / "a.yaml").write_text("name: other\nacc_bits: 20\nmembrane_bits: 20\n")
+    assert main(["compile", str(shipped_checkpoint_path()), "--out", str(program), "--arch",
+                 str(tmp_path / "a.yaml")]) == 0
+    assert main(["sim", str(program), "--arch", str(tmp_path / "a.yaml"), "--out", str(report), "--samples", "2",
+                 "--quiet"]) == 0
+    data = json.loads(report.read_text())
+    assert data["inputs"]["program"]["sha256"] != first and len(data["inputs"]["arch"]["sha256"]) == 64

@@ -266,6 +266,32 @@ def test_dvs_gesture_dataset_frames_labels_split_and_cache(tmp_path):
     assert tuple(default[0][0].shape) == (40, 2, 32, 32) and default[0][0].sum() == 6
 
 
+def test_dvs_gesture_cache_is_validated_when_read(tmp_path, monkeypatch):
+    """A corrupt, truncated or foreign cache file is rebuilt; an edited recording is binned again; a valid
+    cache is used without binning."""
+    root = tmp_path / "DvsGesture"
+    root.mkdir()
+    _write_gesture(root, 1, "fluorescent", _gesture_events(), [(3, 1000, 20000)])
+    options = dict(train=True, timesteps=4, dt_ms=1, size=32, cache_dir=tmp_path / "cache")
+    first = DVSGesture(tmp_path, **options)
+    (cache,) = (tmp_path / "cache").glob("*.npz")
+    for damage in (b"garbage", cache.read_bytes()[:100]):
+        cache.write_bytes(damage)
+        assert torch.equal(DVSGesture(tmp_path, **options)[0][0], first[0][0])
+    np.savez(cache, frames=np.zeros((1, 9)), labels=np.array([99]), sources=np.array(["x"]))
+    assert torch.equal(DVSGesture(tmp_path, **options)[0][0], first[0][0])
+
+    def no_binning(self):
+        raise AssertionError("a valid cache was binned again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DVSGesture, "_build", no_binning)
+        assert torch.equal(DVSGesture(tmp_path, **options)[0][0], first[0][0])
+    _write_gesture(root, 1, "fluorescent", _gesture_events()[:3], [(3, 1000, 20000)])  # an edited recording
+    edited = DVSGesture(tmp_path, **options)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2 and edited[0][0].sum() < first[0][0].sum()
+
+
 def test_dvs_gesture_missing_and_malformed_files(tmp_path):
     with pytest.raises(DatasetNotFoundError) as err:
         DVSGesture(tmp_path / "absent")
