@@ -453,6 +453,81 @@ def _demo_chain(args, out: Path, method, arch, arch_path) -> int:
     return 0 if report["bit_exact"] and report["cycle_exact"] else EXIT_MISMATCH
 
 
+INIT_KINDS = {"arch": "architecture configuration", "sweep": "sweep file", "train": "training configuration"}
+
+
+def cmd_init(args) -> int:
+    """``accel init arch|sweep|train --out FILE``: a commented starting configuration that validates."""
+    from importlib import resources
+
+    from models.atomic import atomic_write_bytes
+
+    template = (resources.files("accel") / "data" / "templates" / f"{args.kind}.yaml").read_bytes()
+    out = Path(args.out)
+    if out.exists() or out.is_symlink():
+        if not out.is_file() or out.read_bytes() != template:
+            raise UserError(f"--out {out}: exists; accel init writes only new files (choose another name)")
+    from .outputs import check_writable
+
+    check_writable(out)
+    atomic_write_bytes(out, template)
+    check = {"arch": f"accel rtl --arch {out} --out RTL_DIR", "sweep": f"accel sweep {out} --out SWEEP_DIR",
+             "train": f"accel train {out} --out RUN_DIR"}[args.kind]
+    print(f"wrote a starting {INIT_KINDS[args.kind]} to {out}; edit it, then: {check}")
+    return 0
+
+
+#: Each command's description and examples in its ``--help``.
+COMMAND_HELP = {
+    "demo": ("The main job on the embedded default: train the digits network, compile it, simulate the test "
+             "set, generate Verilog and verify test images on the RTL (golden == simulator == RTL).",
+             ["accel demo --out out/demo", "accel demo --pretrained --out out/demo --simulator icarus",
+              "accel demo --method sew-iand --epochs 2 --out out/sew-iand"]),
+    "train": ("Train the digits network, or any network of the method set on any supported dataset "
+              "(docs/training.md); a generic run resumes after an interruption.",
+              ["accel train --out runs/digits", "accel init train --out train.yaml && accel train train.yaml "
+               "--out runs/resnet8"]),
+    "compile": ("Quantize a checkpoint to the core's fixed point and compile it into a Program folder "
+                "(manifest.json, arrays.npz) for an architecture.",
+                ["accel compile runs/digits/checkpoint.pt --out prog",
+                 "accel compile runs/resnet8/checkpoint.pt --arch accel/data/methods_arch.yaml --out prog"]),
+    "sim": ("Run a Program on the cycle-level simulator over the digits test set: accuracy, cycles, latency, "
+            "lane utilization, memory traffic and energy per layer (JSON and a PNG beside it).",
+            ["accel sim prog --out sim.json", "accel sim prog --samples 50 --engine tables --out sim.json"]),
+    "rtl": ("Generate the core's Verilog (core.v, rtl.json) for an architecture configuration.",
+            ["accel rtl --out rtl", "accel init arch --out arch.yaml && accel rtl --arch arch.yaml --out rtl"]),
+    "verify": ("Prove golden == simulator == RTL, bit for bit and cycle for cycle, on test images; exit 1 on "
+               "a mismatch, with the first mismatches in the report.",
+               ["accel verify runs/digits/checkpoint.pt --out verify.json",
+                "accel verify prog --samples 5 --flip-bit weights:10:3 --out fault.json"]),
+    "synth": ("Synthesise the core with Yosys (and place and route it with nextpnr for iCE40 and ECP5): LUT, "
+              "FF, block RAM, DSP, Fmax (docs/synthesis.md).",
+              ["accel synth --target ice40-up5k --out synth", "accel synth --arch arch.yaml --target ecp5-85 "
+               "--out synth-ecp5"]),
+    "sweep": ("Explore architectures over a grid and random points for trained networks: accuracy, cycles, "
+              "energy, area; Pareto front as CSV and PNG; resumable (docs/sweeps.md).",
+              ["accel init sweep --out sweep.yaml && accel sweep sweep.yaml --out sweep",
+               "accel sweep examples/sweep_digits.yaml --out sweep --workers 2"]),
+    "import": ("Bring a network from snnTorch, SpikingJelly, Norse, Sinabs, ... through NIR (docs/nir.md).",
+               ["accel import snn.nir --out snn.pt --timesteps 4 --input-scale 16"]),
+    "export": ("Export a compilable network to standard NIR nodes, with the quantization as metadata.",
+               ["accel export runs/digits/checkpoint.pt --out digits.nir"]),
+    "init": ("Write a commented starting configuration that validates: an architecture, a sweep or a "
+             "training configuration.",
+             ["accel init arch --out arch.yaml", "accel init sweep --out sweep.yaml",
+              "accel init train --out train.yaml"]),
+}
+
+
+def _describe_commands(sub) -> None:
+    """Give every command's ``--help`` its description and examples (:data:`COMMAND_HELP`)."""
+    for name, parser in sub.choices.items():
+        description, examples = COMMAND_HELP[name]
+        parser.description = description
+        parser.epilog = "examples:\n" + "\n".join(f"  {example}" for example in examples)
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
 # ---- parser -------------------------------------------------------------------------------------
 class OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line naming the command, like every other bad input (exit status 2)."""
@@ -551,6 +626,12 @@ def build_parser() -> argparse.ArgumentParser:
     from . import nir_io
 
     nir_io.add_parsers(sub, arch_arg, stream_mode_arg)
+
+    p = sub.add_parser("init", help="write a commented starting configuration (arch, sweep or train)")
+    p.add_argument("kind", choices=sorted(INIT_KINDS), help="which configuration")
+    p.add_argument("--out", required=True, metavar="FILE", help="the YAML file to write (must not exist)")
+    p.set_defaults(func=cmd_init)
+    _describe_commands(sub)
     return parser
 
 

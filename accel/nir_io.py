@@ -649,7 +649,7 @@ def cmd_export(args) -> int:
     from .outputs import claim_output_file
 
     arch = load_arch(args.arch)
-    claim_output_file(args.nir, "export", flag="--nir")
+    claim_output_file(args.nir, "export")
     net, _ = load_checkpoint(args.checkpoint)
     if args.stream_mode is not None:
         if getattr(net, "block_kind", None) != "dual":
@@ -676,7 +676,8 @@ def add_parsers(sub, arch_arg, stream_mode_arg) -> None:
 
     p = sub.add_parser("export", help="a checkpoint -> NIR, MLF levels, gates and quantization as metadata")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
-    p.add_argument("--nir", required=True, metavar="MODEL.nir")
+    p.add_argument("--out", "--nir", dest="nir", required=True, metavar="MODEL.nir",
+                   help="the NIR file to write (--nir is the earlier spelling)")
     p.add_argument("--dt", type=float, default=DEFAULT_DT, help=f"time step recorded (default {DEFAULT_DT:g})")
     arch_arg(p)
     stream_mode_arg(p)

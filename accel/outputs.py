@@ -33,6 +33,8 @@ REPORT_FORMATS = {
     "sim": ("spikecore-sim-report", ("arch_fingerprint", "cycles_mean")),
     "verify": ("spikecore-verify-report", ("bit_exact", "mismatches")),
     "demo": ("spikecore-demo-summary", ("bit_exact", "artifacts")),
+    "sweep": ("spikecore-sweep-summary", ("pareto", "objectives")),
+    "synth": ("spikecore-synth-report", ("lut", "fits")),
 }
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from .config import NAME_PATTERN, check_keys, suggest
 from .errors import UserError, short_repr
+from .outputs import output_dir, report_header
 from .yamlio import load_yaml
 
 SPEC_KEYS = ("name", "networks", "base_arch", "samples", "grid", "random", "fit_memories", "synth", "energy")
@@ -765,7 +766,6 @@ def run_sweep(spec: SweepSpec, out: Path, workers: int | None = None, scheduler:
         The summary written to ``sweep.json``.
     """
     from . import area
-    from .outputs import output_dir
 
     start = time.perf_counter()
     if spec.synth_target:  # fail before any work if no area model can be fitted at the end
@@ -821,7 +821,8 @@ def _run_sweep(spec: SweepSpec, out: Path, workers, client, progress: bool, log,
     records = [done[point_id] for point_id in ids]
     summary = write_results(spec, records, out, log)
     summary.update(computed=computed, seconds=time.perf_counter() - start)
-    atomic_write_json(out / "sweep.json", summary)
+    inputs = {"sweep": spec.source, **{f"network{k}": network for k, network in enumerate(spec.networks)}}
+    atomic_write_json(out / "sweep.json", {**report_header("sweep", inputs), **summary})
     return summary
 
 
@@ -863,20 +864,23 @@ def _area_columns(records: list, spec: SweepSpec, log) -> tuple[dict, object]:
         if r["status"] != "ok":
             continue
         synth = measured.get(r["arch_fingerprint"])
+        # every resource the target has (the iCE40's SPRAM included), so that fits and device_fraction agree
         if synth is not None:
-            values = {k: synth[k] for k in ("lut", "ff", "bram", "dsp")}
-            values.update(fmax_mhz=synth["fmax_mhz"], fits=synth["fits"], area_source="synthesis")
+            values = {k: synth.get(k) or 0 for k in target.capacity}
+            values.update(fmax_mhz=synth["fmax_mhz"], area_source="synthesis")
         else:
-            values = model.predict(arch_from_dict(r["arch"], "sweep point"))
+            predicted = model.predict(arch_from_dict(r["arch"], "sweep point"))
+            values = {k: predicted.get(k, 0) for k in target.capacity}
             values.update(fmax_mhz=None, area_source="model")
-            values["fits"] = all(values[k] <= target.capacity[k] for k in values if k in target.capacity)
-        values["device_fraction"] = max(values[k] / target.capacity[k] for k in ("lut", "ff", "bram", "dsp"))
+        values["device_fraction"] = max(values[k] / target.capacity[k] for k in target.capacity)
+        # a synthesised point also fails to fit when nextpnr cannot place it within the counts
+        values["fits"] = values["device_fraction"] <= 1 and (synth is None or synth["fits"])
         columns[r["id"]] = values
     return columns, model
 
 
 CSV_COLUMNS = ("id", "network", "status", "accuracy", "cycles_mean", "latency_us", "throughput_per_s", "energy_uj",
-               "pj_per_sop", "lut", "ff", "bram", "dsp", "fmax_mhz", "fits", "device_fraction", "area_source",
+               "pj_per_sop", "lut", "ff", "bram", "spram", "dsp", "fmax_mhz", "fits", "device_fraction", "area_source",
                "pareto", "reason")
 
 

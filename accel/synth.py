@@ -520,7 +520,7 @@ def cmd_synth(args) -> int:
 
     from .config import load_arch
 
-    from .outputs import check_output_dir, output_dir
+    from .outputs import check_output_dir, output_dir, report_header
 
     target = get_target(args.target)
     arch = load_arch(args.arch)
@@ -540,7 +540,7 @@ def cmd_synth(args) -> int:
                 atomic_write_bytes(out / log, (Path(report["cache_dir"]) / log).read_bytes())
             except FileNotFoundError:  # not made by this flow, or the entry was replaced by a concurrent --rerun
                 pass
-        atomic_write_json(out / "synth_report.json", report)
+        atomic_write_json(out / "synth_report.json", {**report_header("synth", {"arch": args.arch}), **report})
     print(summary_line(report) + f"; report {out / 'synth_report.json'}" + (" (cached)" if report["cached"] else ""))
     return 0
 

@@ -61,10 +61,45 @@ def test_pickle_that_executes_code_is_refused(tmp_path):
     assert "this must never run" not in out + err
 
 
-def test_help_for_every_command():
-    for command in ("demo", "train", "compile", "sim", "rtl", "verify"):
-        proc = subprocess.run([sys.executable, "-m", "accel.cli", command, "--help"], capture_output=True, text=True)
-        assert proc.returncode == 0 and "usage: accel " + command in proc.stdout
+def test_help_for_every_command(capsys):
+    """Every command's --help has its usage, a description and at least one example of itself."""
+    from accel.cli import COMMAND_HELP
+
+    assert {"demo", "train", "compile", "sim", "rtl", "verify", "synth", "sweep", "import", "export", "init"} <= \
+        set(COMMAND_HELP)
+    for command, (description, _) in COMMAND_HELP.items():
+        try:
+            main([command, "--help"])
+        except SystemExit as exc:
+            assert exc.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith("usage: accel " + command) and description[:40] in " ".join(text.split()), command
+        assert f"examples:\n  accel {command} " in text or f"&& accel {command} " in text, command
+    proc = subprocess.run([sys.executable, "-m", "accel.cli", "sim", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "usage: accel sim" in proc.stdout and "examples:" in proc.stdout
+
+
+def test_init_writes_starting_configurations_that_validate(tmp_path):
+    from accel.config import load_arch
+    from accel.sweep import load_sweep
+    from accel.trainconfig import load_train_config
+
+    for kind, load in (("arch", load_arch), ("sweep", load_sweep), ("train", load_train_config)):
+        path = tmp_path / f"{kind}.yaml"
+        assert main(["init", kind, "--out", str(path)]) == 0
+        assert path.read_text().startswith("# A starting") and load(path)
+    assert load_arch(tmp_path / "arch.yaml").fingerprint() == load_arch(None).fingerprint()
+    from dataclasses import fields
+
+    from accel.config import ArchConfig, Memories
+
+    text = (tmp_path / "arch.yaml").read_text()
+    for key in [f.name for f in fields(ArchConfig)] + [f.name for f in fields(Memories)]:
+        assert f"{key}:" in text, f"the arch template does not show '{key}'"
+    (tmp_path / "mine.yaml").write_text("lanes: 4\n")
+    rc, _, err = run_cli("init", "arch", "--out", tmp_path / "mine.yaml")
+    assert_one_line_error(rc, err, "mine.yaml: exists; accel init writes only new files")
+    assert (tmp_path / "mine.yaml").read_text() == "lanes: 4\n"
 
 
 def test_version_and_report_metadata(tmp_path):

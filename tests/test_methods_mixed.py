@@ -94,7 +94,7 @@ def test_bad_mixed_configs_name_the_key(config, message):
 
 
 def test_mixed_resnet_trained_a_step_on_the_digits_compiles_bit_exact():
-    """accel's compiler takes a mixed ResNet of spike-passing blocks (ms stages are refused: see the report)."""
+    """accel's compiler takes a mixed ResNet of spike-passing blocks (mixes with ms blocks are refused: below)."""
     from accel.compiler import compile_network
     from accel.config import load_arch
     from accel.methods import methods_arch_path
@@ -117,3 +117,19 @@ def test_mixed_resnet_trained_a_step_on_the_digits_compiles_bit_exact():
     sims = simulate_batch(program, arch, pixels.reshape(len(pixels), -1).numpy())
     report, _ = verify(program, arch, pixels, None, sims)
     assert report["bit_exact"], report["mismatches"][:3]
+
+
+@pytest.mark.parametrize("kinds", [["ms", "sew", "lsn"], ["sew", "ms", "lsn"]])
+def test_a_mix_with_ms_blocks_is_refused_by_the_compiler_in_one_line(kinds):
+    from accel.compiler import compile_network
+    from accel.config import load_arch
+    from accel.errors import UserError
+    from accel.methods import methods_arch_path
+
+    from models.digits import DIGITS_MAX_PIXEL
+
+    net = tiny(block=kinds).eval()
+    net.input_scale, net.input_shape = DIGITS_MAX_PIXEL, (1, 8, 8)
+    with pytest.raises(UserError, match=r"network: a ResNet mixing MS-ResNet blocks with other kinds \("
+                                        + ", ".join(kinds) + r"\) does not compile yet"):
+        compile_network(net, load_arch(methods_arch_path()))

@@ -154,11 +154,13 @@ def test_tables_and_pareto_front(resumed_run):
     out, _, _ = resumed_run
     rows = list(csv.DictReader(open(out / "sweep.csv")))
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
+    summary = json.loads((out / "sweep.json").read_text())
+    assert summary["format"] == "spikecore-sweep-summary" and summary["inputs"]["sweep"]["sha256"]
     cap = TARGETS["ice40-up5k"].capacity
     for r in rows:
-        assert r["area_source"] == "model"
-        assert float(r["device_fraction"]) == pytest.approx(max(float(r[k]) / cap[k] for k in ("lut", "ff", "bram",
-                                                                                                 "dsp")))
+        assert r["area_source"] == "model" and set(cap) <= set(r)  # every resource of the UP5K, SPRAM included
+        assert float(r["device_fraction"]) == pytest.approx(max(float(r[k]) / cap[k] for k in cap))
+        assert (r["fits"] == "True") == (float(r["device_fraction"]) <= 1)
     front = {r["id"] for r in csv.DictReader(open(out / "pareto.csv"))}
     assert front == {r["id"] for r in rows if r["pareto"] == "True"} and front
     objectives = [("latency_us", 1), ("device_fraction", 1), ("energy_uj", 1), ("accuracy", -1)]

@@ -96,6 +96,7 @@ def test_command_line_writes_the_report(tiny_arch, synth_cache, monkeypatch, tmp
     line = capsys.readouterr().out
     report = json.loads((tmp_path / "out" / "synth_report.json").read_text())
     assert report["cached"] and report["arch_fingerprint"] == tiny_arch.fingerprint()
+    assert report["format"] == "spikecore-synth-report" and report["inputs"]["arch"]["path"] == str(arch_file)
     assert f"{report['lut']}/5280 LUT" in line and "(cached)" in line
     assert (tmp_path / "out" / "yosys.log").stat().st_size > 0 and (tmp_path / "out" / "nextpnr.log").exists()
 
