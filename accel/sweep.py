@@ -54,6 +54,8 @@ POINTS_IN_FLIGHT_PER_WORKER = 2
 # RAMs come in powers of two, so the headroom up to the next one is free, and the event regions' base
 # addresses stay shifts (docs/synthesis.md)
 FIT_POWER_OF_TWO = "pow2"
+#: Local worker processes a sweep may start per CPU core (each holds a copy of torch: about 300 MB).
+MAX_WORKERS_PER_CORE = 4
 OBJECTIVES = (("latency_us", "min"), ("device_fraction", "min"), ("energy_uj", "min"), ("accuracy", "max"))
 # Depths of the probe configuration that measures what a network needs when ``fit_memories`` is set.
 _PROBE_DEPTHS = {"layers": 256, "pointers": 1 << 18, "synapses": 1 << 20, "weights": 1 << 18, "params": 1 << 14,
@@ -283,6 +285,9 @@ def load_sweep(path) -> SweepSpec:
     samples = data.get("samples")
     if samples is not None:
         _positive_int(samples, "samples", source)
+        available = len(_images(None)[0])
+        if samples > available:  # never clamped silently
+            raise UserError(f"{source}: key 'samples' = {samples}: the digits test set has {available} images")
     fit = data.get("fit_memories")
     if fit is not None and fit != FIT_POWER_OF_TWO and (isinstance(fit, bool) or not isinstance(fit, (int, float))
                                                         or not 1 <= fit <= 16):
@@ -971,8 +976,10 @@ def plot_pareto(rows: list, path: Path, spec: SweepSpec) -> None:
 def cmd_sweep(args) -> int:
     """Handler of ``accel sweep``."""
     spec = load_sweep(args.sweep)
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    most = MAX_WORKERS_PER_CORE * (os.cpu_count() or 1)
+    if args.workers is not None and not 1 <= args.workers <= most:
+        raise UserError(f"--workers must be in [1, {most}] ({MAX_WORKERS_PER_CORE} per core on this machine), "
+                        f"got {args.workers}")
     summary = run_sweep(spec, Path(args.out), workers=args.workers, scheduler=args.scheduler,
                         progress=not args.quiet, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"sweep {summary['name']}: {summary['points']} points ({summary['computed']} computed now, "
