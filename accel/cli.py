@@ -477,6 +477,26 @@ def cmd_init(args) -> int:
     return 0
 
 
+def cmd_schema(args) -> int:
+    """``accel schema arch|sweep|train [--out FILE]``: the JSON Schema of a configuration file."""
+    from .schemas import schema_text
+
+    text = schema_text(args.name)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    from models.atomic import atomic_write_bytes
+
+    from .schemas import is_schema_file
+
+    out = Path(args.out)
+    if (out.exists() or out.is_symlink()) and not is_schema_file(out):
+        raise UserError(f"--out {out}: exists and is not a schema accel schema wrote; choose another name")
+    atomic_write_bytes(out, text.encode())
+    print(f"wrote the {args.name} schema to {out}")
+    return 0
+
+
 #: Each command's description and examples in its ``--help``.
 COMMAND_HELP = {
     "demo": ("The main job on the embedded default: train the digits network, compile it, simulate the test "
@@ -512,6 +532,10 @@ COMMAND_HELP = {
                ["accel import snn.nir --out snn.pt --timesteps 4 --input-scale 16"]),
     "export": ("Export a compilable network to standard NIR nodes, with the quantization as metadata.",
                ["accel export runs/digits/checkpoint.pt --out digits.nir"]),
+    "schema": ("Print (or write) the JSON Schema of a configuration file, for editors and CI: keys, types, "
+               "ranges and choices, generated from the loaders' own tables (docs/bad-inputs.md has the rules only "
+               "the loaders check).",
+               ["accel schema arch > arch.schema.json", "accel schema sweep --out sweep.schema.json"]),
     "init": ("Write a commented starting configuration that validates: an architecture, a sweep or a "
              "training configuration.",
              ["accel init arch --out arch.yaml", "accel init sweep --out sweep.yaml",
@@ -631,6 +655,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=sorted(INIT_KINDS), help="which configuration")
     p.add_argument("--out", required=True, metavar="FILE", help="the YAML file to write (must not exist)")
     p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("schema", help="the JSON Schema of a configuration file (arch, sweep or train)")
+    p.add_argument("name", choices=sorted(INIT_KINDS), help="which configuration")
+    p.add_argument("--out", metavar="FILE", default=None, help="write it to FILE (default: print it)")
+    p.set_defaults(func=cmd_schema)
     _describe_commands(sub)
     return parser
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, short_repr
 from .yamlio import load_yaml
 
 MULTIVALUE_MODES = ("repeat", "bitserial")
@@ -47,6 +47,8 @@ BANK_CONFLICTS = (
 )
 
 
+#: Highest clock a configuration may name (MHz).
+MAX_CLOCK_MHZ = 2000
 #: Widest memory word: one signal of the generated netlist (Amaranth's limit on a net's width).
 MAX_WORD_BITS = (1 << 16) - 1
 #: Largest total of on-chip memory a configuration may declare (4 Gbit): the generator, the simulators and
@@ -69,7 +71,8 @@ class Memories:
     trace: int = 8192
 
 
-_MEMORY_LIMITS = {
+#: ``memories.NAME``: (smallest, largest) depth in words.
+MEMORY_LIMITS = {
     "layers": (1, 256),
     "pointers": (2, 1 << 20),
     "synapses": (2, 1 << 22),
@@ -227,7 +230,8 @@ class ArchConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-_SCALAR_LIMITS = {
+#: Integer keys of the configuration: (smallest, largest) value.
+SCALAR_LIMITS = {
     "lanes": (1, 256),
     "weight_bits": (2, 32),
     "acc_bits": (4, 64),
@@ -276,10 +280,10 @@ def arch_from_dict(data, source: str = "<arch>") -> ArchConfig:
                 raise UserError(f"{source}: key 'memories' must be a mapping")
             mem_keys = [f.name for f in fields(Memories)]
             check_keys(value, mem_keys, "memories.", source)
-            mems = {k: _int_in_range(v, f"memories.{k}", *_MEMORY_LIMITS[k], source) for k, v in value.items()}
+            mems = {k: _int_in_range(v, f"memories.{k}", *MEMORY_LIMITS[k], source) for k, v in value.items()}
             kwargs["memories"] = Memories(**mems)
-        elif key in _SCALAR_LIMITS:
-            kwargs[key] = _int_in_range(value, key, *_SCALAR_LIMITS[key], source)
+        elif key in SCALAR_LIMITS:
+            kwargs[key] = _int_in_range(value, key, *SCALAR_LIMITS[key], source)
         elif key == "name":
             kwargs[key] = _name(value, source)
         elif key == "multivalue":
@@ -293,8 +297,9 @@ def arch_from_dict(data, source: str = "<arch>") -> ArchConfig:
         elif key == "banks":
             kwargs[key] = _banks(value, source)
         elif key == "clock_mhz":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 2000:
-                raise UserError(f"{source}: key 'clock_mhz' = {value!r} must be a number in (0, 2000]")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_CLOCK_MHZ:
+                raise UserError(f"{source}: key 'clock_mhz' = {short_repr(value)} must be a number in "
+                                f"(0, {MAX_CLOCK_MHZ}]")
             kwargs[key] = float(value)
     arch = ArchConfig(**kwargs)
     if arch.lanes & (arch.lanes - 1):

@@ -15,7 +15,8 @@ from .yamlio import load_yaml
 
 MODEL_DEFAULTS = {"channels": [16, 32], "levels": 3, "timesteps": 4, "v_th": 0.6, "width": 1.0, "decay": 0.25}
 TRAIN_DEFAULTS = {"epochs": 20, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-4, "seed": 0}
-_RANGES = {
+#: Numbers of a digits configuration: (type, smallest, largest).
+DIGITS_RANGES = {
     "levels": (int, 1, 8), "timesteps": (int, 1, 64), "v_th": (float, 1e-6, 1e6), "width": (float, 1e-6, 1e6),
     "decay": (float, 1e-6, 1.0), "epochs": (int, 1, 100000), "batch_size": (int, 1, 65536),
     "lr": (float, 1e-9, 10.0), "weight_decay": (float, 0.0, 1.0), "seed": (int, 0, 2**31 - 1),
@@ -29,7 +30,7 @@ def _value(section: str, key: str, value, source: str):
             raise UserError(f"{source}: key 'model.channels' must be a list of two integers in [1, 1024], "
                             f"got {short_repr(value)}")
         return value
-    return _number(section, key, value, source, _RANGES)
+    return _number(section, key, value, source, DIGITS_RANGES)
 
 
 def load_train_config(path=None) -> dict:
@@ -82,7 +83,8 @@ GENERIC_TRAIN_DEFAULTS = {"epochs": 200, "batch_size": 128, "optimizer": "sgd", 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 LOSSES = ("ce", "dual")
-_GENERIC_RANGES = {
+#: Numbers of a generic configuration's dataset and train sections: (type, smallest, largest).
+GENERIC_RANGES = {
     "epochs": (int, 1, 100000), "batch_size": (int, 1, 65536), "lr": (float, 1e-9, 10.0),
     "momentum": (float, 0.0, 0.999999), "weight_decay": (float, 0.0, 1.0), "gamma": (float, 1e-9, 1.0),
     "seed": (int, 0, 2**31 - 1), "eval_batch": (int, 1, 4096),
@@ -94,8 +96,8 @@ _GENERIC_RANGES = {
 
 def _number(section: str, key: str, value, source: str, ranges=None):
     """The number at ``section.key``, of the type and in the range ``ranges[key]`` (``(type, lo, hi)``;
-    default :data:`_GENERIC_RANGES`); NaN and infinities are refused."""
-    kind, lo, hi = (_GENERIC_RANGES if ranges is None else ranges)[key]
+    default :data:`GENERIC_RANGES`); NaN and infinities are refused."""
+    kind, lo, hi = (GENERIC_RANGES if ranges is None else ranges)[key]
     if kind is float and isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
         try:
             value = float(value)

@@ -9,6 +9,7 @@ import math
 import random
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 import torch
@@ -17,8 +18,10 @@ from accel.checkpoint import shipped_checkpoint_path
 from accel.cli import main
 from accel.config import load_arch
 from accel.errors import UserError
+from accel.schemas import SCHEMAS
 from accel.sweep import load_sweep
 from accel.trainconfig import load_train_config
+from accel.yamlio import parse_yaml
 from sim.cost import load_energy_model
 
 ROOT = Path(__file__).parents[1]
@@ -83,6 +86,7 @@ def test_yaml_mutations_are_loaded_or_refused_in_one_line(name, tmp_path):
     text, loader = FORMATS[name]
     rng = random.Random(f"yaml-{name}")
     path = tmp_path / f"{name}.yaml"
+    accepted = 0
     for number in range(150):
         mutated = _mutate_text(text, rng)
         for _ in range(rng.randrange(3)):  # sometimes several mutations at once
@@ -93,8 +97,15 @@ def test_yaml_mutations_are_loaded_or_refused_in_one_line(name, tmp_path):
         except UserError as exc:
             message = str(exc)
             assert "\n" not in message and str(path) in message, (name, number, mutated, message)
+            continue
         except Exception as exc:  # noqa: BLE001 - the point of the test
             pytest.fail(f"{name} mutation {number} raised {type(exc).__name__}: {exc}\n{mutated!r}")
+        if name in SCHEMAS:  # what a loader accepts satisfies its schema (the schema is never stricter)
+            document = parse_yaml(mutated.decode(), str(path)) or {}
+            errors = [e.message for e in jsonschema.Draft202012Validator(SCHEMAS[name]()).iter_errors(document)]
+            assert not errors, (name, number, mutated, errors[:2])
+        accepted += 1
+    assert 10 <= accepted <= 140, f"{accepted} of 150 {name} mutations accepted: the mutations miss their target"
 
 
 def _run(argv, capsys) -> tuple:
