@@ -193,7 +193,7 @@ def _write_json(path, data) -> None:
     atomic_write_json(Path(path), data)
 
 
-def _run_rtl(program, arch, pixels, workdir: Path, simulator: str, flip_bits=()):
+def _run_rtl(program, arch, pixels, workdir: Path, simulator: str, flip_bits=(), waves=None, progress=None):
     from rtl.runner import run_inferences
 
     image = program.memory_image(arch)
@@ -202,7 +202,7 @@ def _run_rtl(program, arch, pixels, workdir: Path, simulator: str, flip_bits=())
             raise UserError(f"--flip-bit: word {word} is outside memory '{memory}' (0..{len(image[memory]) - 1})")
         image[memory][word] ^= 1 << bit
     inputs = [[int(v) for v in row] for row in pixels.reshape(len(pixels), -1).tolist()]
-    return run_inferences(image, inputs, arch, workdir, simulator=simulator)
+    return run_inferences(image, inputs, arch, workdir, simulator=simulator, waves=waves, progress=progress)
 
 
 def _parse_flip(text: str, arch):
@@ -223,19 +223,23 @@ def _parse_flip(text: str, arch):
 
 
 def _verify(program, arch, net, pixels, labels, out: Path, simulator: str, flip_bits=(), progress=True,
-            inputs=None) -> dict:
+            inputs=None, waves=None) -> dict:
+    from tqdm import tqdm
+
     from .verify import check_trace_capacity, float_gap, verify
 
     sim_results = _simulate(program, arch, pixels, progress)
     check_trace_capacity(arch, sim_results)  # before the RTL runs for nothing
-    if progress:
-        print(f"running {len(pixels)} inferences on the RTL ({simulator}) ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    rtl_results = _run_rtl(program, arch, pixels, rtl_cache_dir(), simulator, flip_bits)
+    # one step per completed inference (the build, when there is one, announces itself above the bar)
+    with tqdm(total=len(pixels), desc=f"rtl ({simulator})", unit="img", disable=not progress) as bar:
+        rtl_results = _run_rtl(program, arch, pixels, rtl_cache_dir(), simulator, flip_bits, waves,
+                               bar if progress else None)
     rtl_seconds = time.perf_counter() - start
     report, golden = verify(program, arch, pixels, rtl_results, sim_results)
     report = {**report_header("verify", inputs or {}), **report}
-    report.update(simulator=simulator, rtl_seconds=rtl_seconds, flipped_bits=[list(f) for f in flip_bits])
+    report.update(simulator=simulator, rtl_seconds=rtl_seconds, flipped_bits=[list(f) for f in flip_bits],
+                  waves=None if waves is None else [result["waves_file"] for result in rtl_results])
     if net is not None:
         report["float_vs_integer"] = float_gap(net, program, golden, pixels, labels)
     _write_json(out, report)
@@ -335,14 +339,24 @@ def cmd_rtl(args) -> int:
 def cmd_verify(args) -> int:
     arch = _arch(args.arch)
     claim_output_file(args.out, "verify")
+    if args.waves is not None:
+        from rtl.runner import prepare_waves_folder
+
+        prepare_waves_folder(args.waves)  # before minutes of work
     flips = [_parse_flip(f, arch) for f in args.flip_bit]
     program, net = _load_program_or_compile(args.source, arch, args.stream_mode)
     pixels, labels = _test_images(args.samples)
     report = _verify(program, arch, net, pixels, labels, Path(args.out), args.simulator, flips, not args.quiet,
-                     inputs={"source": args.source, "arch": args.arch})
+                     inputs={"source": args.source, "arch": args.arch}, waves=args.waves)
     first = report["mismatches"][0] if report["mismatches"] else None
     print(f"bit_exact {report['bit_exact']}, cycle_exact {report['cycle_exact']} on {report['samples']} samples; "
           f"report {args.out}" + (f"; first mismatch {json.dumps(first)}" if first else ""))
+    if report["first_difference"] is not None:
+        from .verify import describe_difference
+
+        print(describe_difference(report["first_difference"]))
+    if args.waves is not None:
+        print(f"waves: {len(report['waves'])} FST files in {args.waves} (docs/waves.md)")
     return 0 if report["bit_exact"] and report["cycle_exact"] else EXIT_MISMATCH
 
 
@@ -640,6 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
     stream_mode_arg(p)
     p.add_argument("--flip-bit", action="append", default=[], metavar="MEMORY:WORD:BIT",
                    help="fault injection: flip one bit of a word loaded into the RTL (repeatable)")
+    p.add_argument("--waves", metavar="DIR", help="write the RTL's waveforms, one FST file per sample "
+                   "(DIR/sample-0000.fst ...; docs/waves.md)")
     quiet_arg(p)
     p.set_defaults(func=cmd_verify)
 

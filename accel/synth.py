@@ -33,7 +33,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -360,11 +362,13 @@ def _synthesize(arch, target: Target, workdir: Path, verilog: str, versions: dic
         reads += f"; hierarchy -top {top}"
     flatten = " -flatten" if target.name == "xilinx7" else ""
     script = f"{reads}; {target.synth}{flatten} -top {top} -json netlist.json; tee -q -o stat.json stat -json"
-    progress(f"yosys {target.synth.split()[0]}")
+    stage = f"yosys {target.synth.split()[0]}"
+    progress(stage)
     start = time.perf_counter()
     if _run_tool("yosys", ["-p", script], workdir) != 0:
         raise RuntimeError(f"yosys failed on {arch.name} for {target.name}: {_last_error(workdir / 'yosys.out')}")
     seconds["yosys"] = time.perf_counter() - start
+    progress(stage, seconds["yosys"])
     stat = json.loads((workdir / "stat.json").read_text())
     modules = {name.lstrip("\\") for name in stat["modules"]}
     # the whole design (cells of submodules included) less the shell's own cells: the core
@@ -397,6 +401,7 @@ def _synthesize(arch, target: Target, workdir: Path, verilog: str, versions: dic
         code = _run_tool(tool, ["--json", "netlist.json", "--top", SHELL_MODULE, "--freq", f"{arch.clock_mhz:g}",
                                 "--seed", "1", "--timing-allow-fail", "--report", "pnr.json", *args], workdir)
         seconds["nextpnr"] = time.perf_counter() - start
+        progress(tool, seconds["nextpnr"])
         if code != 0:
             report["fits"] = False
             report["fmax_reason"] = f"{tool} failed: {_last_error(workdir / 'nextpnr.out')}"
@@ -421,7 +426,9 @@ def synthesize(arch, target_name: str, progress=None, use_cache: bool = True, pl
     target_name : str
         One of :data:`TARGETS`.
     progress : callable, optional
-        Called with the name of each stage as it starts.
+        ``progress(stage)`` as each stage starts and ``progress(stage, seconds)`` as it ends: ``verilog``, then,
+        unless the report comes from the cache, ``yosys <its synth command>`` and, where it places and routes,
+        ``nextpnr-<family>``.
     use_cache : bool
         Reuse a cached report of the same Verilog, target and tools.
     place : bool
@@ -444,7 +451,7 @@ def synthesize(arch, target_name: str, progress=None, use_cache: bool = True, pl
 
     target = get_target(target_name)
     versions = tool_versions(target)
-    progress = progress or (lambda stage: None)
+    progress = progress or (lambda stage, seconds=None: None)
     progress("verilog")
     start = time.perf_counter()
     scratch = make_temporary_folder(Path(tempfile.gettempdir()) / "spikecore-synth-verilog")  # pid-tagged
@@ -453,6 +460,7 @@ def synthesize(arch, target_name: str, progress=None, use_cache: bool = True, pl
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     verilog_seconds = time.perf_counter() - start
+    progress("verilog", verilog_seconds)
     shell = shell_verilog(module_ports(verilog, TOP_MODULE), TOP_MODULE) if target.pnr else ""
     key = flow_key(target, verilog, shell, arch.clock_mhz, versions, place)
     cache = synth_cache_dir() / target.name / _entry_name(arch.fingerprint(), key)
@@ -512,6 +520,26 @@ def summary_line(report: dict) -> str:
     return f"{report['target']}: {', '.join(parts)}; {'fits' if report['fits'] else 'does NOT fit'}; {fmax}"
 
 
+@contextmanager
+def _redrawn(bar, interval_s: float = 1.0):
+    """Redraw ``bar`` every ``interval_s`` from a thread while the block runs (tqdm redraws only on updates)."""
+    stop = threading.Event()
+
+    def redraw():
+        while not stop.wait(interval_s):
+            bar.refresh()
+
+    thread = threading.Thread(target=redraw, daemon=True)
+    if not bar.disable:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join()
+
+
 def cmd_synth(args) -> int:
     """Handler of ``accel synth``: synthesise, write ``synth_report.json`` and the tools' logs into ``--out``."""
     from tqdm import tqdm
@@ -527,12 +555,22 @@ def cmd_synth(args) -> int:
     out = Path(args.out)
     check_output_dir(out, "synth")  # before minutes of synthesis
     stages = ["verilog", "yosys"] + (["nextpnr"] if target.pnr else [])
-    with tqdm(total=len(stages), desc=f"synth {target.name}", unit="stage", disable=args.quiet) as bar:
-        def progress(stage):
-            bar.set_postfix_str(stage)
-            if stage != "verilog":
-                bar.update(1)
+    # A stage counts when it ends (they differ by minutes, so no rate or ETA); the bar shows each finished
+    # stage's time and the running one, and is redrawn every second so that the elapsed time keeps moving.
+    with tqdm(total=len(stages), desc=f"synth {target.name}", unit="stage", disable=args.quiet,
+              bar_format="{desc}: {n_fmt}/{total_fmt} stages [{elapsed}]{postfix}") as bar, _redrawn(bar):
+        finished = []
+
+        def progress(stage, seconds=None):
+            if seconds is None:
+                bar.set_postfix_str(", ".join(finished + [f"{stage} running"]))
+                return
+            finished.append(f"{stage} {seconds:.1f} s")
+            bar.set_postfix_str(", ".join(finished), refresh=False)
+            bar.update(1)
         report = synthesize(arch, target.name, progress, use_cache=not args.rerun)
+        if report["cached"]:
+            bar.set_postfix_str(", ".join(finished + ["cached report"]), refresh=False)
         bar.update(bar.total - bar.n)
     with output_dir(out, "synth"):
         for log in ("yosys.log", "nextpnr.log", "shell.v"):

