@@ -251,7 +251,8 @@ def run_integer_network(stages, pixels: torch.Tensor, timesteps: int, membrane_b
         for src in stage.sources:
             events = inputs[src.input][0].to(dtype)
             if src.input < 0:  # direct encoding: the same current at every timestep
-                current = linear_map(src, events).unsqueeze(0).expand((timesteps,) + (-1,) * events.dim())
+                current = linear_map(src, events)  # [N, C, H, W] for a convolution, [N, F] for a linear layer
+                current = current.unsqueeze(0).expand((timesteps,) + current.shape)
             else:
                 current = linear_map(src, events.flatten(0, 1))
                 current = current.view((timesteps, events.shape[1]) + current.shape[1:])

@@ -17,6 +17,7 @@ from accel.cli import main
 from accel.compiler import compile_network
 from accel.config import default_arch, load_arch
 from accel.errors import UserError
+from accel.methods import methods_arch_path
 from accel.nir_io import export_graph, import_graph, read_nir, write_nir
 from accel.verify import run_golden, verify
 from models import load_digits_split
@@ -329,3 +330,18 @@ def test_an_inconsistent_graph_checkpoint_is_refused(snntorch_model, tmp_path, c
     assert main(["compile", str(tmp_path / "edited.pt"), "--out", str(tmp_path / "prog")]) == 2
     assert "edited.pt: bad model configuration (stages[0].carry: expected an earlier neuron stage" \
         in capsys.readouterr().err
+
+
+def test_a_linear_layer_straight_on_the_pixels_is_golden_equal_to_the_simulator(tmp_path, pixels):
+    """snnTorch's first tutorial network: Input [1, 8, 8] - Flatten - Affine - LIF. The golden model used to crash
+    on a linear layer fed by the pixels directly (issue 19: `linear_map` on pixel events)."""
+    generator = torch.Generator().manual_seed(3)
+    fc = ("fc", nir.Affine(weight=_eighths((10, 64), generator).numpy().astype(np.float64), bias=np.zeros(10)))
+    write_nir(_graph(INPUT, FLAT, fc, ("lif", _lif()), OUTPUT), tmp_path / "fc.nir")
+    net = import_graph(read_nir(tmp_path / "fc.nir"), "fc.nir", 1e-4, T, 16.0)
+    arch = load_arch(methods_arch_path())  # 20-bit accumulators for 64 pixels of up to 16 on one neuron
+    program = compile_network(net, arch)
+    sims = simulate_batch(program, arch, pixels.reshape(len(pixels), -1).numpy())
+    report, golden = verify(program, arch, pixels, None, sims)
+    assert report["bit_exact"], report["mismatches"][:3]
+    assert sum(int(s.sum()) for s in golden["spikes"]) > 0  # the comparison is not vacuous
