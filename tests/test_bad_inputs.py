@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from bad_input import assert_one_error_line, assert_table_lists, edited_checkpoint, write
 from accel.checkpoint import shipped_checkpoint_path
 from accel.cli import main
 
@@ -16,18 +17,6 @@ SHIPPED = shipped_checkpoint_path()
 class _Exploit:
     def __reduce__(self):
         return (print, ("this must never run",))
-
-
-def _write(path: Path, content) -> Path:
-    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
-    return path
-
-
-def _edited_checkpoint(tmp: Path, edit) -> Path:
-    payload = torch.load(SHIPPED, weights_only=True)
-    edit(payload)
-    torch.save(payload, tmp / "edited.pt")
-    return tmp / "edited.pt"
 
 
 def _program(tmp: Path) -> Path:
@@ -83,7 +72,7 @@ def _cifar_config(tmp: Path, fill) -> Path:
     folder = tmp / "cifar" / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     fill(folder)
-    return _write(tmp / "c.yaml", f"dataset: {{name: cifar10, root: {folder}}}\n" + RESNET8)
+    return write(tmp / "c.yaml", f"dataset: {{name: cifar10, root: {folder}}}\n" + RESNET8)
 
 
 def _junk_batches(folder: Path) -> None:
@@ -125,43 +114,43 @@ def _set_version(path: Path) -> Path:
 # (row id, argv builder(tmp) -> list, needles in the message)
 CASES = [
     ("arch-malformed-yaml",
-     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "lanes: 8\nmemories: [1, 2\n"), "--out", t / "out"],
+     lambda t: ["rtl", "--arch", write(t / "a.yaml", "lanes: 8\nmemories: [1, 2\n"), "--out", t / "out"],
      ["a.yaml", "malformed YAML at line"]),
     ("arch-unknown-key",
-     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "lanez: 8\n"), "--out", t / "out"],
+     lambda t: ["rtl", "--arch", write(t / "a.yaml", "lanez: 8\n"), "--out", t / "out"],
      ["a.yaml", "unknown key 'lanez'", "did you mean 'lanes'"]),
     ("arch-unknown-nested-key",
-     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "memories:\n  synapse: 8\n"), "--out", t / "out"],
+     lambda t: ["rtl", "--arch", write(t / "a.yaml", "memories:\n  synapse: 8\n"), "--out", t / "out"],
      ["unknown key 'memories.synapse'", "did you mean 'memories.synapses'"]),
     ("arch-out-of-range",
-     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "acc_bits: 200\n"), "--out", t / "out"],
+     lambda t: ["rtl", "--arch", write(t / "a.yaml", "acc_bits: 200\n"), "--out", t / "out"],
      ["a.yaml", "key 'acc_bits' = 200 is out of range [4, 64]"]),
     ("arch-wrong-type",
-     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "weight_bits: eight\n"), "--out", t / "out"],
+     lambda t: ["rtl", "--arch", write(t / "a.yaml", "weight_bits: eight\n"), "--out", t / "out"],
      ["key 'weight_bits' must be an integer"]),
     ("arch-invalid-combination",
-     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "lanes: 6\n"), "--out", t / "out"],
+     lambda t: ["rtl", "--arch", write(t / "a.yaml", "lanes: 6\n"), "--out", t / "out"],
      ["key 'lanes' = 6 must be a power of two"]),
     ("arch-bank-conflict",
-     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "banks: [[synapses, weights, acc]]\n"), "--out", t / "out"],
+     lambda t: ["rtl", "--arch", write(t / "a.yaml", "banks: [[synapses, weights, acc]]\n"), "--out", t / "out"],
      ["a.yaml", "key 'banks[0]': 'weights' and 'acc' cannot share a single-port bank", "state WRD"]),
     ("arch-bad-update-lanes",
-     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "lanes: 4\nupdate_lanes: 3\n"), "--out", t / "out"],
+     lambda t: ["rtl", "--arch", write(t / "a.yaml", "lanes: 4\nupdate_lanes: 3\n"), "--out", t / "out"],
      ["a.yaml", "key 'update_lanes' = 3 must be a power of two no larger than lanes = 4"]),
     ("arch-layer-major-too-wide",
-     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "schedule: layer_major\nmax_timesteps: 64\n"), "--out", t / "out"],
+     lambda t: ["rtl", "--arch", write(t / "a.yaml", "schedule: layer_major\nmax_timesteps: 64\n"), "--out", t / "out"],
      ["a.yaml", "key 'schedule' = 'layer_major' needs event words of max_timesteps x value_bits", "lower max_timesteps"]),
     ("arch-missing-file",
      lambda t: ["rtl", "--arch", t / "nope.yaml", "--out", t / "out"],
      ["nope.yaml: cannot read architecture file"]),
     ("train-unknown-key",
-     lambda t: ["train", _write(t / "c.yaml", "model:\n  levles: 3\n"), "--out", t / "out"],
+     lambda t: ["train", write(t / "c.yaml", "model:\n  levles: 3\n"), "--out", t / "out"],
      ["c.yaml", "unknown key 'model.levles'", "did you mean 'model.levels'"]),
     ("train-out-of-range",
-     lambda t: ["train", _write(t / "c.yaml", "train:\n  epochs: 0\n"), "--out", t / "out"],
+     lambda t: ["train", write(t / "c.yaml", "train:\n  epochs: 0\n"), "--out", t / "out"],
      ["c.yaml", "key 'train.epochs' = 0 is out of range"]),
     ("train-unsupported-dataset",
-     lambda t: ["train", _write(t / "c.yaml", "dataset: imagenet\n"), "--out", t / "out"],
+     lambda t: ["train", write(t / "c.yaml", "dataset: imagenet\n"), "--out", t / "out"],
      ["key 'dataset' = 'imagenet' is not supported"]),
     ("dataset-empty-directory",
      lambda t: ["train", _cifar_config(t, lambda folder: None), "--out", t / "out"],
@@ -173,11 +162,11 @@ CASES = [
      lambda t: ["train", _cifar_config(t, _wrong_shape_batches), "--out", t / "out"],
      ["data_batch_1: b'data' must be a uint8 array [N, 3072], got uint8 [10, 100]"]),
     ("network-too-large",
-     lambda t: ["compile", SHIPPED, "--arch", _write(t / "a.yaml", "memories:\n  synapses: 4096\n"),
+     lambda t: ["compile", SHIPPED, "--arch", write(t / "a.yaml", "memories:\n  synapses: 4096\n"),
                 "--out", t / "out"],
      ["layer conv1", "memory 'synapses'", "memories.synapses = 4096"]),
     ("accumulator-overflow",
-     lambda t: ["compile", SHIPPED, "--arch", _write(t / "a.yaml", "acc_bits: 12\n"), "--out", t / "out"],
+     lambda t: ["compile", SHIPPED, "--arch", write(t / "a.yaml", "acc_bits: 12\n"), "--out", t / "out"],
      ["layer conv0", "accumulator bound", "overflows acc_bits = 12"]),
     ("weight-overflow",
      lambda t: ["sim", _edited_program(t, "layer1.source0.weight", lambda w: w.__setitem__((0, 0, 0, 0), 300)),
@@ -188,19 +177,19 @@ CASES = [
                 "--out", t / "out.json"],
      ["layer conv0", "threshold", "overflows 16 bits"]),
     ("unsupported-layer",
-     lambda t: ["compile", _edited_checkpoint(t, _extra_layer), "--out", t / "out"],
+     lambda t: ["compile", edited_checkpoint(t, _extra_layer), "--out", t / "out"],
      ["edited.pt", "unsupported layer or parameter 'conv2.weight'"]),
     ("decay-not-a-shift",
-     lambda t: ["compile", _edited_checkpoint(t, _set_config("decay", 0.3)), "--out", t / "out"],
+     lambda t: ["compile", edited_checkpoint(t, _set_config("decay", 0.3)), "--out", t / "out"],
      ["layer conv0", "decay 0.3 is not a power of two"]),
     ("nan-in-checkpoint",
-     lambda t: ["compile", _edited_checkpoint(t, _set_nan), "--out", t / "out"],
+     lambda t: ["compile", edited_checkpoint(t, _set_nan), "--out", t / "out"],
      ["edited.pt", "'conv1.weight' contains NaN or Inf"]),
     ("truncated-checkpoint",
-     lambda t: ["compile", _write(t / "cut.pt", SHIPPED.read_bytes()[:20000]), "--out", t / "out"],
+     lambda t: ["compile", write(t / "cut.pt", SHIPPED.read_bytes()[:20000]), "--out", t / "out"],
      ["cut.pt", "truncated or not a PyTorch checkpoint"]),
     ("not-a-checkpoint",
-     lambda t: ["compile", _write(t / "notes.pt", "hello, not a checkpoint\n"), "--out", t / "out"],
+     lambda t: ["compile", write(t / "notes.pt", "hello, not a checkpoint\n"), "--out", t / "out"],
      ["notes.pt", "truncated or not a PyTorch checkpoint"]),
     ("code-executing-pickle",
      lambda t: ["compile", (torch.save({"x": _Exploit()}, t / "evil.pt"), t / "evil.pt")[1], "--out", t / "out"],
@@ -209,10 +198,10 @@ CASES = [
      lambda t: ["compile", t / "none.pt", "--out", t / "out"],
      ["none.pt: no such checkpoint file"]),
     ("program-for-another-arch",
-     lambda t: ["sim", _program(t), "--arch", _write(t / "a.yaml", "acc_bits: 19\n"), "--out", t / "out.json"],
+     lambda t: ["sim", _program(t), "--arch", write(t / "a.yaml", "acc_bits: 19\n"), "--out", t / "out.json"],
      ["compiled for architecture", "recompile"]),
     ("corrupt-program",
-     lambda t: ["sim", (lambda p: (_write(p / "arrays.npz", b"garbage"), p)[1])(_program(t)),
+     lambda t: ["sim", (lambda p: (write(p / "arrays.npz", b"garbage"), p)[1])(_program(t)),
                 "--out", t / "out.json"],
      ["arrays.npz: missing or corrupt parameter arrays"]),
     ("program-version",
@@ -222,7 +211,7 @@ CASES = [
      lambda t: ["sim", t, "--out", t / "out.json"],
      ["not a program directory"]),
     ("energy-unknown-key",
-     lambda t: ["sim", _program(t), "--energy", _write(t / "e.yaml", "e_ac: 1.0\n"), "--out", t / "out.json"],
+     lambda t: ["sim", _program(t), "--energy", write(t / "e.yaml", "e_ac: 1.0\n"), "--out", t / "out.json"],
      ["e.yaml: unknown key 'e_ac'", "did you mean 'e_ac_pj'"]),
     ("bad-flip-bit",
      lambda t: ["verify", SHIPPED, "--flip-bit", "weights:0:99", "--out", t / "out.json"],
@@ -240,28 +229,28 @@ CASES = [
      lambda t: ["synth", "--target", "ice41", "--out", t / "out"],
      ["target 'ice41' is not supported", "ice40-up5k, ecp5-85, xilinx7"]),
     ("sweep-malformed-yaml",
-     lambda t: ["sweep", _write(t / "s.yaml", "grid:\n  lanes: [8, 16\n"), "--out", t / "out"],
+     lambda t: ["sweep", write(t / "s.yaml", "grid:\n  lanes: [8, 16\n"), "--out", t / "out"],
      ["s.yaml", "malformed YAML at line"]),
     ("sweep-unknown-key",
-     lambda t: ["sweep", _write(t / "s.yaml", "gird:\n  lanes: [8]\n"), "--out", t / "out"],
+     lambda t: ["sweep", write(t / "s.yaml", "gird:\n  lanes: [8]\n"), "--out", t / "out"],
      ["s.yaml", "unknown key 'gird'", "did you mean 'grid'"]),
     ("sweep-unknown-parameter",
-     lambda t: ["sweep", _write(t / "s.yaml", "grid:\n  lanez: [8]\n"), "--out", t / "out"],
+     lambda t: ["sweep", write(t / "s.yaml", "grid:\n  lanez: [8]\n"), "--out", t / "out"],
      ["s.yaml", "unknown parameter 'grid.lanez'", "did you mean 'lanes'"]),
     ("sweep-bad-value",
-     lambda t: ["sweep", _write(t / "s.yaml", "grid:\n  lanes: [8, 6]\n"), "--out", t / "out"],
+     lambda t: ["sweep", write(t / "s.yaml", "grid:\n  lanes: [8, 6]\n"), "--out", t / "out"],
      ["s.yaml: grid.lanes", "key 'lanes' = 6 must be a power of two"]),
     ("sweep-missing-checkpoint",
-     lambda t: ["sweep", _write(t / "s.yaml", "networks: [none.pt]\ngrid:\n  lanes: [8]\n"), "--out", t / "out"],
+     lambda t: ["sweep", write(t / "s.yaml", "networks: [none.pt]\ngrid:\n  lanes: [8]\n"), "--out", t / "out"],
      ["s.yaml", "no such checkpoint file", "none.pt"]),
     ("sweep-bad-fit",
-     lambda t: ["sweep", _write(t / "s.yaml", "fit_memories: pow3\ngrid:\n  lanes: [8]\n"), "--out", t / "out"],
+     lambda t: ["sweep", write(t / "s.yaml", "fit_memories: pow3\ngrid:\n  lanes: [8]\n"), "--out", t / "out"],
      ["s.yaml", "key 'fit_memories' must be a headroom factor in [1, 16] or 'pow2', got 'pow3'"]),
     ("sweep-unknown-target",
-     lambda t: ["sweep", _write(t / "s.yaml", "grid:\n  lanes: [8]\nsynth:\n  target: ice41\n"), "--out", t / "out"],
+     lambda t: ["sweep", write(t / "s.yaml", "grid:\n  lanes: [8]\nsynth:\n  target: ice41\n"), "--out", t / "out"],
      ["s.yaml", "key 'synth.target'", "target 'ice41' is not supported"]),
     ("sweep-unreachable-scheduler",
-     lambda t: ["sweep", _write(t / "s.yaml", "grid:\n  lanes: [8]\n"), "--out", t / "out",
+     lambda t: ["sweep", write(t / "s.yaml", "grid:\n  lanes: [8]\n"), "--out", t / "out",
                 "--scheduler", "tcp://127.0.0.1:9"],
      ["--scheduler tcp://127.0.0.1:9: cannot reach the Dask scheduler"]),
     ("nir-unsupported-node",
@@ -277,16 +266,14 @@ CASES = [
      lambda t: ["import", _nir_file(t, None), "--out", t / "out"],
      ["m.nir: the file does not record --timesteps"]),
     ("nir-corrupt-file",
-     lambda t: ["import", _write(t / "m.nir", b"\x89HDF junk"), "--out", t / "out", "--timesteps", "4",
+     lambda t: ["import", write(t / "m.nir", b"\x89HDF junk"), "--out", t / "out", "--timesteps", "4",
                 "--input-scale", "16"],
      ["m.nir: truncated or not a NIR file"]),
 ]
 
 
 def test_table_lists_every_case():
-    table = (Path(__file__).parents[1] / "docs" / "bad-inputs.md").read_text()
-    for row_id, _, _ in CASES:
-        assert f"`{row_id}`" in table, row_id
+    assert_table_lists(row_id for row_id, _, _ in CASES)
 
 
 @pytest.mark.parametrize("row_id, argv, needles", CASES, ids=[c[0] for c in CASES])
@@ -295,11 +282,7 @@ def test_bad_input(row_id, argv, needles, tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == 2
     captured = capsys.readouterr()
-    lines = [l for l in captured.err.splitlines() if l.strip()]
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith(f"accel {args[0]}: error: ")
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
+    assert_one_error_line(captured.err, args[0], needles)
     assert "this must never run" not in captured.out + captured.err
     for leftover in ("out", "out.json"):
         assert not (tmp_path / leftover).exists(), leftover

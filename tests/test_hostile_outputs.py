@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bad_input import assert_one_error_line, assert_table_lists, write
 from accel.checkpoint import shipped_checkpoint_path
 from accel.cli import EXIT_INTERNAL_ERROR, main
 from accel.outputs import MARKER
@@ -20,11 +21,6 @@ from models import atomic
 SHIPPED = shipped_checkpoint_path()
 
 ALIAS_BOMB = "".join(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}" if i else "x"] * 9) + "]\n" for i in range(9))
-
-
-def _write(path: Path, content) -> Path:
-    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
-    return path
 
 
 def _program(tmp: Path) -> Path:
@@ -43,39 +39,39 @@ def _train_output(tmp: Path) -> Path:
 
 def _foreign_folder(tmp: Path) -> Path:
     (tmp / "home").mkdir()
-    return _write(tmp / "home" / "thesis.tex", "mine").parent
+    return write(tmp / "home" / "thesis.tex", "mine").parent
 
 
 def _foreign_png(tmp: Path) -> Path:
-    return _write(tmp / "photo.png", b"\x89PNG\r\n\x1a\nmine")
+    return write(tmp / "photo.png", b"\x89PNG\r\n\x1a\nmine")
 
 
 # (row id, argv builder(tmp) -> list, needles in the message); every file in tmp must be left as it was
 CASES = [
     ("yaml-alias-bomb",
-     lambda t: ["rtl", "--arch", _write(t / "a.yaml", ALIAS_BOMB), "--out", t / "out"],
+     lambda t: ["rtl", "--arch", write(t / "a.yaml", ALIAS_BOMB), "--out", t / "out"],
      ["a.yaml", "YAML anchors ('&l0') are not supported at line 1"]),
     ("yaml-duplicate-key",
-     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "lanes: 8\nlanes: 16\n"), "--out", t / "out"],
+     lambda t: ["rtl", "--arch", write(t / "a.yaml", "lanes: 8\nlanes: 16\n"), "--out", t / "out"],
      ["a.yaml", "duplicate key 'lanes' at line 2"]),
     ("yaml-not-utf8",
-     lambda t: ["train", _write(t / "c.yaml", b"model:\n  levels: \xff\n"), "--out", t / "out"],
+     lambda t: ["train", write(t / "c.yaml", b"model:\n  levels: \xff\n"), "--out", t / "out"],
      ["c.yaml", "not UTF-8 text (byte 0xff at offset 17)"]),
     ("yaml-too-deep",
-     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "name: " + "[" * 200 + "]" * 200 + "\n"), "--out", t / "out"],
+     lambda t: ["rtl", "--arch", write(t / "a.yaml", "name: " + "[" * 200 + "]" * 200 + "\n"), "--out", t / "out"],
      ["a.yaml", "nesting deeper than 64 levels"]),
     ("yaml-too-large",
-     lambda t: ["rtl", "--arch", _write(t / "a.yaml", "# padding\n" * 120_000), "--out", t / "out"],
+     lambda t: ["rtl", "--arch", write(t / "a.yaml", "# padding\n" * 120_000), "--out", t / "out"],
      ["a.yaml", "larger than 1024 KiB"]),
     ("yaml-a-directory",
      lambda t: ["rtl", "--arch", t, "--out", t / "out"],
      ["is a directory, not a architecture file"]),
     ("arch-name-injection",
-     lambda t: ["rtl", "--arch", _write(t / "a.yaml", 'name: "x\\n`define X 1\\nmodule evil; initial $system(\\"rm -rf ~\\"); endmodule"\n'),
+     lambda t: ["rtl", "--arch", write(t / "a.yaml", 'name: "x\\n`define X 1\\nmodule evil; initial $system(\\"rm -rf ~\\"); endmodule"\n'),
                 "--out", t / "out"],
      ["a.yaml", "key 'name'", "must be 1 to 64 letters, digits"]),
     ("out-is-a-file",
-     lambda t: ["compile", SHIPPED, "--out", _write(t / "notes.txt", "mine\n")],
+     lambda t: ["compile", SHIPPED, "--out", write(t / "notes.txt", "mine\n")],
      ["notes.txt: exists and is not a folder"]),
     ("out-holds-other-files",
      lambda t: ["compile", _train_output(t) / "checkpoint.pt", "--out", t / "run"],
@@ -90,19 +86,19 @@ CASES = [
      lambda t: ["synth", "--target", "ice40-up5k", "--quiet", "--out", _foreign_folder(t)],
      ["--out", "home: exists and is not an output of accel synth (it holds thesis.tex)"]),
     ("report-not-ours",
-     lambda t: ["sim", _program(t), "--samples", "2", "--out", _write(t / "notes.json", '{"mine": 1}')],
+     lambda t: ["sim", _program(t), "--samples", "2", "--out", write(t / "notes.json", '{"mine": 1}')],
      ["--out", "notes.json: exists and is not a report of accel sim"]),
     ("plot-not-ours",
      lambda t: ["sim", _program(t), "--samples", "2", "--quiet", "--out", _foreign_png(t).with_suffix(".json")],
      ["--out", "photo.png: exists and is not a plot of accel sim"]),
     ("export-over-foreign-file",
-     lambda t: ["export", SHIPPED, "--out", _write(t / "data.h5", b"\x89HDF\r\n\x1a\nmine")],
+     lambda t: ["export", SHIPPED, "--out", write(t / "data.h5", b"\x89HDF\r\n\x1a\nmine")],
      ["--out", "data.h5: exists and is not a NIR file of accel export"]),
     ("import-over-foreign-file",
      lambda t: ["import", t / "m.nir", "--out", _train_output(t) / "checkpoint.pt", "--timesteps", "4"],
      ["--out", "checkpoint.pt: exists and is not a checkpoint of accel import"]),
     ("out-parent-is-a-file",
-     lambda t: ["sim", _program(t), "--samples", "2", "--out", _write(t / "f", "x") / "r.json"],
+     lambda t: ["sim", _program(t), "--samples", "2", "--out", write(t / "f", "x") / "r.json"],
      ["--out", "f is not a folder"]),
     ("samples-beyond-test-set",
      lambda t: ["sim", _program(t), "--samples", "1000", "--out", t / "out.json"],
@@ -118,9 +114,7 @@ def _snapshot(folder: Path) -> dict:
 
 
 def test_table_lists_every_case():
-    table = (Path(__file__).parents[1] / "docs" / "bad-inputs.md").read_text()
-    for row_id, _, _ in CASES:
-        assert f"`{row_id}`" in table, row_id
+    assert_table_lists(row_id for row_id, _, _ in CASES)
 
 
 @pytest.mark.parametrize("row_id, argv, needles", CASES, ids=[c[0] for c in CASES])
@@ -133,12 +127,7 @@ def test_bad_input(row_id, argv, needles, tmp_path, capsys):
     except SystemExit as exc:  # argparse's usage errors
         status = exc.code
     assert status == 2
-    captured = capsys.readouterr()
-    lines = [l for l in captured.err.splitlines() if l.strip()]
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith(f"accel {args[0]}: error: ")
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
+    assert_one_error_line(capsys.readouterr().err, args[0], needles)
     assert _snapshot(tmp_path) == before, "a refused command changed or left files"
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.json").exists()
 
@@ -147,7 +136,7 @@ def test_a_refused_configuration_never_reaches_the_verilog(tmp_path):
     """The injection attempt of ``arch-name-injection`` leaves no Verilog anywhere, not even in the cache."""
     cache = Path(os.environ["SPIKECORE_CACHE"])
     before = set(cache.rglob("*.v"))
-    arch = _write(tmp_path / "a.yaml", 'name: "x\\n`define X 1"\n')
+    arch = write(tmp_path / "a.yaml", 'name: "x\\n`define X 1"\n')
     assert main(["verify", str(SHIPPED), "--arch", str(arch), "--samples", "1", "--out", str(tmp_path / "r.json")]) == 2
     assert set(cache.rglob("*.v")) == before
 
@@ -191,11 +180,11 @@ def test_program_replacement_is_atomic(tmp_path, monkeypatch):
 def test_orphaned_temporaries_of_dead_writers_are_removed(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
-    orphan = _write(tmp_path / f".r.json.{dead}.abc123.tmp", "half")
+    orphan = write(tmp_path / f".r.json.{dead}.abc123.tmp", "half")
     orphan_folder = tmp_path / f".prog.{dead}.xyz.tmp"
     orphan_folder.mkdir()
-    alive = _write(tmp_path / f".r.json.{os.getppid()}.def456.tmp", "in progress")
-    unrelated = _write(tmp_path / ".r.json.backup", "mine")
+    alive = write(tmp_path / f".r.json.{os.getppid()}.def456.tmp", "in progress")
+    unrelated = write(tmp_path / ".r.json.backup", "mine")
     atomic.atomic_write_json(tmp_path / "r.json", {"a": 1})
     Program.load(_program(tmp_path))  # its save removed the dead folder
     assert not orphan.exists() and not orphan_folder.exists()
@@ -289,7 +278,7 @@ def _string_fields():
 def test_injection_through_every_string_field_is_refused(kind, text, tmp_path, capsys):
     """A configuration string is either one of a fixed set of words or a plain name: the payload is refused in
     one line by every command that reads it, and nothing is written."""
-    path = _write(tmp_path / f"{kind}.yaml", text)
+    path = write(tmp_path / f"{kind}.yaml", text)
     argv = {"arch": ["rtl", "--arch", path, "--out", tmp_path / "out"],
             "sweep": ["sweep", path, "--out", tmp_path / "out"],
             "train": ["train", path, "--out", tmp_path / "out"]}[kind]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bad_input import assert_one_error_line, assert_table_lists, write
 from accel import sweep
 from accel.cli import main
 from accel.errors import UserError
@@ -26,11 +27,6 @@ train: {epochs: 1, batch_size: 8, eval_batch: 4}
 NOT_A_RECORD = b'{"id": "lost", "status": "ok"}\n'
 
 
-def _write(path: Path, content) -> Path:
-    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
-    return path
-
-
 def _record(point_id: str) -> bytes:
     """A journal line of an infeasible point (the fewest fields a record has)."""
     return (json.dumps({"id": point_id, "network": "n.pt", "params": {}, "status": "infeasible",
@@ -39,70 +35,70 @@ def _record(point_id: str) -> bytes:
 
 def _sweep_of_a_text_file(tmp: Path) -> Path:
     """A sweep file whose network is a text file."""
-    _write(tmp / "notes.txt", "hello, not a network\n")
-    return _write(tmp / "s.yaml", "networks: [notes.txt]\n" + TINY_SWEEP)
+    write(tmp / "notes.txt", "hello, not a network\n")
+    return write(tmp / "s.yaml", "networks: [notes.txt]\n" + TINY_SWEEP)
 
 
 def _earlier_sweep(tmp: Path, journal: bytes) -> Path:
     """An output folder of an earlier sweep whose journal holds ``journal``."""
     (tmp / "out").mkdir()
-    _write(tmp / "out" / sweep.JOURNAL, journal)
+    write(tmp / "out" / sweep.JOURNAL, journal)
     return tmp / "out"
 
 
 def _run_folder(tmp: Path, checkpoint: bytes) -> Path:
     """A training run folder of an earlier run whose checkpoint holds ``checkpoint``."""
     (tmp / "out").mkdir()
-    _write(tmp / "out" / "metrics.json", '{"finished": false}')
-    _write(tmp / "out" / "checkpoint.pt", checkpoint)
+    write(tmp / "out" / "metrics.json", '{"finished": false}')
+    write(tmp / "out" / "checkpoint.pt", checkpoint)
     return tmp / "out"
 
 
 # (row id, argv builder(tmp) -> list, needles in the message)
 CASES = [
     ("sweep-huge-grid",
-     lambda t: ["sweep", _write(t / "s.yaml", f"grid:\n  lanes: {list(range(1000))}\n"
+     lambda t: ["sweep", write(t / "s.yaml", f"grid:\n  lanes: {list(range(1000))}\n"
                                               f"  acc_bits: {list(range(1000))}\n"), "--out", t / "out"],
      ["s.yaml", "key 'grid'", "1000 x 1000 = 1000000 points", f"more than the {sweep.MAX_SWEEP_POINTS}"]),
     ("sweep-huge-random",
-     lambda t: ["sweep", _write(t / "s.yaml", "random:\n  points: 20000\n  space:\n    lanes: [8, 16]\n"),
+     lambda t: ["sweep", write(t / "s.yaml", "random:\n  points: 20000\n  space:\n    lanes: [8, 16]\n"),
                 "--out", t / "out"],
      ["s.yaml", "key 'random.points'", "20000 points"]),
     ("sweep-not-a-checkpoint",
      lambda t: ["sweep", _sweep_of_a_text_file(t), "--out", t / "out"],
      ["s.yaml", "key 'networks'", "notes.txt", "truncated or not a PyTorch checkpoint"]),
     ("sweep-yaml-alias",
-     lambda t: ["sweep", _write(t / "s.yaml", "grid:\n  lanes: &l [8]\n  max_levels: *l\n"), "--out", t / "out"],
+     lambda t: ["sweep", write(t / "s.yaml", "grid:\n  lanes: &l [8]\n  max_levels: *l\n"), "--out", t / "out"],
      ["s.yaml", "anchors"]),
     ("sweep-samples-beyond-test-set",
-     lambda t: ["sweep", _write(t / "s.yaml", "samples: 100000\ngrid:\n  lanes: [8]\n"), "--out", t / "out"],
+     lambda t: ["sweep", write(t / "s.yaml", "samples: 100000\ngrid:\n  lanes: [8]\n"), "--out", t / "out"],
      ["s.yaml", "key 'samples' = 100000: the digits test set has 450 images"]),
     ("sweep-too-many-workers",
-     lambda t: ["sweep", _write(t / "s.yaml", "grid:\n  lanes: [8]\n"), "--out", t / "out", "--workers", "100000"],
+     lambda t: ["sweep", write(t / "s.yaml", "grid:\n  lanes: [8]\n"), "--out", t / "out", "--workers", "100000"],
      ["--workers must be in [1, ", "per core on this machine), got 100000"]),
     ("sweep-not-a-path",
-     lambda t: ["sweep", _write(t / "s.yaml", "energy: [1, 2]\n" + TINY_SWEEP), "--out", t / "out"],
+     lambda t: ["sweep", write(t / "s.yaml", "energy: [1, 2]\n" + TINY_SWEEP), "--out", t / "out"],
      ["s.yaml", "key 'energy' must be a file name"]),
     ("train-huge-size",
-     lambda t: ["train", _write(t / "c.yaml", "model: {channels: [1024, 1024], timesteps: 64}\n"
+     lambda t: ["train", write(t / "c.yaml", "model: {channels: [1024, 1024], timesteps: 64}\n"
                                               "train: {batch_size: 65536}\n"), "--out", t / "out"],
      ["c.yaml", "training needs at least", "TiB of memory, more than this machine's",
       "train.batch_size = 65536", "model.timesteps = 64", "model.channels"]),
     ("train-huge-network",
-     lambda t: ["train", _write(t / "c.yaml", TINY_TRAIN.replace("width: 4", "width: 65536")), "--out", t / "out"],
+     lambda t: ["train", write(t / "c.yaml", TINY_TRAIN.replace("width: 4", "width: 65536")), "--out", t / "out"],
      ["c.yaml", "training needs at least", "parameters, gradients and optimizer state", "model.width"]),
     ("train-nan",
-     lambda t: ["train", _write(t / "c.yaml", "train: {lr: .nan}\n"), "--out", t / "out"],
+     lambda t: ["train", write(t / "c.yaml", "train: {lr: .nan}\n"), "--out", t / "out"],
      ["c.yaml", "key 'train.lr' = nan is not a finite number"]),
     ("train-nan-neuron",
-     lambda t: ["train", _write(t / "c.yaml", TINY_TRAIN.replace("levels: 3,", "neuron: {type: lif, v_th: .inf},")),
+     lambda t: ["train", write(t / "c.yaml", TINY_TRAIN.replace("levels: 3,", "neuron: {type: lif, v_th: .inf},")),
                 "--out", t / "out"],
      ["c.yaml", "key 'model.neuron.v_th' = inf is not a finite number"]),
     ("train-zero-timesteps",
-     lambda t: ["train", _write(t / "c.yaml", TINY_TRAIN.replace("timesteps: 2", "timesteps: 0")), "--out", t / "out"],
+     lambda t: ["train", write(t / "c.yaml", TINY_TRAIN.replace("timesteps: 2", "timesteps: 0")), "--out", t / "out"],
      ["c.yaml", "key 'model.timesteps' = 0 is out of range [1, 1024]"]),
     ("train-network-input-mismatch",
-     lambda t: ["train", _write(t / "c.yaml", "dataset: digits\nmodel: {arch: vgg, layers: [4, A], image_size: 32}\n"),
+     lambda t: ["train", write(t / "c.yaml", "dataset: digits\nmodel: {arch: vgg, layers: [4, A], image_size: 32}\n"),
                 "--out", t / "out"],
      ["c.yaml", "key 'model': the network does not take the dataset's samples [1, 8, 8]"]),
 ]
@@ -110,14 +106,14 @@ CASES = [
 # Cases whose output folder exists beforehand (an earlier output): it must be left as it was.
 EXISTING_OUT_CASES = [
     ("sweep-damaged-journal",
-     lambda t: ["sweep", _write(t / "s.yaml", TINY_SWEEP), "--out",
+     lambda t: ["sweep", write(t / "s.yaml", TINY_SWEEP), "--out",
                 _earlier_sweep(t, _record("a") + NOT_A_RECORD + _record("b"))],
      ["points.jsonl: line 2 is not a point record", "delete that line"]),
     ("train-corrupt-checkpoint",
-     lambda t: ["train", _write(t / "c.yaml", TINY_TRAIN), "--out", _run_folder(t, b"PK\x03\x04 cut short")],
+     lambda t: ["train", write(t / "c.yaml", TINY_TRAIN), "--out", _run_folder(t, b"PK\x03\x04 cut short")],
      ["checkpoint.pt: cannot resume: truncated or not a PyTorch checkpoint", "--restart"]),
     ("train-damaged-checkpoint",
-     lambda t: ["train", _write(t / "c.yaml", TINY_TRAIN), "--out", _run_folder(t, _damaged_train_state())],
+     lambda t: ["train", write(t / "c.yaml", TINY_TRAIN), "--out", _run_folder(t, _damaged_train_state())],
      ["checkpoint.pt: cannot resume: the checkpoint's training state is damaged"]),
 ]
 
@@ -133,19 +129,12 @@ def _damaged_train_state() -> bytes:
 
 
 def _one_error_line(capsys, command: str) -> str:
-    captured = capsys.readouterr()
-    lines = [line for line in captured.err.splitlines() if line.strip()]
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith(f"accel {command}: error: "), lines[0]
-    assert "Traceback" not in captured.err
-    return lines[0]
+    return assert_one_error_line(capsys.readouterr().err, command)
 
 
 def test_table_lists_every_case():
-    table = (Path(__file__).parents[1] / "docs" / "bad-inputs.md").read_text()
     named = [case[0] for case in CASES + EXISTING_OUT_CASES]
-    for row_id in named + ["sweep-concurrent", "train-diverged", "train-finish-bookkeeping"]:
-        assert f"`{row_id}`" in table, row_id
+    assert_table_lists(named + ["sweep-concurrent", "train-diverged", "train-finish-bookkeeping"])
 
 
 @pytest.mark.parametrize("row_id, argv, needles", CASES, ids=[c[0] for c in CASES])
@@ -178,14 +167,14 @@ def test_grid_points_are_generated_lazily(tmp_path):
     """A sweep of the largest size accepted is counted, not built: its first task comes at once."""
     values = list(range(1, 101))
     assert len(values) ** 2 == sweep.MAX_SWEEP_POINTS
-    spec = sweep.load_sweep(_write(tmp_path / "s.yaml", f"grid:\n  clock_mhz: {values}\n  max_timesteps: {values}\n"))
+    spec = sweep.load_sweep(write(tmp_path / "s.yaml", f"grid:\n  clock_mhz: {values}\n  max_timesteps: {values}\n"))
     start = time.perf_counter()
     first = next(sweep.SweepPlan(spec).tasks())
     assert first["params"] == {"clock_mhz": 1, "max_timesteps": 1} and time.perf_counter() - start < 2
 
 
 def test_random_points_avoid_the_grid_and_each_other(tmp_path):
-    spec = sweep.load_sweep(_write(tmp_path / "s.yaml", "grid:\n  lanes: [4, 8]\nrandom:\n  points: 5\n  seed: 3\n"
+    spec = sweep.load_sweep(write(tmp_path / "s.yaml", "grid:\n  lanes: [4, 8]\nrandom:\n  points: 5\n  seed: 3\n"
                                                        "  space:\n    lanes: [4, 8, 16]\n"))
     points = list(sweep.sweep_points(spec))
     assert points == [{"lanes": 4}, {"lanes": 8}, {"lanes": 16}]  # only one point is not in the grid
@@ -196,7 +185,7 @@ def test_random_points_avoid_the_grid_and_each_other(tmp_path):
 def test_damaged_last_journal_line_is_cut_and_its_point_recomputed(tail, tmp_path):
     """Row ``sweep-torn-journal``: only the last line can be damaged by the journal's own writing; it is cut
     off, with a line on the log."""
-    path = _write(tmp_path / sweep.JOURNAL, _record("a") + _record("b") + tail)
+    path = write(tmp_path / sweep.JOURNAL, _record("a") + _record("b") + tail)
     told = []
     assert sorted(sweep.read_journal(path, told.append)) == ["a", "b"]
     assert path.read_bytes() == _record("a") + _record("b")
@@ -205,7 +194,7 @@ def test_damaged_last_journal_line_is_cut_and_its_point_recomputed(tail, tmp_pat
 
 def test_damaged_middle_journal_line_is_refused(tmp_path):
     journal = _record("a") + b"garbage\n" + _record("b")
-    path = _write(tmp_path / sweep.JOURNAL, journal)
+    path = write(tmp_path / sweep.JOURNAL, journal)
     with pytest.raises(UserError, match="line 2 is not a point record"):
         sweep.read_journal(path)
     assert path.read_bytes() == journal
@@ -254,8 +243,8 @@ def held_sweep(tmp_path_factory):
     """``accel sweep`` running in a process whose only worker holds its point for ten minutes."""
     tmp = tmp_path_factory.mktemp("held")
     (tmp / "hold").mkdir()
-    _write(tmp / "hold" / "sitecustomize.py", HOLD_EVERY_POINT)
-    spec, out = _write(tmp / "s.yaml", TINY_SWEEP), tmp / "out"
+    write(tmp / "hold" / "sitecustomize.py", HOLD_EVERY_POINT)
+    spec, out = write(tmp / "s.yaml", TINY_SWEEP), tmp / "out"
     proc = subprocess.Popen([sys.executable, "-m", "accel.cli", "sweep", str(spec), "--out", str(out),
                              "--workers", "1", "--quiet"], start_new_session=True,
                             env={**os.environ, "PYTHONPATH": f"{tmp / 'hold'}{os.pathsep}{ROOT}"},
@@ -304,7 +293,7 @@ def test_workers_die_with_a_killed_sweep_which_then_resumes(held_sweep, capsys):
 def test_killed_after_final_checkpoint_the_rerun_writes_the_results(tmp_path, capsys):
     """Row ``train-finish-bookkeeping``: a kill between the final checkpoint and metrics.json; the rerun writes
     the results from the checkpoint."""
-    config, out = _write(tmp_path / "c.yaml", TINY_TRAIN), tmp_path / "run"
+    config, out = write(tmp_path / "c.yaml", TINY_TRAIN), tmp_path / "run"
     assert main(["train", str(config), "--out", str(out), "--quiet"]) == 0
     finished = (out / "metrics.json").read_bytes()
     unfinished = json.loads(finished)
@@ -335,7 +324,7 @@ def test_a_diverging_run_stops_in_one_line_without_nan_in_its_results(generic, t
     monkeypatch.setattr(models.train.nn, "CrossEntropyLoss", NanLoss)
     monkeypatch.setattr(torch.nn.functional, "cross_entropy",
                         lambda *args, **kwargs: torch.tensor(float("nan"), requires_grad=True))
-    config = _write(tmp_path / "c.yaml", TINY_TRAIN if generic else "train:\n  epochs: 1\n")
+    config = write(tmp_path / "c.yaml", TINY_TRAIN if generic else "train:\n  epochs: 1\n")
     out = tmp_path / "run"
     capsys.readouterr()
     assert main(["train", str(config), "--out", str(out), "--quiet"]) == 2
