@@ -3,7 +3,7 @@
 
 Equal settings: T = 4, CIFAR-size 32x32 synthetic images (fixed seed), batch 32, 10 classes, width 16
 (ResNet-(6N+2), N = 3, stages 16/32/64), SGD, CPU, the same thread count. Ours: DS-ResNet-20 with MLF
-neurons (K = 3) and tdBN, ``models.networks.build_network``. Theirs: a ResNet-20 of SpikingJelly's SEW
+neurons (K = 3) and tdBN, ``spikecore.models.networks.build_network``. Theirs: a ResNet-20 of SpikingJelly's SEW
 ``BasicBlock`` (ADD connect, IF neurons, BN, multi-step mode), the same stage layout.
 
 Prints one JSON object per line: one per (implementation, phase) with ``images_per_s``, then one ``ratio``
@@ -62,7 +62,7 @@ class SJSEWResNet20(nn.Module):
 
 
 def ours():
-    from models.networks import build_network
+    from spikecore.models.networks import build_network
 
     return build_network({"arch": "resnet", "block": "ds", "depth": 20, "width": WIDTH, "levels": 3,
                           "timesteps": T, "classes": CLASSES})

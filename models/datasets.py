@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atomic import atomic_write_bytes, file_lock
+from spikecore.atomic import atomic_write_bytes, file_lock
 
 __all__ = [
     "DatasetNotFoundError", "DatasetFormatError",

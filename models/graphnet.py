@@ -5,7 +5,7 @@ The graph is a list of *stages* in execution order, the same four kinds the comp
 convolution or a linear map of an earlier stage's output, or of the network input) and a per-channel
 bias, then applies its kind:
 
-- ``neuron``: a multi-level neuron (:class:`models.neurons.MLF`, K = 1 is LIF, decay 1 is IF); its output
+- ``neuron``: a multi-level neuron (:class:`spikecore.models.neurons.MLF`, K = 1 is LIF, decay 1 is IF); its output
   is the spike count;
 - ``readout``: never fires; the logits are its input averaged over the timesteps;
 - ``sum``: the sum itself (sum and average pooling, residual additions);
@@ -79,7 +79,7 @@ class GraphNet(nn.Module):
         ``input_shape`` ([C, H, W] or [N]), ``input_scale`` (integer pixels = float input x scale),
         ``timesteps`` and ``stages``: a list of dicts with ``name``, ``kind``, ``sources`` (each
         ``{"input": stage index or -1, "op": "conv" | "linear", "shape": weight shape, "stride",
-        "padding"}``), and as the kind needs ``neuron`` (a :func:`models.neurons.make_neuron` spec),
+        "padding"}``), and as the kind needs ``neuron`` (a :func:`spikecore.models.neurons.make_neuron` spec),
         ``truth_table``, ``carry`` (a stage index), ``gain``. The last stage, and only it, is the readout.
 
     Raises

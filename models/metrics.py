@@ -185,11 +185,11 @@ def _sequential_kinds(modules, x: str, kinds: dict) -> str:
 def synaptic_input_kinds(net: nn.Module) -> dict:
     """``{layer: kind}``: the kind of input (``SPIKES``, ``COUNTS``, ``REAL`` or ``NETWORK_INPUT``) of every
     ``Conv2d``/``Linear`` whose input the structure of ``net`` determines: the networks of
-    :mod:`models.networks` (every block kind, mixed ones included), :class:`models.DigitsNet` and
+    :mod:`spikecore.models.networks` (every block kind, mixed ones included), :class:`models.DigitsNet` and
     ``nn.Sequential`` stacks. The ResNet classifier reads the global average pool of the features: real values.
     """
     from .digits import DigitsNet
-    from .networks import SEW7BNet, SpikingResNet, SpikingVGG
+    from .networks import SEW7BNet, SpikingMLP, SpikingResNet, SpikingVGG
 
     kinds: dict = {}
     if isinstance(net, SpikingResNet):
@@ -205,6 +205,8 @@ def synaptic_input_kinds(net: nn.Module) -> dict:
         kinds[net.classifier] = REAL
     elif isinstance(net, SpikingVGG):
         _sequential_kinds(list(net.features) + list(net.fc) + [net.classifier], NETWORK_INPUT, kinds)
+    elif isinstance(net, SpikingMLP):
+        _sequential_kinds(list(net.fc) + [net.classifier], NETWORK_INPUT, kinds)
     elif isinstance(net, SEW7BNet):
         _sequential_kinds([net.stem, net.blocks, net.classifier], NETWORK_INPUT, kinds)
     elif isinstance(net, DigitsNet):

@@ -2,7 +2,7 @@
 
 Keys (unknown keys are an error)::
 
-    arch:        "resnet" | "vgg" | "sew7b"
+    arch:        "resnet" | "vgg" | "sew7b" | "mlp"
     block:       resnet only: "spiking" | "ds" | "ms" | "sew" | "lsn" | "dual", or a list of them: one per stage
                  or one per block (a network that mixes methods, see below)
     depth:       resnet only: 6N + 2 (8, 14, 20, 32, ...)
@@ -10,7 +10,9 @@ Keys (unknown keys are an error)::
     width:       resnet: "small" | "middle" | "large" (16/32/64) or an int; sew7b: channels (default 32)
     layers:      vgg only: list of conv widths, "M" (max pool 2) or "A" (avg pool 2)
     fc_hidden:   vgg only: widths of hidden spiking fully-connected layers (default [])
-    image_size:  vgg only: input height = width (default 32), to size the classifier
+    image_size:  vgg, mlp: input height = width (default 32; mlp: 8), to size the classifier
+    hidden:      mlp only: widths of the hidden spiking fully-connected layers (default [], a single layer)
+    in_features: mlp only: a flat input vector [N, F] of F features instead of images [N, C, H, W]
     in_channels: input channels (default 3; 2 for sew7b)
     classes:     classifier outputs (default 10; 11 for sew7b)
     timesteps:   T for static inputs [N, C, H, W], repeated over time (default 4)
@@ -48,6 +50,8 @@ averaged over time.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -76,6 +80,7 @@ ARCH_KEYS = {
     "resnet": COMMON_KEYS | {"block", "depth", "stages", "width", "connect", "join", "zero_init_residual"},
     "vgg": COMMON_KEYS | {"layers", "fc_hidden", "image_size"},
     "sew7b": COMMON_KEYS | {"width", "connect"},
+    "mlp": (COMMON_KEYS - {"norm"}) | {"hidden", "image_size", "in_features"},
 }
 HYBRID_KEYS = ("plain", "added")
 
@@ -199,7 +204,7 @@ class SpikingResNet(SpikingNetwork):
     membranes: the stem has no neuron when the first block is one, ``closing_neurons[str(i)]`` turns the
     membranes of block ``i``, the last of an ``ms`` run, into spikes for the spiking block after it, and
     ``final_neuron`` does so before the classifier. Dual-stream networks return ``(O_s, O_a)`` in
-    ``stream_mode="dual"`` (training with :func:`models.blocks.dual_stream_loss`), ``O_s`` with the AAP
+    ``stream_mode="dual"`` (training with :func:`spikecore.models.blocks.dual_stream_loss`), ``O_s`` with the AAP
     removed in ``"fsnn"``, and ``O_a`` (the retained accumulation) in ``"dsnn"``.
     """
 
@@ -302,6 +307,35 @@ class SpikingVGG(SpikingNetwork):
         return self.classifier(self.fc(h.flatten(2))).mean(0)
 
 
+class SpikingMLP(SpikingNetwork):
+    """Fully connected: ``{fc-SN}*`` then the classifier, on images ``[N, C, H, W]`` (flattened in C, H, W
+    order) or flat vectors ``[N, F]``; time-major ``[T, N, ...]`` sequences as they are. snnTorch's first
+    tutorial network is the one-hidden-layer case."""
+
+    def __init__(self, input_shape: tuple, hidden: list, classes: int, timesteps: int, neurons: list):
+        super().__init__(timesteps)
+        self.feature_shape = tuple(input_shape)
+        width, fc = math.prod(self.feature_shape), []
+        for index, size in enumerate(hidden):
+            fc += [TimeDistributed(nn.Linear(width, size)), neurons[index]()]
+            width = size
+        self.fc = nn.Sequential(*fc)
+        self.classifier = TimeDistributed(nn.Linear(width, classes))
+
+    def to_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        """Static ``[N, F]`` or ``[N, C, H, W]`` (repeated over T), or time-major ``[T, N, ...]`` of them, with
+        as many values per sample as the network has inputs."""
+        static = x.dim() in (2, 4)
+        if x.dim() not in (2, 3, 4, 5) or math.prod(x.shape[1 if static else 2:]) != math.prod(self.feature_shape):
+            raise ValueError(f"input: expected [N, {', '.join(map(str, self.feature_shape))}] or a time-major "
+                             f"sequence of them, got {list(x.shape)}")
+        return x.unsqueeze(0).expand((self.timesteps,) + tuple(x.shape)) if static else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.to_sequence(x).flatten(2)
+        return self.classifier(self.fc(h)).mean(0)
+
+
 class SEW7BNet(SpikingNetwork):
     """SEW ResNet's 7B-Net for DVS Gesture: ``c{w}k3s1-BN-SN-{SEWBlock(c{w})-MPk2s2}*7-FC{classes}``.
 
@@ -358,6 +392,17 @@ def build_network(config: dict) -> nn.Module:
         return SpikingVGG(layers, fc_hidden, image_size, _positive_int(config, "in_channels", 3),
                           _positive_int(config, "classes", 10), timesteps, neurons,
                           _choice(config, "norm", NORMS, "tdbn"))
+    if arch == "mlp":
+        hidden = config.get("hidden", [])
+        if not isinstance(hidden, list) or any(not _is_int(e) or e < 1 for e in hidden):
+            raise ValueError(f"hidden: expected a list of positive ints, got {hidden!r}")
+        if "in_features" in config and ("in_channels" in config or "image_size" in config):
+            raise ValueError("in_features: a flat input has no in_channels or image_size")
+        shape = (_positive_int(config, "in_features", 64),) if "in_features" in config else \
+            (_positive_int(config, "in_channels", 1), _positive_int(config, "image_size", 8),
+             _positive_int(config, "image_size", 8))
+        neurons = [factory for factory, _ in _neuron_factories(config, [DEFAULT_NEURON] * len(hidden))]
+        return SpikingMLP(shape, hidden, _positive_int(config, "classes", 10), timesteps, neurons)
     width = _positive_int(config, "width", 32)
     neurons = [factory for factory, _ in _neuron_factories(config, [{"type": "if"}] * 8)]
     return SEW7BNet(width, _positive_int(config, "in_channels", 2), _positive_int(config, "classes", 11), timesteps,

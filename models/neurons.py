@@ -55,7 +55,7 @@ class MLF(nn.Module):
     decay : float
         Membrane decay ``k_tau`` per step (``1.0``: no leak, the IF neuron).
     surrogate : Surrogate, str or dict, optional
-        The spike function (see :mod:`models.surrogates`); default ``rectangle(width)``, strict firing.
+        The spike function (see :mod:`spikecore.models.surrogates`); default ``rectangle(width)``, strict firing.
     """
 
     def __init__(self, levels: int = 3, v_th: float = 0.6, width: float = 1.0, decay: float = 0.25,

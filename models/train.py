@@ -1,4 +1,4 @@
-"""Training: the digits network (``train_digits``) and any network of :mod:`models.networks` on any dataset
+"""Training: the digits network (``train_digits``) and any network of :mod:`spikecore.models.networks` on any dataset
 (``train_network``, resumable): progress bar, checkpoint, metrics JSON, curves.
 
 Checkpoints are plain dicts of tensors and numbers, so ``torch.load(path, weights_only=True)`` reads
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .atomic import atomic_save_figure, atomic_write_bytes
+from spikecore.atomic import atomic_save_figure, atomic_write_bytes
 from .digits import DIGITS_MAX_PIXEL, DigitsNet, load_digits_split
 
 CHECKPOINT_FORMAT = "spikecore-checkpoint"
@@ -229,7 +229,7 @@ def network_footprint(build, sample_shape) -> tuple:
 
 
 def load_data(dataset: dict):
-    """``(train, test)`` data sources for a validated dataset section (accel/trainconfig.py)."""
+    """``(train, test)`` data sources for a validated dataset section (accel/flows/trainconfig.py)."""
     from . import datasets
 
     name = dataset["name"]
@@ -362,6 +362,35 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + 7919 * (epoch + 1)) % (2**63 - 1)
 
 
+def input_record(dataset: dict, net) -> dict:
+    """What a compiler needs to know of the network's input, recorded in every generic checkpoint.
+
+    ``dataset`` (the name), ``shape`` (one sample as the network sees it: ``[C, H, W]``, ``[F]`` for a flat
+    MLP, ``[2, H, W]`` per frame for event data), ``encoding`` (``direct``: the same integer image at every
+    timestep; ``events``: one event frame per timestep; ``float``: real-valued inputs), ``max`` (the largest
+    integer input; the network sees ``input / max``) or ``None`` where the input is not integer pixels, with
+    ``why`` saying so, and ``timesteps``.
+    """
+    name = dataset["name"]
+    channels, side = (1, 8) if name == "digits" else (3, 32) if name == "cifar10" else \
+        ((3 if dataset.get("kind") == "cifar" else 2), dataset["size"])
+    shape = list(getattr(net, "feature_shape", (channels, side, side)))
+    record = {"dataset": name, "shape": shape, "timesteps": int(getattr(net, "timesteps", 1))}
+    if name == "digits":
+        return {**record, "encoding": "direct", "max": DIGITS_MAX_PIXEL, "why": None}
+    if name == "cifar10" and not dataset["normalize"]:
+        return {**record, "encoding": "direct", "max": 255, "why": None}
+    if name == "cifar10":
+        return {**record, "encoding": "direct", "max": None,
+                "why": "trained on normalised CIFAR-10 images (dataset.normalize: true), which are not integer "
+                       "pixels; train with dataset.normalize: false for the core"}
+    if name in ("dvs_gesture", "cifar10_dvs") or dataset.get("kind") == "dvs":
+        return {**record, "encoding": "events", "max": None,
+                "why": "trained on event frames, and event-frame input does not run on the core yet"}
+    return {**record, "encoding": "float", "max": None,
+            "why": "trained on synthetic real-valued images, which have no integer pixels"}
+
+
 def _save_generic(path: Path, net, config: dict, metrics: dict, optimizer, schedule, epoch: int,
                   finished: bool) -> None:
     import io
@@ -371,6 +400,7 @@ def _save_generic(path: Path, net, config: dict, metrics: dict, optimizer, sched
         "version": CHECKPOINT_VERSION,
         "model": GENERIC_MODEL,
         "config": json.loads(json.dumps(config["model"])),
+        "input": input_record(config["dataset"], net),
         "state_dict": {k: v.detach().clone() for k, v in net.state_dict().items()},
         "metrics": metrics,
         "train_state": {
@@ -452,7 +482,7 @@ def train_network(out_dir, config: dict, progress: bool = True, resume: bool | N
                   stop_after: int | None = None) -> dict:
     """Train ``build_network(config["model"])`` on ``config["dataset"]`` with ``config["train"]``.
 
-    ``config`` is a validated generic configuration (``accel.trainconfig.load_train_config``). Writes, after
+    ``config`` is a validated generic configuration (``spikecore.accel.flows.trainconfig.load_train_config``). Writes, after
     every epoch and atomically, ``checkpoint.pt`` (weights, network config, optimizer, schedule and RNG
     state), ``metrics.json`` and ``curves.png``. ``resume=None`` resumes an unfinished run found in
     ``out_dir`` (same configuration required); ``resume=True`` demands one; ``resume=False`` starts afresh.

@@ -1,8 +1,10 @@
-"""cocotb test module that runs inferences on the generated core (started by :mod:`rtl.runner`).
+"""cocotb test module that runs inferences on the generated core (started by :mod:`spikecore.rtl.runner`).
 
 The toplevel is the simulation top of ``rtl/verilog.py`` (the core with its own free-running clock and a
-backdoor for reading memories). The job comes as JSON in the file named by ``$RTL_JOB_FILE``: the memory
-images per ``host_sel`` (empty when the simulator preloaded them from files), the control registers, the
+backdoor for reading memories). The job comes as JSON in the file named by ``$RTL_JOB_FILE``: the host map
+(``host_map``, :meth:`spikecore.rtl.hostmap.HostMap.describe`: the ``host_sel`` of each memory and the control
+registers' addresses), the memory images by name (empty when the simulator preloaded them from files), the
+values of the control registers the host writes, the
 input images, how many state rows to read back, whether to read the trace and the state through the
 backdoor (``backdoor_files``) or the bus, and where to write the results. All host traffic is driven at
 falling clock edges (one word per cycle) and sampled at the next falling edge, so it never races the
@@ -14,7 +16,8 @@ The cycle at which the core wrote each trace word comes from the simulation top'
 the simulation time of each write is kept too, to find the event in that run's waveform. After each inference
 the harness appends a line to ``progress_file``, which the runner polls for its progress bar.
 
-This module imports nothing from the project, so the simulator finds it wherever the package lives.
+This module imports nothing from the project (the host map comes in the job), so the simulator finds it wherever
+the package lives.
 """
 import json
 import os
@@ -26,21 +29,43 @@ from cocotb.triggers import FallingEdge, RisingEdge
 from cocotb.utils import get_sim_time
 
 JOB_ENV = "RTL_JOB_FILE"
-SELECT_CONTROL, SELECT_INPUTS, SELECT_STATE, SELECT_TRACE = 0, 6, 7, 8
-REGISTER = {"cycles": 4, "trace_count": 5, "trace_overflow": 6, "saturations": 7}
 
 
 class Host:
-    """Drives the host interface of ``dut``; every method starts and ends just after a falling edge.
+    """Drives the host interface of ``dut`` as ``host_map`` (the job's) describes it; every method starts and
+    ends just after a falling edge.
 
     With ``idle_seed``, 0..3 idle cycles with random select, address and data (write strobe low) precede
     every transaction: the core must ignore the bus whenever the strobe is low.
     """
 
-    def __init__(self, dut, clock_period_ns, idle_seed=None):
+    def __init__(self, dut, clock_period_ns, host_map, idle_seed=None):
         self.dut = dut
         self.clock_period_ns = clock_period_ns
+        self.host_map = host_map
         self.random = None if idle_seed is None else random.Random(idle_seed)
+
+    async def write_memory(self, memory, address, value):
+        await self.write(self.host_map["memories"][memory]["select"], address, value)
+
+    async def read_memory(self, memory, address):
+        return await self.read(self.host_map["memories"][memory]["select"], address)
+
+    async def write_register(self, register, value):
+        await self.write(self.host_map["control_select"], self.host_map["registers"][register]["address"], value)
+
+    async def read_register(self, register):
+        return await self.read(self.host_map["control_select"], self.host_map["registers"][register]["address"])
+
+    async def write_registers(self, values):
+        """Write the control registers ``{name: value}``, in order."""
+        for register, value in values.items():
+            await self.write_register(register, value)
+
+    async def read_counters(self):
+        """``{name: value}`` of the control registers the core writes (the cycle and trace counters, ...)."""
+        return {register: await self.read_register(register)
+                for register, described in self.host_map["registers"].items() if not described["writable"]}
 
     async def idle(self):
         if self.random is None:
@@ -146,7 +171,7 @@ def _read_memh(path, words):
 async def run_job(dut):
     job = json.loads(Path(os.environ[JOB_ENV]).read_text())
     # The clock runs inside the simulation top; host signals change only at its falling edges.
-    host = Host(dut, job["clock_period_ns"], job.get("idle_seed"))
+    host = Host(dut, job["clock_period_ns"], job["host_map"], job.get("idle_seed"))
     dut.rst.value = 1
     dut.start.value = 0
     dut.host_we.value = 0
@@ -155,29 +180,27 @@ async def run_job(dut):
         await FallingEdge(dut.clk)
     dut.rst.value = 0
 
-    for select, words in job["memories"].items():
+    for memory, words in job["memories"].items():
         for address, word in enumerate(words):
-            await host.write(int(select), address, word)
-    for address, value in job["registers"]:
-        await host.write(SELECT_CONTROL, address, value)
+            await host.write_memory(memory, address, word)
+    await host.write_registers(job["registers"])
 
     results = []
     stamps = open(job["stamps_file"])  # the simulator created it at time zero
     for number, pixels in enumerate(job["inputs"]):
         for address, pixel in enumerate(pixels):
-            await host.write(SELECT_INPUTS, address, pixel)
+            await host.write_memory("inputs", address, pixel)
         if number == 0 and job.get("reset_after_cycles") is not None:
             await host.abort_by_reset(job["reset_after_cycles"])
-            for address, value in job["registers"]:  # reset cleared them; the memories kept the program
-                await host.write(SELECT_CONTROL, address, value)
+            await host.write_registers(job["registers"])  # reset cleared them; the memories kept the program
         cycles_measured = await host.run()
-        registers = {name: await host.read(SELECT_CONTROL, address) for name, address in REGISTER.items()}
+        registers = await host.read_counters()
         if job.get("backdoor_files"):
             trace, state = await host.dump(registers["trace_count"], job["state_words"], job["backdoor_files"],
                                            job["dump_packs"])
         else:
-            trace = [await host.read(SELECT_TRACE, a) for a in range(registers["trace_count"])]
-            state = [await host.read(SELECT_STATE, word) for word in range(job["state_words"])]
+            trace = [await host.read_memory("trace", a) for a in range(registers["trace_count"])]
+            state = [await host.read_memory("state", word) for word in range(job["state_words"])]
         stamped = _read_stamps(stamps, registers["trace_count"])
         results.append({
             "cycles": registers["cycles"], "cycles_measured": cycles_measured, "trace": trace,

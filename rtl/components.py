@@ -1,8 +1,8 @@
 """Arithmetic units of the core: the accumulate (AC) array and the neuron update unit.
 
 Both are combinational (the neuron unit optionally registers its level sums halfway, for the split
-update's clock); the controller (:mod:`rtl.core`) registers their results. Their integer
-semantics are those of ``docs/numerics.md`` and are tested against :func:`models.hwexact.neuron_step_int`.
+update's clock); the controller (:mod:`spikecore.rtl.core`) registers their results. Their integer
+semantics are those of ``docs/numerics.md`` and are tested against :func:`spikecore.models.hwexact.neuron_step_int`.
 """
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 
-def _check_width(unit, name: str, value, lo: int, hi: int) -> None:
+def check_width(name: str, value, lo: int, hi: int) -> None:
+    """Refuse a parameter ``name`` that is not an integer in ``[lo, hi]``.
+
+    The units check their parameters in ``__new__``, before Amaranth registers the object: a rejected unit
+    never exists, so Amaranth never warns that it was created but never used.
+    """
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        # A rejected unit is never elaborated: silence Amaranth's "created but never used" warning for it,
-        # as Amaranth does for its own rejected constructs.
-        unit._MustUse__silence = True
         raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
 
 
@@ -82,11 +84,14 @@ class AcArray(wiring.Component):
         Number of lanes that clamped (saturation events of this addition).
     """
 
+    def __new__(cls, lanes: int, acc_bits: int, weight_bits: int, max_shift: int = 0):
+        check_width("lanes", lanes, 1, 256)
+        check_width("acc_bits", acc_bits, 2, 64)
+        check_width("weight_bits", weight_bits, 2, acc_bits)
+        check_width("max_shift", max_shift, 0, 31)
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(self, lanes: int, acc_bits: int, weight_bits: int, max_shift: int = 0):
-        _check_width(self, "lanes", lanes, 1, 256)
-        _check_width(self, "acc_bits", acc_bits, 2, 64)
-        _check_width(self, "weight_bits", weight_bits, 2, acc_bits)
-        _check_width(self, "max_shift", max_shift, 0, 31)
         self.lanes, self.acc_bits, self.weight_bits, self.max_shift = lanes, acc_bits, weight_bits, max_shift
         super().__init__({
             "acc_in": In(data.ArrayLayout(signed(acc_bits), lanes)),
@@ -139,7 +144,7 @@ class NeuronUpdate(wiring.Component):
         Register the saturated level sums and the current (``acc + bias``) on the clock: the unit then
         takes two cycles, ``membrane``, ``acc`` and ``bias`` in the first, ``threshold``, ``shift``,
         ``levels``, ``kind`` and ``truth_table`` held through both, and its outputs (all of them) valid in
-        the second. Halves the unit's combinational depth (the split update's clock, ``rtl.core``).
+        the second. Halves the unit's combinational depth (the split update's clock, ``spikecore.rtl.core``).
 
     Attributes
     ----------
@@ -152,7 +157,7 @@ class NeuronUpdate(wiring.Component):
     threshold : In, ``ArrayLayout(ArrayLayout(signed(M), K), L)``
         Per-lane, per-level thresholds.
     shift : In, 3 bits
-        Leak shift of the stage (0 .. 7).
+        Leak shift of the stage (0 .. MAX_SHIFT, accel.contract.layouts).
     levels : In, ``unsigned(K.bit_length())``
         Active levels of the stage (1 .. K).
     kind : In, 2 bits
@@ -167,13 +172,17 @@ class NeuronUpdate(wiring.Component):
         Number of clamps of this update.
     """
 
+    def __new__(cls, lanes: int, max_levels: int, acc_bits: int, membrane_bits: int, value_bits: int,
+                registered: bool = False):
+        check_width("lanes", lanes, 1, 256)
+        check_width("max_levels", max_levels, 1, 8)
+        check_width("membrane_bits", membrane_bits, 2, 64)
+        check_width("acc_bits", acc_bits, 2, membrane_bits)
+        check_width("value_bits", value_bits, max_levels.bit_length(), 32)
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(self, lanes: int, max_levels: int, acc_bits: int, membrane_bits: int, value_bits: int,
                  registered: bool = False):
-        _check_width(self, "lanes", lanes, 1, 256)
-        _check_width(self, "max_levels", max_levels, 1, 8)
-        _check_width(self, "membrane_bits", membrane_bits, 2, 64)
-        _check_width(self, "acc_bits", acc_bits, 2, membrane_bits)
-        _check_width(self, "value_bits", value_bits, max_levels.bit_length(), 32)
         self.lanes, self.max_levels = lanes, max_levels
         self.acc_bits, self.membrane_bits, self.value_bits = acc_bits, membrane_bits, value_bits
         self.registered = bool(registered)

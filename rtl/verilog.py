@@ -9,7 +9,7 @@ block RAM without initial contents powers up zero):
 - every word is set to zero by a loop;
 - then, if the simulator was started with ``+spikecore_<memory>=FILE`` (``FILE`` in ``$readmemh``
   format, one word per line) and ``+spikecore_<memory>_words=N``, words ``0 .. N-1`` are read from
-  ``FILE``. :mod:`rtl.runner` preloads the program memories this way (``PRELOAD_PLUSARG``), so that a
+  ``FILE``. :mod:`spikecore.rtl.runner` preloads the program memories this way (``PRELOAD_PLUSARG``), so that a
   large program does not cost one bus write per word through the simulator's Python interface.
 
 The file also holds the simulation top ``spikecore_sim`` (``SIM_TOP``, again only outside synthesis): the
@@ -29,10 +29,13 @@ Two more services of the simulation top, for debugging a disagreement (``docs/wa
 - under Icarus, ``+spikecore_waves=FILE`` dumps the core's *named* signals (:func:`named_signals`: Amaranth's
   names, without the ``$N`` wires Yosys keeps for anonymous expressions) and the top's to ``FILE`` (an FST file
   when ``vvp`` runs with ``-fst``). Verilator records its waves from its own trace, built in
-  (:mod:`rtl.verilator`).
+  (:mod:`spikecore.rtl.verilator`).
 
-Memories are named as in the netlist (``accel.layouts.physical_memories``): a memory of its own by its name,
-a bank ``bank0``, ``bank1``, ...; the preload files hold physical words (``accel.layouts.to_physical``).
+Memories are named as in the netlist (``spikecore.accel.contract.layouts.physical_memories``): a memory of its own by its name,
+a bank ``bank0``, ``bank1``, ... (inside the bank's instance of the same name, :func:`memory_path`); the preload files
+hold physical words (``spikecore.accel.contract.layouts.to_physical``).
+
+The core's ports come from its Amaranth signature (:func:`core_ports`), not from the Verilog text.
 """
 from __future__ import annotations
 
@@ -41,11 +44,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from amaranth.back import rtlil, verilog
+from amaranth.hdl import Shape
+from amaranth.lib.wiring import In
 
-from accel.config import ArchConfig
-from accel.layouts import home_of, physical_memories
+from spikecore.accel.contract.config import ArchConfig
+from spikecore.accel.contract.layouts import home_of, physical_memories
 
-from .core import Core
+from .core import Core, core_signature
 
 TOP_MODULE = "core"
 SIM_TOP = "spikecore_sim"
@@ -113,18 +118,29 @@ def _initial_block(match: re.Match) -> str:
     ])
 
 
-_PORT = re.compile(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):(\d+)\]\s+)?([A-Za-z_][\w$]*)\s*;",
-                   re.MULTILINE)
+#: The ports Amaranth adds to the core's signature: the clock and reset of its ``sync`` domain.
+CLOCK_PORTS = (("input", "clk", 1), ("input", "rst", 1))
 
 
-def module_ports(text: str, module: str) -> list:
-    """``[(direction, name, width)]`` of the ports of ``module`` in Verilog ``text``, in declaration order."""
-    start = re.search(rf"^module {re.escape(module)}\(", text, re.MULTILINE)
-    if start is None:
-        raise ValueError(f"module {module} not found in the generated Verilog")
-    end = text.index("\nendmodule", start.end())
-    return [(direction, name, int(hi) - int(lo) + 1 if hi else 1)
-            for direction, hi, lo, name in _PORT.findall(text[start.end():end])]
+def core_ports(arch: ArchConfig) -> list:
+    """``[(direction, name, width)]`` of the ports of module ``core``: those of its signature
+    (:func:`spikecore.rtl.core.core_signature`) and :data:`CLOCK_PORTS`, by name (as the Verilog declares them)."""
+    ports = list(CLOCK_PORTS)
+    for name, member in core_signature(arch).members.items():
+        ports.append(("input" if member.flow == In else "output", name, Shape.cast(member.shape).width))
+    return sorted(ports, key=lambda port: port[1])
+
+
+def sim_top_ports(arch: ArchConfig) -> list:
+    """The port names of ``SIM_TOP``: the clock it makes and the core's outputs (its inputs are registers there)."""
+    return ["clk"] + [name for direction, name, _ in core_ports(arch) if direction == "output"]
+
+
+def memory_path(physical) -> str:
+    """The hierarchical name, from ``SIM_TOP``, of the netlist memory ``physical``
+    (``spikecore.accel.contract.layouts.PhysicalMemory``): a bank's lies in its :class:`spikecore.rtl.banks.Bank`."""
+    inside = f"{physical.name}." if physical.is_bank else ""
+    return f"{TOP_MODULE}.{inside}{physical.name}_memory"
 
 
 # a module-level declaration (two spaces in: those of named blocks, deeper, are the simulation-only locals)
@@ -172,7 +188,7 @@ def named_signals(text: str, module: str, scope: str) -> list:
 
 
 def simulation_top(ports: list, arch: ArchConfig, waves_signals=()) -> str:
-    """Verilog of ``SIM_TOP`` around the core with ``ports`` (``module_ports``); see the module docstring.
+    """Verilog of ``SIM_TOP`` around the core with ``ports`` (:func:`core_ports`); see the module docstring.
     ``waves_signals``: the core's signals Icarus dumps (:func:`named_signals`)."""
     outputs = [(n, w) for d, n, w in ports if d == "output"]
     driven = [(n, w) for d, n, w in ports if d == "input" and n != "clk"] + list(DUMP_REGISTERS)
@@ -195,7 +211,7 @@ def simulation_top(ports: list, arch: ArchConfig, waves_signals=()) -> str:
         physical, slot = home_of(arch, memory)
         last = f"{slot.base} + ({count} + {slot.pack - 1}) / {slot.pack} - 1"
         lines += [f'    if ({count} > 0 && $value$plusargs("{plusarg}=%s", {memory}_path))',
-                  f"      $writememh({memory}_path, {TOP_MODULE}.{physical.name}_memory, {slot.base}, {last});"]
+                  f"      $writememh({memory}_path, {memory_path(physical)}, {slot.base}, {last});"]
     lines += ["  end"]
     count, cycles = (f"{TOP_MODULE}.{name}" for name in MONITORED_SIGNALS)
     lines += ["  // the trace monitor: the cycle and time of every trace write. Half a cycle after the rising edge",
@@ -248,7 +264,7 @@ def generate(arch: ArchConfig, out_dir) -> Path:
     pathlib.Path
         The path of ``core.v``.
     """
-    from models.atomic import atomic_write_bytes  # here: the models package imports torch
+    from spikecore.atomic import atomic_write_bytes  # here: the models package imports torch
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -265,6 +281,6 @@ def generate(arch: ArchConfig, out_dir) -> Path:
     missing = [name for name in MONITORED_SIGNALS if f"{TOP_MODULE}.{name}" not in declared]
     if missing:  # the trace monitor reads them by name
         raise RuntimeError(f"the generated core has no signal {', '.join(missing)} for the trace monitor")
-    top = simulation_top(module_ports(text, TOP_MODULE), arch, named_signals(text, TOP_MODULE, TOP_MODULE))
+    top = simulation_top(core_ports(arch), arch, named_signals(text, TOP_MODULE, TOP_MODULE))
     atomic_write_bytes(path, (header + text + top).encode())
     return path

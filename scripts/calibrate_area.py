@@ -1,7 +1,7 @@
 """Regenerate the area model's calibration (``accel/data/area_model.json``) for one target.
 
-Synthesises the calibration configurations below with ``accel.synth.synthesize`` (cached: a rerun only
-synthesises what changed), fits ``accel.area`` to the reports and stores the coefficients, the calibration
+Synthesises the calibration configurations below with ``spikecore.accel.flows.synth.synthesize`` (cached: a rerun only
+synthesises what changed), fits ``spikecore.accel.flows.area`` to the reports and stores the coefficients, the calibration
 points and the leave-one-out error for the target, keeping the other targets' entries.
 
     python scripts/calibrate_area.py --target ice40-up5k            # about 15 min on 2 cores (6 with --area-only)
@@ -14,14 +14,11 @@ import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from accel import area  # noqa: E402
-from accel.config import arch_from_dict, default_arch  # noqa: E402
-from accel.synth import synthesize  # noqa: E402
-from models.atomic import atomic_write_json  # noqa: E402
+from spikecore.accel.contract.config import arch_from_dict, default_arch
+from spikecore.accel.flows import area
+from spikecore.accel.flows.synth import synthesize
+from spikecore.atomic import atomic_write_json
 
 SMALL = {"layers": 8, "pointers": 512, "synapses": 1024, "weights": 256, "params": 16, "state": 64, "events": 256,
          "inputs": 64, "trace": 256}
@@ -53,7 +50,7 @@ CALIBRATION = [
 
 
 def calibration_archs() -> list:
-    """The calibration configurations as :class:`accel.config.ArchConfig` objects."""
+    """The calibration configurations as :class:`spikecore.accel.contract.config.ArchConfig` objects."""
     base = default_arch().to_dict()
     archs = []
     for i, change in enumerate(CALIBRATION):

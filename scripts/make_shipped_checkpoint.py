@@ -7,8 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from accel.trainconfig import load_train_config
-from models.train import train_digits
+from spikecore.accel.flows.trainconfig import load_train_config
+from spikecore.models.train import train_digits
 
 ROOT = Path(__file__).resolve().parents[1]
 

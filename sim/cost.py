@@ -1,7 +1,7 @@
 """Memory traffic and energy of a simulated run, derived from the schedule of ``docs/core.md``.
 
 Every state of the schedule touches known memories, so the accesses follow from the counters of a
-:class:`sim.engine.LayerAccount`: per input event word one event and one pointer read; per synapse row one
+:class:`spikecore.sim.results.LayerAccount`: per input event word one event and one pointer read; per synapse row one
 synapse and one weight read; per accumulator row added into one accumulator read and write (layer-major:
 one per timestep the input fired in, the weight word reused); per group and timestep one accumulator read,
 ``update_steps`` state and params reads, ``update_steps`` state writes
@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from accel.checkpoint import all_finite
-from accel.config import ArchConfig, check_keys
-from accel.errors import UserError
-from accel.layouts import all_layouts, physical_memories
-from accel.yamlio import load_yaml
+from spikecore.accel.contract.checkpoint import all_finite
+from spikecore.accel.contract.config import ArchConfig
+from spikecore.errors import UserError
+from spikecore.accel.contract.layouts import all_layouts, physical_memories
+from spikecore.sim.schedule import cleared_words
+from spikecore.yamlio import check_keys, load_yaml
 
 DEFAULT_SRAM_POINTS = {8 * 1024: 10.0, 32 * 1024: 20.0, 1024 * 1024: 100.0}
 #: Largest energy of the table (1 uJ per operation or access: far above any memory technology), so that every
@@ -117,8 +118,11 @@ def layer_accesses(account, arch: ArchConfig) -> dict:
 
 
 def setup_accesses(state_rows: int, n_inputs: int, input_events: int, arch: ArchConfig) -> dict:
-    return {"inputs": (n_inputs, 0), "events": (0, input_events), "acc": (0, state_rows * arch.acc_slots),
-            "state": (0, state_rows * arch.update_steps)}
+    """``{memory: (reads, writes)}`` of CLEAR (every used accumulator and state word written,
+    :func:`spikecore.sim.schedule.cleared_words`) and SCAN (every pixel read, every nonzero one written as an
+    event)."""
+    acc_words, state_words = cleared_words(state_rows, arch)
+    return {"inputs": (n_inputs, 0), "events": (0, input_events), "acc": (0, acc_words), "state": (0, state_words)}
 
 
 def energy_of(accesses: dict, arch: ArchConfig, model: EnergyModel) -> float:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from accel.checkpoint import shipped_checkpoint_path
+from spikecore.accel.contract.checkpoint import shipped_checkpoint_path
 
 TABLE = Path(__file__).parents[1] / "docs" / "bad-inputs.md"
 

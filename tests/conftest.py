@@ -3,10 +3,10 @@ import os
 
 import pytest
 
-from accel.checkpoint import load_checkpoint, shipped_checkpoint_path
-from accel.compiler import compile_network
-from accel.config import default_arch
-from models import load_digits_split
+from spikecore.accel.contract.checkpoint import load_checkpoint, shipped_checkpoint_path
+from spikecore.accel.contract.compiler import compile_network
+from spikecore.accel.contract.config import default_arch
+from spikecore.models import load_digits_split
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from accel import area
-from accel.config import default_arch
-from accel.errors import UserError
-from accel.synth import TARGETS
+from spikecore.accel.flows import area
+from spikecore.accel.contract.config import default_arch
+from spikecore.errors import UserError
+from spikecore.accel.flows.synth import TARGETS
 
 
 def _variants():

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from bad_input import assert_one_error_line, assert_table_lists, edited_checkpoint, write
-from accel.checkpoint import shipped_checkpoint_path
-from accel.cli import main
+from spikecore.accel.contract.checkpoint import shipped_checkpoint_path
+from spikecore.accel.flows.cli import main
 
 SHIPPED = shipped_checkpoint_path()
 
@@ -26,7 +26,7 @@ def _program(tmp: Path) -> Path:
 
 def _sew7b_checkpoint(tmp: Path) -> Path:
     """A generic digits checkpoint of the SEW 7B-Net, whose max pooling the core does not have."""
-    from models.networks import build_network
+    from spikecore.models.networks import build_network
 
     config = {"arch": "sew7b", "width": 4, "in_channels": 1, "classes": 10}
     run = {"dataset": {"name": "digits"}, "model": config, "train": {}}

@@ -6,13 +6,13 @@ import sys
 
 import torch
 
-from accel.checkpoint import shipped_checkpoint_path
-from accel.cli import main
+from spikecore.accel.contract.checkpoint import shipped_checkpoint_path
+from spikecore.accel.flows.cli import main
 
 
 def run_cli(*args):
     """Run ``accel`` in a subprocess (exit status and stderr exactly as a user sees them)."""
-    proc = subprocess.run([sys.executable, "-m", "accel.cli", *map(str, args)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "spikecore.accel.flows.cli", *map(str, args)], capture_output=True, text=True)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -63,7 +63,7 @@ def test_pickle_that_executes_code_is_refused(tmp_path):
 
 def test_help_for_every_command(capsys):
     """Every command's --help has its usage, a description and at least one example of itself."""
-    from accel.cli import COMMAND_HELP
+    from spikecore.accel.flows.cli import COMMAND_HELP
 
     assert {"demo", "train", "compile", "sim", "rtl", "verify", "synth", "sweep", "import", "export", "init"} <= \
         set(COMMAND_HELP)
@@ -75,14 +75,14 @@ def test_help_for_every_command(capsys):
         text = capsys.readouterr().out
         assert text.startswith("usage: accel " + command) and description[:40] in " ".join(text.split()), command
         assert f"examples:\n  accel {command} " in text or f"&& accel {command} " in text, command
-    proc = subprocess.run([sys.executable, "-m", "accel.cli", "sim", "--help"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "spikecore.accel.flows.cli", "sim", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "usage: accel sim" in proc.stdout and "examples:" in proc.stdout
 
 
 def test_init_writes_starting_configurations_that_validate(tmp_path):
-    from accel.config import load_arch
-    from accel.sweep import load_sweep
-    from accel.trainconfig import load_train_config
+    from spikecore.accel.contract.config import load_arch
+    from spikecore.accel.flows.sweep import load_sweep
+    from spikecore.accel.flows.trainconfig import load_train_config
 
     for kind, load in (("arch", load_arch), ("sweep", load_sweep), ("train", load_train_config)):
         path = tmp_path / f"{kind}.yaml"
@@ -91,7 +91,7 @@ def test_init_writes_starting_configurations_that_validate(tmp_path):
     assert load_arch(tmp_path / "arch.yaml").fingerprint() == load_arch(None).fingerprint()
     from dataclasses import fields
 
-    from accel.config import ArchConfig, Memories
+    from spikecore.accel.contract.config import ArchConfig, Memories
 
     text = (tmp_path / "arch.yaml").read_text()
     for key in [f.name for f in fields(ArchConfig)] + [f.name for f in fields(Memories)]:

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from accel import UserError
-from accel.compiler import compile_network
-from accel.config import arch_from_dict, default_arch
-from accel.program import Program
-from accel.quantize import leak_shift
+from spikecore.errors import UserError
+from spikecore.accel.contract.compiler import compile_network
+from spikecore.accel.contract.config import arch_from_dict, default_arch
+from spikecore.accel.contract.program import Program
+from spikecore.accel.contract.quantize import leak_shift
 
 
 def test_program_roundtrip_is_identical(digits_program, tmp_path):

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from accel import UserError
-from accel.config import arch_from_dict, default_arch, load_arch
-from accel.layouts import all_layouts
+from spikecore.errors import UserError
+from spikecore.accel.contract.config import arch_from_dict, default_arch, load_arch
+from spikecore.accel.contract.layouts import all_layouts
 
 
 def test_default_arch_loads():
@@ -95,7 +95,7 @@ def test_fingerprint_digests_what_the_core_is():
 
 
 def test_layer_major_words_hold_a_value_per_timestep():
-    from accel.layouts import memory_depths
+    from spikecore.accel.contract.layouts import memory_depths
 
     timestep_major = arch_from_dict({"lanes": 8, "max_timesteps": 5, "memories": {"state": 64}})
     layer_major = arch_from_dict({"lanes": 8, "max_timesteps": 5, "memories": {"state": 64},
@@ -110,7 +110,7 @@ def test_layer_major_words_hold_a_value_per_timestep():
 
 
 def test_bank_geometry_packs_narrow_members_and_round_trips():
-    from accel.layouts import from_physical, memory_depths, physical_memories, to_physical
+    from spikecore.accel.contract.layouts import from_physical, memory_depths, physical_memories, to_physical
 
     arch = default_arch()
     bank = next(memory for memory in physical_memories(arch) if memory.is_bank)

@@ -4,12 +4,12 @@ import math
 
 import pytest
 
-from accel import UserError
-from accel.cli import main
-from accel.checkpoint import shipped_checkpoint_path
-from accel.config import ArchConfig
-from sim.cost import EnergyModel, energy_of, layer_accesses, load_energy_model, setup_accesses
-from sim.engine import LayerAccount
+from spikecore.errors import UserError
+from spikecore.accel.flows.cli import main
+from spikecore.accel.contract.checkpoint import shipped_checkpoint_path
+from spikecore.accel.contract.config import ArchConfig
+from spikecore.sim.cost import EnergyModel, energy_of, layer_accesses, load_energy_model, setup_accesses
+from spikecore.sim.engine import LayerAccount
 
 
 def test_sram_energy_interpolates_log_log_and_scales_with_width():

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from models import datasets as ds
-from models.datasets import (CIFAR10, CIFAR10DVS, DVSGesture, DatasetFormatError, DatasetNotFoundError,
+from spikecore.models import datasets as ds
+from spikecore.models.datasets import (CIFAR10, CIFAR10DVS, DVSGesture, DatasetFormatError, DatasetNotFoundError,
                              events_to_frames, load_cifar10, normalize_cifar10, random_crop_flip,
                              read_cifar10dvs_events, read_gesture_events, read_gesture_labels)
 

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from accel.checkpoint import load_checkpoint, shipped_checkpoint_path
-from accel.cli import main
-from accel.compiler import compile_network
-from accel.config import default_arch
-from models import load_digits_split
-from models.train import train_digits
-from accel.trainconfig import load_train_config
-from accel.verify import float_gap, run_golden
+from spikecore.accel.contract.checkpoint import load_checkpoint, shipped_checkpoint_path
+from spikecore.accel.flows.cli import main
+from spikecore.accel.contract.compiler import compile_network
+from spikecore.accel.contract.config import default_arch
+from spikecore.models import load_digits_split
+from spikecore.models.train import train_digits
+from spikecore.accel.flows.trainconfig import load_train_config
+from spikecore.accel.flows.verify import float_gap, run_golden
 
 
 def test_training_reaches_97_percent_and_hardware_exact_stays_within_half_a_point(tmp_path):

@@ -1,8 +1,8 @@
 """Formal proofs of the RTL with SymbiYosys (``docs/formal.md``, ``rtl/formal.py``).
 
 Every proof must pass on the design and fail on a planted error: each planted-error test rewrites one line
-of ``rtl/components.py`` or ``rtl/core.py`` (in a copy of the module, the files are untouched) and expects a
-counterexample.
+of ``rtl/components.py``, ``rtl/core.py`` or ``rtl/controller.py`` (in a copy of the module, the files are
+untouched) and expects a counterexample.
 """
 import inspect
 import types
@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-import accel
-import rtl.components
-import rtl.core
-import rtl.formal
-from accel.config import arch_from_dict, default_arch, load_arch
-from accel.layouts import KIND_GATE, KIND_NEURON, KIND_SUM
-from rtl.formal import (AcArrayEquivalence, CoreProtocol, FormalToolMissing, NeuronUpdateEquivalence,
+import spikecore.accel
+import spikecore.rtl.components
+import spikecore.rtl.controller
+import spikecore.rtl.core
+import spikecore.rtl.formal
+from spikecore.accel.contract.config import arch_from_dict, default_arch, load_arch
+from spikecore.accel.contract.layouts import KIND_GATE, KIND_NEURON, KIND_SUM
+from spikecore.rtl.formal import (AcArrayEquivalence, CoreProtocol, FormalToolMissing, NeuronUpdateEquivalence,
                         RegisteredNeuronUpdateEquivalence, SaturationEquivalence, run_proof)
 
 
@@ -28,7 +29,7 @@ def variant(arch, **changes):
 DEFAULT = default_arch()
 ARCHS = {
     "default": DEFAULT,
-    "methods": load_arch(Path(accel.__file__).parent / "data" / "methods_arch.yaml"),
+    "methods": load_arch(Path(spikecore.accel.__file__).parent / "data" / "methods_arch.yaml"),
     # the AC array's shifter exists only in the bit-serial mode
     "bitserial": variant(DEFAULT, name="formal-bitserial", multivalue="bitserial"),
     # a second banked core: the layer-major schedule has its own states (ARD) and port timing
@@ -53,14 +54,32 @@ def assert_refuted(result):
         f"{result.name}: a planted error was not caught ({result.status})\n{result.log}"
 
 
+def module_copy(module, source: str):
+    """A new module run from ``source`` in the package of ``module``."""
+    copy = types.ModuleType(f"{module.__name__}_mutant")
+    copy.__package__ = module.__package__
+    exec(compile(source, module.__file__, "exec"), vars(copy))
+    return copy
+
+
 def mutant(module, original: str, replacement: str):
     """A copy of ``module`` whose source has ``original`` (which must occur once) replaced."""
     source = inspect.getsource(module)
     assert source.count(original) == 1, f"{original!r} must occur exactly once in {module.__name__}"
-    copy = types.ModuleType(f"{module.__name__}_mutant")
-    copy.__package__ = module.__package__
-    exec(compile(source.replace(original, replacement), module.__file__, "exec"), vars(copy))
-    return copy
+    return module_copy(module, source.replace(original, replacement))
+
+
+def mutant_core(module, original: str, replacement: str):
+    """The ``Core`` of a copy of ``rtl/core.py`` built from a copy of ``module`` (``rtl/core.py`` itself or a module
+    it imports from) with ``original`` replaced."""
+    mutated = mutant(module, original, replacement)
+    if module is spikecore.rtl.core:
+        return mutated.Core
+    core = module_copy(spikecore.rtl.core, inspect.getsource(spikecore.rtl.core))
+    for name, value in list(vars(core).items()):
+        if getattr(module, name, None) is value:  # imported from the mutated module: take the mutant's
+            setattr(core, name, getattr(mutated, name))
+    return core.Core
 
 
 # ---- the design satisfies every property ------------------------------------------------------------
@@ -149,28 +168,28 @@ COMPONENT_PROOFS = {
 
 @pytest.mark.parametrize("mutation", COMPONENT_MUTATIONS)
 def test_planted_component_error_is_caught(tmp_path, mutation):
-    unit = mutant(rtl.components, *COMPONENT_MUTATIONS[mutation])
+    unit = mutant(spikecore.rtl.components, *COMPONENT_MUTATIONS[mutation])
     assert_refuted(prove(tmp_path, COMPONENT_PROOFS[mutation](unit), f"planted_{mutation}"))
 
 
 CORE_MUTATIONS = {
     # the host may read and write in one cycle: two ports of one bank member at once
-    "banks": ("read[name].en.eq(idle & (self.host_sel == select) & ~self.host_we)",
-              "read[name].en.eq(idle & (self.host_sel == select))"),
+    "banks": (spikecore.rtl.core, "read[name].en.eq(idle & (core.host_sel == select) & ~core.host_we)",
+              "read[name].en.eq(idle & (core.host_sel == select))"),
     # start does not clear done: busy and done high together
-    "busy_done": ("done.eq(0), cycles.eq(0)", "cycles.eq(0)"),
+    "busy_done": (spikecore.rtl.controller, 'self.done.eq(0), registers["cycles"].eq(0)', 'registers["cycles"].eq(0)'),
     # a control register stores the written value shifted
-    "host_writes": ("m.d.sync += registers[name].eq(self.host_wdata)",
-                    "m.d.sync += registers[name].eq(self.host_wdata[1:])"),
+    "host_writes": (spikecore.rtl.core, "m.d.sync += registers[name].eq(core.host_wdata)",
+                    "m.d.sync += registers[name].eq(core.host_wdata[1:])"),
     # the cycle count starts from 1
-    "cycles": ("cycles.eq(0), trace_count.eq(0)", "cycles.eq(1), trace_count.eq(0)"),
+    "cycles": (spikecore.rtl.controller, 'registers["cycles"].eq(0), registers["trace_count"].eq(0)',
+               'registers["cycles"].eq(1), registers["trace_count"].eq(0)'),
 }
 
 
 @pytest.mark.parametrize("prop", CORE_MUTATIONS)
 def test_planted_core_error_is_caught(tmp_path, prop):
-    core = mutant(rtl.core, *CORE_MUTATIONS[prop])
-    wrapper = CoreProtocol(DEFAULT, [prop], core_class=core.Core)
+    wrapper = CoreProtocol(DEFAULT, [prop], core_class=mutant_core(*CORE_MUTATIONS[prop]))
     assert_refuted(prove(tmp_path, wrapper, f"planted_core_{prop}"))
 
 
@@ -189,4 +208,4 @@ def test_unknown_core_property_is_refused():
 def test_probes_match_the_core():
     """A probe of a signal the core no longer has is an error, never a vacuous proof."""
     with pytest.raises(ValueError, match="no signal 'n_layers'"):
-        rtl.formal.core_wire_width("module \\top.core\nend\n", "n_layers")
+        spikecore.rtl.formal.core_wire_width("module \\top.core\nend\n", "n_layers")

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from accel import UserError
-from accel.compiler import compile_network
-from accel.config import arch_from_dict
-from accel.verify import verify
-from models import DigitsNet
-from sim.engine import simulate_batch
+from spikecore.errors import UserError
+from spikecore.accel.contract.compiler import compile_network
+from spikecore.accel.contract.config import arch_from_dict
+from spikecore.accel.flows.verify import verify
+from spikecore.models import DigitsNet
+from spikecore.sim.engine import simulate_batch
 
 FUZZ = settings(derandomize=True, deadline=None, print_blob=True, max_examples=30,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -92,7 +92,7 @@ def test_random_programs_golden_equals_simulator(seed, c0, c1, levels, timesteps
 
 def test_random_programs_on_the_rtl(arch, rtl_cache):
     """A bounded subset, fixed seeds: golden == simulator == RTL (Icarus) and equal cycles."""
-    from rtl.runner import run_inferences
+    from spikecore.rtl.runner import run_inferences
 
     for seed, (c0, c1, levels, timesteps) in [(11, (3, 5, 1, 3)), (12, (9, 2, 4, 2))]:
         net = random_network(seed, (c0, c1), levels, timesteps, 8)

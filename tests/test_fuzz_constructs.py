@@ -15,12 +15,12 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from accel.compiler import compile_stages
-from accel.config import arch_from_dict
-from accel.lowering import output_shape
-from accel.program import ProgramLayer, ProgramSource
-from accel.verify import verify
-from sim.engine import simulate_batch
+from spikecore.accel.contract.compiler import compile_stages
+from spikecore.accel.contract.config import arch_from_dict
+from spikecore.accel.contract.lowering import output_shape
+from spikecore.accel.contract.program import ProgramLayer, ProgramSource
+from spikecore.accel.flows.verify import verify
+from spikecore.sim.engine import simulate_batch
 
 FUZZ = settings(derandomize=True, deadline=None, print_blob=True, max_examples=40,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -179,7 +179,7 @@ RTL_CASES = [(seed, 5, 7, 4, 2, mode, "timestep_major") for seed in (0, 6, 9) fo
 
 
 def test_random_construct_programs_on_the_rtl(rtl_cache):
-    from rtl.runner import run_inferences
+    from spikecore.rtl.runner import run_inferences
 
     covered = set()
     for seed, size, n_stages, lanes, timesteps, mode, schedule in RTL_CASES:

@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 import torch
 
-from accel.checkpoint import shipped_checkpoint_path
-from accel.cli import main
-from accel.config import load_arch
-from accel.errors import UserError
-from accel.schemas import SCHEMAS
-from accel.sweep import load_sweep
-from accel.trainconfig import load_train_config
-from accel.yamlio import parse_yaml
-from sim.cost import load_energy_model
+from spikecore.accel.contract.checkpoint import shipped_checkpoint_path
+from spikecore.accel.flows.cli import main
+from spikecore.accel.contract.config import load_arch
+from spikecore.errors import UserError
+from spikecore.accel.flows.schemas import SCHEMAS
+from spikecore.accel.flows.sweep import load_sweep
+from spikecore.accel.flows.trainconfig import load_train_config
+from spikecore.yamlio import parse_yaml
+from spikecore.sim.cost import load_energy_model
 
 ROOT = Path(__file__).parents[1]
 SHIPPED = shipped_checkpoint_path()

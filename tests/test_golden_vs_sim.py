@@ -3,10 +3,10 @@ import dataclasses
 
 import numpy as np
 
-from accel.compiler import compile_network
+from spikecore.accel.contract.compiler import compile_network
 
-from accel.verify import compare, golden_hw_spikes, float_gap, run_golden, verify
-from sim.engine import simulate, simulate_batch
+from spikecore.accel.flows.verify import compare, golden_hw_spikes, float_gap, run_golden, verify
+from spikecore.sim.engine import simulate, simulate_batch
 
 
 def test_golden_equals_simulator_every_spike(digits_program, arch, digits_test_set):

@@ -23,15 +23,15 @@ from pathlib import Path
 import pytest
 from cocotb_tools.runner import get_runner
 
-import rtl.verilog
+import spikecore.rtl.verilog
 from bad_input import assert_table_lists
-from accel import synth
-from accel.cli import main
-from accel.errors import UserError
-from rtl import verilator as verilator_support
-from rtl.runner import (SIM_BUILD, STAMP, build_core, design_key, read_stamp, remove_dead_run_folders,
+from spikecore.accel.flows import synth
+from spikecore.accel.flows.cli import main
+from spikecore.errors import UserError
+from spikecore.rtl import verilator as verilator_support
+from spikecore.rtl.runner import (SIM_BUILD, STAMP, build_core, design_key, read_stamp, remove_dead_run_folders,
                         run_inferences, write_stamp)
-from rtl.verilog import TOP_MODULE, generate
+from spikecore.rtl.verilog import TOP_MODULE, generate
 from test_rtl_core_handmade import build_network, compile_program, reference, tiny_arch
 
 INJECTED = "x'\n`define SPIKECORE_PWNED 1\nmodule pwned; initial $system(\"touch /tmp/pwned\"); endmodule\n// '"
@@ -235,7 +235,7 @@ def test_run_folders_of_dead_runs_are_removed_and_nothing_else(tiny, tmp_path):
 
 # ---- the synthesis cache -----------------------------------------------------------------------
 def fake_report(arch, target, versions):
-    """What ``accel.synth._synthesize`` returns, without running the tools."""
+    """What ``spikecore.accel.flows.synth._synthesize`` returns, without running the tools."""
     counts = {resource: 1 for resource in synth.RESOURCES}
     return {"target": target.name, "device": target.device, "arch": arch.name, "arch_fingerprint": arch.fingerprint(),
             "arch_config": arch.to_dict(), "tools": versions, "flow_version": synth.FLOW_VERSION, **counts,
@@ -271,7 +271,7 @@ def fake_tools(monkeypatch, tmp_path):
         return fake_report(arch, target, versions)
 
     monkeypatch.setattr(synth, "_synthesize", fake_synthesize)
-    monkeypatch.setattr(rtl.verilog, "generate", generate_once)
+    monkeypatch.setattr(spikecore.rtl.verilog, "generate", generate_once)
     monkeypatch.setenv("SPIKECORE_CACHE", str(tmp_path / "cache"))
     return runs
 

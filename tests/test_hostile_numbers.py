@@ -16,15 +16,15 @@ import pytest
 import torch
 
 from bad_input import assert_one_error_line, assert_table_lists, edited_checkpoint, write
-from accel import UserError
-from accel.checkpoint import load_checkpoint, shipped_checkpoint_path
-from accel.cli import main
-from accel.compiler import compile_network
-from accel.config import arch_from_dict
-from accel.layouts import state_layout
-from accel.verify import verify
-from models import load_digits_split
-from sim.engine import simulate_batch
+from spikecore.errors import UserError
+from spikecore.accel.contract.checkpoint import load_checkpoint, shipped_checkpoint_path
+from spikecore.accel.flows.cli import main
+from spikecore.accel.contract.compiler import compile_network
+from spikecore.accel.contract.config import arch_from_dict
+from spikecore.accel.contract.layouts import state_layout
+from spikecore.accel.flows.verify import verify
+from spikecore.models import load_digits_split
+from spikecore.sim.engine import simulate_batch
 
 SHIPPED = shipped_checkpoint_path()
 
@@ -396,10 +396,10 @@ def _alarm(signum, frame):
 def test_program_mutation_fuzz(compiled, tmp_path, capsys, monkeypatch):
     """Seeded mutations of manifest.json values and arrays.npz entries: `accel sim` runs (exit 0) or refuses
     in one line (exit 2); never a traceback, an internal error or a hang."""
-    import accel.cli
+    import spikecore.accel.flows.cli
 
     # the plot is not what this fuzzes, and drawing it is most of a successful run's time
-    monkeypatch.setattr(accel.cli, "_plot_sim", lambda report, path: None)
+    monkeypatch.setattr(spikecore.accel.flows.cli, "plot_sim_report", lambda report, path: None)
     rng = random.Random(20261203)
     base_manifest = json.loads((compiled / "manifest.json").read_text())
     base_arrays = _arrays(compiled)

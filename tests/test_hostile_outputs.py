@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from bad_input import assert_one_error_line, assert_table_lists, write
-from accel.checkpoint import shipped_checkpoint_path
-from accel.cli import EXIT_INTERNAL_ERROR, main
-from accel.outputs import MARKER
-from accel.program import Program
-from models import atomic
+from spikecore.accel.contract.checkpoint import shipped_checkpoint_path
+from spikecore.accel.flows.cli import EXIT_INTERNAL_ERROR, main
+from spikecore.accel.flows.outputs import MARKER
+from spikecore.accel.contract.program import Program
+from spikecore import atomic
 
 SHIPPED = shipped_checkpoint_path()
 
@@ -218,12 +218,12 @@ def test_rerun_replaces_only_its_own_outputs(tmp_path):
 
 
 def test_internal_error_is_one_line_with_the_traceback_saved(tmp_path, monkeypatch, capsys):
-    import accel.cli
+    import spikecore.accel.flows.cli
 
     def broken(args):
         raise ZeroDivisionError("planted bug")
 
-    monkeypatch.setattr(accel.cli, "cmd_rtl", broken)
+    monkeypatch.setattr(spikecore.accel.flows.cli, "cmd_rtl", broken)
     capsys.readouterr()
     assert main(["rtl", "--out", str(tmp_path / "rtl")]) == EXIT_INTERNAL_ERROR
     lines = capsys.readouterr().err.splitlines()
@@ -235,7 +235,7 @@ def test_internal_error_is_one_line_with_the_traceback_saved(tmp_path, monkeypat
 def test_sigterm_stops_cleanly(tmp_path):
     """SIGTERM in the middle of training: one line, status 143, no temporary file left behind."""
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "accel.cli", "train", "--out", str(out), "--quiet"],
+    proc = subprocess.Popen([sys.executable, "-m", "spikecore.accel.flows.cli", "train", "--out", str(out), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (out / MARKER).exists() and time.monotonic() < deadline:
@@ -255,7 +255,7 @@ def _string_fields():
     """(file kind, YAML text) with the payload in every string field of every configuration the commands read."""
     from dataclasses import fields
 
-    from accel.config import ArchConfig
+    from spikecore.accel.contract.config import ArchConfig
 
     quoted = json.dumps(PAYLOAD)  # a YAML double-quoted scalar
     for field in fields(ArchConfig):

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from bad_input import assert_one_error_line, assert_table_lists, write
-from accel import sweep
-from accel.cli import main
-from accel.errors import UserError
+from spikecore.accel.flows import sweep
+from spikecore.accel.flows.cli import main
+from spikecore.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SWEEP = "samples: 4\ngrid:\n  lanes: [8]\n"
@@ -203,14 +203,14 @@ def test_damaged_middle_journal_line_is_refused(tmp_path):
 HOLD_EVERY_POINT = """\
 import time
 
-import accel.sweep
+import spikecore.accel.flows.sweep
 
 
 def held_evaluate_point(task):
     time.sleep(600)  # the test kills the sweep during this point
 
 
-accel.sweep.evaluate_point = held_evaluate_point
+spikecore.accel.flows.sweep.evaluate_point = held_evaluate_point
 """
 
 
@@ -245,7 +245,7 @@ def held_sweep(tmp_path_factory):
     (tmp / "hold").mkdir()
     write(tmp / "hold" / "sitecustomize.py", HOLD_EVERY_POINT)
     spec, out = write(tmp / "s.yaml", TINY_SWEEP), tmp / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "accel.cli", "sweep", str(spec), "--out", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "spikecore.accel.flows.cli", "sweep", str(spec), "--out", str(out),
                              "--workers", "1", "--quiet"], start_new_session=True,
                             env={**os.environ, "PYTHONPATH": f"{tmp / 'hold'}{os.pathsep}{ROOT}"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -313,15 +313,15 @@ def test_a_diverging_run_stops_in_one_line_without_nan_in_its_results(generic, t
     """Row ``train-diverged``: a loss that becomes NaN stops the run; no metrics.json holds NaN."""
     import torch
 
-    import models.train
+    import spikecore.models.train
 
-    real_loss = models.train.nn.CrossEntropyLoss
+    real_loss = spikecore.models.train.nn.CrossEntropyLoss
 
     class NanLoss(real_loss):
         def forward(self, logits, target):
             return super().forward(logits, target) * float("nan")
 
-    monkeypatch.setattr(models.train.nn, "CrossEntropyLoss", NanLoss)
+    monkeypatch.setattr(spikecore.models.train.nn, "CrossEntropyLoss", NanLoss)
     monkeypatch.setattr(torch.nn.functional, "cross_entropy",
                         lambda *args, **kwargs: torch.tensor(float("nan"), requires_grad=True))
     config = write(tmp_path / "c.yaml", TINY_TRAIN if generic else "train:\n  epochs: 1\n")

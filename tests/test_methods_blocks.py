@@ -4,9 +4,9 @@ import itertools
 import pytest
 import torch
 
-from models import (DSBasicBlock, DualStreamBlock, LIF, LSNBlock, MSBasicBlock, SEWBlock, SpikingBasicBlock,
+from spikecore.models import (DSBasicBlock, DualStreamBlock, LIF, LSNBlock, MSBasicBlock, SEWBlock, SpikingBasicBlock,
                     dual_stream_loss, logic_join, lsn_join)
-from models.blocks import lsn_neuron
+from spikecore.models.blocks import lsn_neuron
 
 BITS = list(itertools.product([0.0, 1.0], repeat=2))
 TRUTH = {  # g(s, x) for (s, x) in BITS = (0,0), (0,1), (1,0), (1,1)   (DST Table 1)

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from models import MLF, ActivityMonitor, DigitsNet, SynapticOpsCounter, build_network
-from models.blocks import TimeDistributed
-from models.tdbn import TdBN
+from spikecore.models import MLF, ActivityMonitor, DigitsNet, SynapticOpsCounter, build_network
+from spikecore.models.blocks import TimeDistributed
+from spikecore.models.tdbn import TdBN
 
 T, N = 2, 3
 

@@ -1,7 +1,7 @@
 """Every method of the seed papers on the hardware: golden == simulator == RTL, cycles equal.
 
 For each name of ``accel demo --list-methods`` the method's network, with seeded random weights and
-normalisation statistics calibrated on 200 training images (``accel.methods.build_untrained``: the core
+normalisation statistics calibrated on 200 training images (``spikecore.accel.flows.methods.build_untrained``: the core
 does not care how weights were learned, and this keeps CI free of training), is compiled for its core;
 the simulator runs 60 test images against the golden model, and the Verilog core (Verilator, one build
 per core for the session) runs 2 of them. The command-line test trains one method for one epoch and
@@ -10,12 +10,12 @@ be equal, and the RTL's cycle count must equal the simulator's.
 """
 import pytest
 
-from accel.compiler import compile_network
-from accel.config import load_arch
-from accel.methods import METHODS, build_untrained, methods_arch_path
-from models import load_digits_split
-from accel.verify import verify
-from sim.engine import simulate_batch
+from spikecore.accel.contract.compiler import compile_network
+from spikecore.accel.contract.config import load_arch
+from spikecore.accel.flows.methods import METHODS, build_untrained, methods_arch_path
+from spikecore.models import load_digits_split
+from spikecore.accel.flows.verify import verify
+from spikecore.sim.engine import simulate_batch
 
 SIM_IMAGES, RTL_IMAGES = 60, 2
 
@@ -43,7 +43,7 @@ def test_the_method_list_is_the_issue_list():
 
 @pytest.mark.parametrize("name", list(METHODS))
 def test_method_bit_exact_and_cycle_exact(name, methods_arch, calibration, digits_test_set, rtl_cache):
-    from rtl.runner import run_inferences
+    from spikecore.rtl.runner import run_inferences
 
     net, program, arch = compiled(name, methods_arch, calibration)
     kinds = {layer.kind for layer in program.layers}
@@ -66,7 +66,7 @@ def test_method_bit_exact_and_cycle_exact(name, methods_arch, calibration, digit
 def test_demo_list_methods_and_one_method_through_the_command_line(tmp_path, capsys):
     import json
 
-    from accel.cli import main
+    from spikecore.accel.flows.cli import main
 
     assert main(["demo", "--list-methods"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
@@ -85,7 +85,7 @@ def test_demo_method_from_scratch(name, tmp_path):
     """`accel demo --method NAME` exactly as a user runs it: default training, 20 images on the RTL."""
     import json
 
-    from accel.cli import main
+    from spikecore.accel.flows.cli import main
 
     assert main(["demo", "--method", name, "--out", str(tmp_path), "--quiet"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -3,8 +3,8 @@ equality with the pure networks stage by stage, one training step, and the compi
 import pytest
 import torch
 
-from models.blocks import DSBasicBlock, LSNBlock, SEWBlock
-from models.networks import build_network
+from spikecore.models.blocks import DSBasicBlock, LSNBlock, SEWBlock
+from spikecore.models.networks import build_network
 
 BASE = {"arch": "resnet", "depth": 8, "width": 4, "stages": 3, "in_channels": 1, "classes": 10, "timesteps": 2}
 
@@ -95,13 +95,13 @@ def test_bad_mixed_configs_name_the_key(config, message):
 
 def test_mixed_resnet_trained_a_step_on_the_digits_compiles_bit_exact():
     """accel's compiler takes a mixed ResNet of spike-passing blocks (mixes with ms blocks are refused: below)."""
-    from accel.compiler import compile_network
-    from accel.config import load_arch
-    from accel.methods import methods_arch_path
-    from accel.verify import verify
-    from models import load_digits_split
-    from models.digits import DIGITS_MAX_PIXEL
-    from sim.engine import simulate_batch
+    from spikecore.accel.contract.compiler import compile_network
+    from spikecore.accel.contract.config import load_arch
+    from spikecore.accel.flows.methods import methods_arch_path
+    from spikecore.accel.flows.verify import verify
+    from spikecore.models import load_digits_split
+    from spikecore.models.digits import DIGITS_MAX_PIXEL
+    from spikecore.sim.engine import simulate_batch
 
     x, y, x_test, _ = load_digits_split()
     net = tiny(block=["ds", "sew", "lsn"], connect="IAND", timesteps=4)
@@ -121,12 +121,12 @@ def test_mixed_resnet_trained_a_step_on_the_digits_compiles_bit_exact():
 
 @pytest.mark.parametrize("kinds", [["ms", "sew", "lsn"], ["sew", "ms", "lsn"]])
 def test_a_mix_with_ms_blocks_is_refused_by_the_compiler_in_one_line(kinds):
-    from accel.compiler import compile_network
-    from accel.config import load_arch
-    from accel.errors import UserError
-    from accel.methods import methods_arch_path
+    from spikecore.accel.contract.compiler import compile_network
+    from spikecore.accel.contract.config import load_arch
+    from spikecore.errors import UserError
+    from spikecore.accel.flows.methods import methods_arch_path
 
-    from models.digits import DIGITS_MAX_PIXEL
+    from spikecore.models.digits import DIGITS_MAX_PIXEL
 
     net = tiny(block=kinds).eval()
     net.input_scale, net.input_shape = DIGITS_MAX_PIXEL, (1, 8, 8)

@@ -3,10 +3,10 @@ import pytest
 import torch
 from torch import nn
 
-from models import ActivityMonitor, GradientMonitor, SynapticOpsCounter, build_network, energy_pj
-from models.blocks import TimeDistributed
-from models.metrics import dormant_mask, resnet_stages
-from models.neurons import MLF
+from spikecore.models import ActivityMonitor, GradientMonitor, SynapticOpsCounter, build_network, energy_pj
+from spikecore.models.blocks import TimeDistributed
+from spikecore.models.metrics import dormant_mask, resnet_stages
+from spikecore.models.neurons import MLF
 
 
 @pytest.mark.parametrize("block", ["spiking", "ds", "ms", "sew", "lsn", "dual"])

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from models import IF, LIF, MLF, arctan, make_neuron, rectangle, sigmoid, triangle
-from models.surrogates import make_surrogate
+from spikecore.models import IF, LIF, MLF, arctan, make_neuron, rectangle, sigmoid, triangle
+from spikecore.models.surrogates import make_surrogate
 
 
 def run(neuron, values):

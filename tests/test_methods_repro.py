@@ -3,8 +3,8 @@ import math
 
 import torch
 
-from models import ActivityMonitor, DSBasicBlock, LIF, SpikingBasicBlock, build_network
-from models.metrics import dormant_mask
+from spikecore.models import ActivityMonitor, DSBasicBlock, LIF, SpikingBasicBlock, build_network
+from spikecore.models.metrics import dormant_mask
 
 V_TH, A = 0.6, 1.0
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bench.peers import import_sew_resnet
-from models import IF, LIF, SEWBlock, arctan, rectangle, sigmoid
+from spikecore.models import IF, LIF, SEWBlock, arctan, rectangle, sigmoid
 
 from spikingjelly.activation_based import functional, neuron, surrogate
 

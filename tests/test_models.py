@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from models import MLF, LIF, TdBN, DigitsNet, neuron_step_int, mlf_thresholds, rectangle
+from spikecore.models import MLF, LIF, TdBN, DigitsNet, neuron_step_int, mlf_thresholds, rectangle
 
 
 def test_mlf_thresholds_default():

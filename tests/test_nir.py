@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from accel.cli import main
-from accel.compiler import compile_network
-from accel.config import default_arch, load_arch
-from accel.errors import UserError
-from accel.methods import methods_arch_path
-from accel.nir_io import export_graph, import_graph, read_nir, write_nir
-from accel.verify import run_golden, verify
-from models import load_digits_split
-from sim.engine import simulate_batch
+from spikecore.accel.flows.cli import main
+from spikecore.accel.contract.compiler import compile_network
+from spikecore.accel.contract.config import default_arch, load_arch
+from spikecore.errors import UserError
+from spikecore.accel.flows.methods import methods_arch_path
+from spikecore.accel.flows.nir_io import export_graph, import_graph, read_nir, write_nir
+from spikecore.accel.flows.verify import run_golden, verify
+from spikecore.models import load_digits_split
+from spikecore.sim.engine import simulate_batch
 
 T, SAMPLES, RTL_SAMPLES = 4, 60, 2
 pytestmark = pytest.mark.filterwarnings("ignore:nirtorch.extract_nir_graph:DeprecationWarning")  # snnTorch's call
@@ -114,7 +114,7 @@ def test_snntorch_network_through_the_command_line_is_bit_exact_on_the_rtl(snnto
 
 def test_spikingjelly_network_through_its_nir_exchange_runs_bit_exact(tmp_path, pixels, rtl_cache):
     """SpikingJelly 2.0's ``activation_based.nir_exchange.export_to_nir``: LIF (tau 2), average pool, IF."""
-    from rtl.runner import run_inferences
+    from spikecore.rtl.runner import run_inferences
     from spikingjelly.activation_based import functional, layer, neuron
     from spikingjelly.activation_based.nir_exchange import export_to_nir
 
@@ -172,8 +172,8 @@ def _same_program(a, b) -> None:
 
 
 def test_digits_network_round_trips_through_nir_to_an_identical_program(tmp_path, capsys):
-    from accel.checkpoint import shipped_checkpoint_path
-    from accel.program import Program
+    from spikecore.accel.contract.checkpoint import shipped_checkpoint_path
+    from spikecore.accel.contract.program import Program
 
     model = tmp_path / "digits.nir"
     assert main(["export", str(shipped_checkpoint_path()), "--nir", str(model)]) == 0
@@ -190,7 +190,7 @@ def test_digits_network_round_trips_through_nir_to_an_identical_program(tmp_path
 
 def test_metadata_is_ignored_cleanly_by_another_reader(tmp_path):
     """SpikingJelly's NIR importer builds and runs our exported digits network (as K = 1 LIF neurons)."""
-    from accel.checkpoint import load_checkpoint, shipped_checkpoint_path
+    from spikecore.accel.contract.checkpoint import load_checkpoint, shipped_checkpoint_path
     from spikingjelly.activation_based.nir_exchange import import_from_nir
 
     net, _ = load_checkpoint(shipped_checkpoint_path())
@@ -203,7 +203,7 @@ def test_metadata_is_ignored_cleanly_by_another_reader(tmp_path):
 @pytest.mark.parametrize("name", ["ds-resnet", "ms-resnet", "lsn", "dst-dsnn"])
 def test_method_networks_round_trip_to_an_identical_program(name, tmp_path):
     """Sums, the membrane shortcut (carry), a three-input gate and the DSNN accumulation pathway."""
-    from accel.methods import build_untrained, methods_arch_path, prepare
+    from spikecore.accel.flows.methods import build_untrained, methods_arch_path, prepare
 
     arch = load_arch(methods_arch_path())
     net = prepare(name, build_untrained(name, seed=1, calibration=load_digits_split()[0][:50]))
@@ -217,7 +217,7 @@ def test_method_networks_round_trip_to_an_identical_program(name, tmp_path):
 
 
 def test_vgg_with_average_pooling_round_trips(tmp_path):
-    from models.networks import build_network
+    from spikecore.models.networks import build_network
 
     torch.manual_seed(0)
     net = build_network({"arch": "vgg", "layers": [4, "A", 8], "fc_hidden": [16], "image_size": 8,
@@ -291,7 +291,7 @@ def test_unsupported_nodes_are_rejected_naming_the_node(nodes, edges, needles, t
 
 
 def test_an_edited_quantization_record_is_caught(tmp_path, capsys):
-    from accel.checkpoint import shipped_checkpoint_path
+    from spikecore.accel.contract.checkpoint import shipped_checkpoint_path
 
     model = tmp_path / "digits.nir"
     assert main(["export", str(shipped_checkpoint_path()), "--nir", str(model)]) == 0

@@ -12,12 +12,12 @@ import dataclasses
 import pytest
 import torch
 
-from accel.compiler import compile_network
-from accel.config import arch_from_dict
-from accel.layouts import physical_memories
-from accel.verify import verify
-from rtl.runner import run_inferences
-from sim.engine import simulate_batch
+from spikecore.accel.contract.compiler import compile_network
+from spikecore.accel.contract.config import arch_from_dict
+from spikecore.accel.contract.layouts import physical_memories
+from spikecore.accel.flows.verify import verify
+from spikecore.rtl.runner import run_inferences
+from spikecore.sim.engine import simulate_batch
 
 SAMPLES = 2
 

@@ -1,6 +1,6 @@
 """Amaranth-simulation tests of the arithmetic units and of the memory-word layouts of the RTL.
 
-The neuron update unit is compared against the golden model ``models.hwexact.neuron_step_int``; the AC
+The neuron update unit is compared against the golden model ``spikecore.models.hwexact.neuron_step_int``; the AC
 array against exact integer addition clamped to ``acc_bits``.
 """
 import numpy as np
@@ -10,14 +10,14 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
-from accel.config import default_arch
-from accel.layouts import all_layouts
-from models.hwexact import neuron_step_int
-from accel.layouts import KIND_GATE, KIND_NEURON, KIND_SUM
-from models import IntegerStage
-from models.hwexact import stage_output
-from rtl.components import AcArray, NeuronUpdate
-from rtl.layouts import to_amaranth
+from spikecore.accel.contract.config import default_arch
+from spikecore.accel.contract.layouts import all_layouts
+from spikecore.models.hwexact import neuron_step_int
+from spikecore.accel.contract.layouts import KIND_GATE, KIND_NEURON, KIND_SUM
+from spikecore.models import IntegerStage
+from spikecore.models.hwexact import stage_output
+from spikecore.rtl.components import AcArray, NeuronUpdate
+from spikecore.rtl.layouts import to_amaranth
 
 
 def signed_range(bits):

@@ -4,7 +4,7 @@ Program (small arch, 4 lanes, 2 levels): layer 0 is linear 6 pixels -> 8 neurons
 shift 2; layer 1 is the classifier 8 -> 4 (1 group), K = 1, shift 0, threshold 2^(M-1) - 1. The
 accumulator is deliberately narrow so that some inputs saturate it (the hardware defines that case), and
 the membranes narrow enough for logits to saturate. The inline reference below evaluates the program in
-the core's order with ``models.hwexact.neuron_step_int`` and charges cycles by the docs/core.md formula.
+the core's order with ``spikecore.models.hwexact.neuron_step_int`` and charges cycles by the docs/core.md formula.
 """
 import re
 import subprocess
@@ -14,12 +14,13 @@ import pytest
 import torch
 from amaranth.sim import Simulator
 
-from accel.config import arch_from_dict, default_arch
-from accel.layouts import KIND_NEURON, REGION_INPUT, all_layouts
-from models.hwexact import neuron_step_int
-from rtl.core import HOST_CONTROL, HOST_SELECT, REGISTER_ADDRESS, Core
-from rtl.runner import run_inferences
-from rtl.verilog import generate
+from spikecore.accel.contract.config import arch_from_dict, default_arch
+from spikecore.accel.contract.layouts import KIND_NEURON, REGION_INPUT, all_layouts
+from spikecore.models.hwexact import neuron_step_int
+from spikecore.rtl.core import Core
+from spikecore.rtl.hostmap import HOST_MAP
+from spikecore.rtl.runner import run_inferences
+from spikecore.rtl.verilog import generate
 
 TIMESTEPS = 3
 N_INPUTS, HIDDEN, CLASSES = 6, 8, 4
@@ -172,7 +173,7 @@ def random_inputs(seed, count):
 
 
 def simulate_amaranth(arch, image, inputs):
-    """Drive the host interface of ``rtl.core.Core`` in Amaranth's simulator, as the cocotb harness does."""
+    """Drive the host interface of ``spikecore.rtl.core.Core`` in Amaranth's simulator, as the cocotb harness does."""
     dut = Core(arch)
     results = []
 
@@ -193,12 +194,12 @@ def simulate_amaranth(arch, image, inputs):
 
         for name in ("layers", "pointers", "synapses", "weights", "params"):
             for address, word in enumerate(image[name]):
-                await write(HOST_SELECT[name], address, word)
+                await write(HOST_MAP.select(name), address, word)
         for name, value in image["registers"].items():
-            await write(HOST_CONTROL, REGISTER_ADDRESS[name], value)
+            await write(HOST_MAP.control_select, HOST_MAP.address(name), value)
         for pixels in inputs:
             for address, pixel in enumerate(pixels):
-                await write(HOST_SELECT["inputs"], address, pixel)
+                await write(HOST_MAP.select("inputs"), address, pixel)
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
@@ -208,13 +209,13 @@ def simulate_amaranth(arch, image, inputs):
                 await ctx.tick()
                 measured += 1
             assert not ctx.get(dut.busy)
-            registers = {name: await read(HOST_CONTROL, REGISTER_ADDRESS[name])
+            registers = {name: await read(HOST_MAP.control_select, HOST_MAP.address(name))
                          for name in ("cycles", "trace_count", "trace_overflow", "saturations")}
             results.append({
                 "cycles": registers["cycles"], "cycles_measured": measured,
-                "trace": [await read(HOST_SELECT["trace"], a) for a in range(registers["trace_count"])],
+                "trace": [await read(HOST_MAP.select("trace"), a) for a in range(registers["trace_count"])],
                 "trace_overflow": registers["trace_overflow"], "saturations": registers["saturations"],
-                "state": [await read(HOST_SELECT["state"], r) for r in range(image["registers"]["state_rows"])],
+                "state": [await read(HOST_MAP.select("state"), r) for r in range(image["registers"]["state_rows"])],
             })
 
     sim = Simulator(dut)

@@ -7,9 +7,9 @@ A flipped weight bit in the RTL's memory image must be caught and located.
 import numpy as np
 import pytest
 
-from accel.verify import verify
-from rtl.runner import run_inferences
-from sim.engine import simulate_batch
+from spikecore.accel.flows.verify import verify
+from spikecore.rtl.runner import run_inferences
+from spikecore.sim.engine import simulate_batch
 
 SAMPLES = 20
 

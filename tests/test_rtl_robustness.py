@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from accel.compiler import compile_network
-from accel.verify import verify
-from models import DigitsNet
-from rtl.runner import run_inferences
-from sim.engine import simulate_batch
+from spikecore.accel.contract.compiler import compile_network
+from spikecore.accel.flows.verify import verify
+from spikecore.models import DigitsNet
+from spikecore.rtl.runner import run_inferences
+from spikecore.sim.engine import simulate_batch
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ import dataclasses
 import pytest
 import torch
 
-from accel.compiler import compile_network
-from accel.verify import verify
-from rtl.runner import run_inferences
-from sim.cost import layer_accesses
-from sim.engine import simulate_batch
+from spikecore.accel.contract.compiler import compile_network
+from spikecore.accel.flows.verify import verify
+from spikecore.rtl.runner import run_inferences
+from spikecore.sim.cost import layer_accesses
+from spikecore.sim.engine import simulate_batch
 
 SAMPLES = 2
 

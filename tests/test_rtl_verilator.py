@@ -1,4 +1,4 @@
-"""The Verilator backend of :mod:`rtl.runner`: same results as Icarus, cached build, sharded runs.
+"""The Verilator backend of :mod:`spikecore.rtl.runner`: same results as Icarus, cached build, sharded runs.
 
 The trained digits network's default-architecture program runs on 3 test images under Icarus and under
 Verilator; the result dicts (traces, state rows, registers, cycles) must be equal, and the cycle counts
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from rtl import verilator as verilator_support
-from rtl.runner import SIM_BUILD, build_core, design_key, run_inferences
-from rtl.verilog import SIM_TOP
-from sim.engine import simulate_batch
+from spikecore.rtl import verilator as verilator_support
+from spikecore.rtl.runner import SIM_BUILD, build_core, design_key, run_inferences
+from spikecore.rtl.core import core_signature
+from spikecore.rtl.verilog import SIM_TOP, TOP_MODULE, core_ports, generate, sim_top_ports
+from spikecore.sim.engine import simulate_batch
 
 SAMPLES = 3
 
@@ -80,13 +81,22 @@ def test_verilator_build_is_cached_apart_from_icarus(verilator_results, icarus_r
         assert re.search(rf"reg (\[\d+:0\] )?{register} /\*verilator public_flat_rw\*/ = 0;", verilog)
 
 
-def test_top_ports_are_read_from_the_verilog(tmp_path):
-    source = tmp_path / "top.v"
-    source.write_text("module inner(a);\nendmodule\n(* top = 1 *)\nmodule top(clk, rst,\n  data_out);\n"
-                      "  input clk;\nendmodule\n")
-    assert verilator_support.top_ports(source, "top") == ["clk", "rst", "data_out"]
-    with pytest.raises(RuntimeError, match="no 'module missing"):
-        verilator_support.top_ports(source, "missing")
+def test_ports_come_from_the_core_signature(arch, tmp_path):
+    """The core's ports and those of the simulation top (public in the Verilator model) are taken from the core's
+    Amaranth signature; the Verilog declares the same names and widths."""
+    ports = core_ports(arch)
+    assert [name for _, name, _ in ports] == sorted(["clk", "rst", *core_signature(arch).members])
+    text = generate(arch, tmp_path).read_text()
+    core = text[text.index(f"module {TOP_MODULE}("):]
+    for direction, name, width in ports:
+        bits = "" if width == 1 else re.escape(f"[{width - 1}:0] ")
+        assert re.search(rf"^  {direction} {bits}{name};", core, re.M), (direction, name, width)
+    assert sim_top_ports(arch) == ["clk", "busy", "done", "host_rdata"]
+    assert f"module {SIM_TOP}({', '.join(sim_top_ports(arch))});" in text
+    control = verilator_support.write_ports_control_file(tmp_path / "core.v", SIM_TOP, sim_top_ports(arch),
+                                                         tmp_path / "ports.vlt").read_text()
+    assert control.splitlines()[1:] == [f'public_flat_rw -module "{SIM_TOP}" -var "{port}"'
+                                        for port in sim_top_ports(arch)]
 
 
 def test_missing_verilator_is_reported(monkeypatch, tmp_path, job, arch):

@@ -9,10 +9,10 @@ import jsonschema
 import pytest
 import yaml
 
-from accel.cli import main
-from accel.config import ArchConfig, Memories
-from accel.schemas import SCHEMA_NAMES, SCHEMAS, schema_text, shipped_schema_path
-from accel.sweep import RANDOM_KEYS, SPEC_KEYS, SYNTH_KEYS
+from spikecore.accel.flows.cli import main
+from spikecore.accel.contract.config import ArchConfig, Memories
+from spikecore.accel.flows.schemas import SCHEMA_NAMES, SCHEMAS, schema_text, shipped_schema_path
+from spikecore.accel.flows.sweep import RANDOM_KEYS, SPEC_KEYS, SYNTH_KEYS
 
 ROOT = Path(__file__).parents[1]
 VALID = [("arch", "accel/data/templates/arch.yaml"), ("arch", "accel/data/default_arch.yaml"),

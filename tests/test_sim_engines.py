@@ -1,4 +1,4 @@
-"""The simulator's two engines (``sim/engine.py``): the dense engine equals the event-by-event ``tables``
+"""The simulator's two engines (``sim/tables.py``, ``sim/dense.py``): the dense engine equals the event-by-event ``tables``
 engine in every field (events, logits, final state, cycles, accounts, saturations), and runs only where its
 checks against the memory tables pass; a program whose tables disagree with its stage graph runs on
 ``tables``, which follows the tables as the core does."""
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from accel.verify import verify
-from sim.engine import _Tables, simulate, simulate_batch
+from spikecore.accel.flows.verify import verify
+from spikecore.sim.engine import MemoryTables, simulate, simulate_batch
 from test_fuzz_constructs import PIXEL_MAX, compile_random
 
 
@@ -53,7 +53,7 @@ def test_tables_that_disagree_with_the_graph_run_event_by_event(digits_program, 
     weights = tampered.memories["weights"]["w"]
     row = int(np.nonzero(np.any(weights != 0, axis=1))[0][5])
     weights[row] = weights[row] + 1
-    plan = _Tables(tampered).dense(tampered, arch)
+    plan = MemoryTables(tampered).dense(tampered, arch)
     assert plan.reason is not None and "synapse tables do not encode" in plan.reason
     with pytest.raises(ValueError, match="dense engine cannot run"):
         simulate_batch(tampered, arch, pixels, engine="dense")
@@ -75,7 +75,7 @@ def test_descriptor_checks(digits_program, arch, field, value, message):
     tampered = copy.deepcopy(digits_program)
     p = tampered.layers[1].update_pass
     tampered.memories["layers"][field][p] = value
-    plan = _Tables(tampered).dense(tampered, arch)
+    plan = MemoryTables(tampered).dense(tampered, arch)
     assert plan.reason is not None and message in plan.reason
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from accel import sweep
-from accel.checkpoint import load_checkpoint, shipped_checkpoint_path
-from accel.cli import main
-from accel.compiler import compile_network
-from accel.config import arch_from_dict, default_arch
-from accel.synth import TARGETS
+from spikecore.accel.flows import sweep
+from spikecore.accel.contract.checkpoint import load_checkpoint, shipped_checkpoint_path
+from spikecore.accel.flows.cli import main
+from spikecore.accel.contract.compiler import compile_network
+from spikecore.accel.contract.config import arch_from_dict, default_arch
+from spikecore.accel.flows.synth import TARGETS
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = """\
@@ -48,9 +48,9 @@ def spec_file(tmp_path_factory):
 HOLD_AFTER_FIRST_POINT = """\
 import time
 
-import accel.sweep
+import spikecore.accel.flows.sweep
 
-_evaluate, _calls = accel.sweep.evaluate_point, []
+_evaluate, _calls = spikecore.accel.flows.sweep.evaluate_point, []
 
 
 def held_evaluate_point(task):
@@ -60,7 +60,7 @@ def held_evaluate_point(task):
     return _evaluate(task)
 
 
-accel.sweep.evaluate_point = held_evaluate_point
+spikecore.accel.flows.sweep.evaluate_point = held_evaluate_point
 """
 
 
@@ -80,7 +80,7 @@ def resumed_run(spec_file, tmp_path_factory):
     hold = tmp_path_factory.mktemp("hold")
     (hold / "sitecustomize.py").write_text(HOLD_AFTER_FIRST_POINT)
     env = {**os.environ, "PYTHONPATH": f"{hold}{os.pathsep}{ROOT}"}
-    proc = subprocess.Popen([sys.executable, "-m", "accel.cli", "sweep", str(spec_file), "--out", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "spikecore.accel.flows.cli", "sweep", str(spec_file), "--out", str(out),
                              "--workers", "1", "--quiet"], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -210,9 +210,9 @@ def test_synthesised_sweep_points_are_cycle_exact_on_the_rtl(rtl_cache):
     """The points of examples/sweep_digits.yaml that the sweep synthesises (spread over its range of size), each
     with the memories the sweep fits to it: the RTL under Verilator equals the golden model and the simulator
     on every spike, and its cycle count equals the simulator's."""
-    from accel.verify import verify
-    from rtl.runner import run_inferences
-    from sim.engine import simulate_batch
+    from spikecore.accel.flows.verify import verify
+    from spikecore.rtl.runner import run_inferences
+    from spikecore.sim.engine import simulate_batch
 
     spec = sweep.load_sweep(ROOT / "examples" / "sweep_digits.yaml")
     chosen = [task for task in sweep.plan(spec) if task["synth_target"]]

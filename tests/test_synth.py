@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from accel.cli import main
-from accel.config import arch_from_dict
-from accel.synth import SHELL_FEED_BITS, SHELL_MODULE, TARGETS, count_resources, shell_verilog, synthesize
-from rtl.verilog import TOP_MODULE, generate, module_ports
+from spikecore.accel.flows.cli import main
+from spikecore.accel.contract.config import arch_from_dict
+from spikecore.accel.flows.synth import SHELL_FEED_BITS, SHELL_MODULE, TARGETS, count_resources, shell_verilog, synthesize
+from spikecore.rtl.verilog import TOP_MODULE, core_ports, generate
 
 TINY = {"name": "tiny", "lanes": 2, "weight_bits": 4, "acc_bits": 8, "membrane_bits": 8, "input_bits": 4,
         "max_levels": 1, "max_timesteps": 2,
@@ -42,8 +42,8 @@ def test_memories_carry_no_initial_values_for_synthesis(tiny_verilog):
         assert f"{name}_memory[word] = 0;" in body and f'"spikecore_{name}=%s"' in body
 
 
-def test_shell_connects_every_port_and_folds_outputs_to_one_pin(tiny_verilog):
-    ports = module_ports(tiny_verilog, TOP_MODULE)
+def test_shell_connects_every_port_and_folds_outputs_to_one_pin(tiny_arch, tiny_verilog):
+    ports = core_ports(tiny_arch)
     names = {name for _, name, _ in ports}
     assert {"clk", "rst", "host_sel", "host_addr", "host_wdata", "host_we", "host_rdata", "start", "busy",
             "done"} <= names

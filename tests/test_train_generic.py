@@ -7,11 +7,11 @@ import sys
 import pytest
 import torch
 
-from accel.checkpoint import load_checkpoint
-from accel.errors import UserError
-from accel.trainconfig import load_train_config
-from models.networks import build_network
-from models.train import train_network
+from spikecore.accel.contract.checkpoint import load_checkpoint
+from spikecore.errors import UserError
+from spikecore.accel.flows.trainconfig import load_train_config
+from spikecore.models.networks import build_network
+from spikecore.models.train import train_network
 
 TINY = """\
 dataset: {name: synthetic, kind: cifar, train_samples: 16, test_samples: 8, size: 8, classes: 4}
@@ -28,7 +28,7 @@ def _config(tmp_path, text, name="c.yaml"):
 
 
 def _run_cli(*args):
-    proc = subprocess.run([sys.executable, "-m", "accel.cli", *map(str, args)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "spikecore.accel.flows.cli", *map(str, args)], capture_output=True, text=True)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -115,11 +115,11 @@ def test_resume_ends_with_the_same_weights(tmp_path):
 
 
 def test_dual_stream_network_trains_with_the_dual_loss(tmp_path, monkeypatch):
-    import models.blocks
+    import spikecore.models.blocks
 
     calls = []
-    original = models.blocks.dual_stream_loss
-    monkeypatch.setattr(models.blocks, "dual_stream_loss", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = spikecore.models.blocks.dual_stream_loss
+    monkeypatch.setattr(spikecore.models.blocks, "dual_stream_loss", lambda *a, **k: calls.append(1) or original(*a, **k))
     text = TINY.replace("EPOCHS", "1").replace("block: ds", "block: dual, join: IAND").replace("levels: 3, ", "")
     config = load_train_config(_config(tmp_path, text.replace("loss: ce", "loss: dual")))
     assert config["train"]["loss"] == "dual"
@@ -142,7 +142,7 @@ def _generic_checkpoint(path, config, dataset):
 
 def test_compile_a_generic_digits_checkpoint_and_reject_what_the_core_lacks(tmp_path):
     ds = {"arch": "resnet", "block": "ds", "depth": 8, "width": 4, "stages": 2, "in_channels": 1}
-    from accel.methods import methods_arch_path
+    from spikecore.accel.flows.methods import methods_arch_path
 
     rc, _, err = _run_cli("compile", _generic_checkpoint(tmp_path / "ds.pt", ds, "digits"), "--arch",
                           methods_arch_path(), "--out", tmp_path / "p")

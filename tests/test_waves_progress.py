@@ -1,7 +1,7 @@
 """Waveforms (``accel verify --waves DIR``), the first difference of a planted fault, and progress that tells
 the truth: the RTL build and inferences, and the synthesis stages as they end.
 
-Two digits images run on Icarus (through :func:`rtl.runner.run_inferences`, one after the other) and on
+Two digits images run on Icarus (through :func:`spikecore.rtl.runner.run_inferences`, one after the other) and on
 Verilator (through the command line, with a flipped weight bit); each writes one FST file per image, whose
 hierarchy (read by the small FST reader below: GTKWave's ``fst2vcd`` is not installed) holds the core's
 named signals and none of Yosys's ``$N`` wires.
@@ -16,11 +16,11 @@ import zlib
 import numpy as np
 import pytest
 
-from accel.cli import main
-from accel.layouts import all_layouts
-from accel.verify import emission_schedule
-from rtl.runner import WAVES_FILE, run_inferences
-from sim.engine import simulate_batch
+from spikecore.accel.flows.cli import main
+from spikecore.accel.contract.layouts import all_layouts
+from spikecore.accel.flows.verify import emission_schedule
+from spikecore.rtl.runner import WAVES_FILE, run_inferences
+from spikecore.sim.engine import simulate_batch
 
 SAMPLES = 2
 #: A weight bit whose flip changes spikes of the first two test images (conv1's fan-out).
@@ -129,7 +129,7 @@ def images(digits_test_set):
 
 
 class Progress:
-    """What :func:`rtl.runner.run_inferences` tells a progress bar."""
+    """What :func:`spikecore.rtl.runner.run_inferences` tells a progress bar."""
 
     def __init__(self):
         self.lines, self.updates = [], []
@@ -212,7 +212,7 @@ def test_synthesis_bar_advances_as_stages_end(monkeypatch, tmp_path, capsys):
 
     import yaml
 
-    from accel import synth
+    from spikecore.accel.flows import synth
 
     def fake_synthesize(arch, target, workdir, verilog, versions, progress, place):
         for stage in ("yosys synth_ice40", "nextpnr-ice40"):

@@ -1,0 +1,210 @@
+"""The programs x architectures the contract suite runs, and the images it runs them on.
+
+Programs (every construct kind the core runs: MLF neurons K = 1..4 with leaks 0..2, strided and 1x1
+convolutions, two-source stages, membrane shortcuts (carry), sum joins and pooling, logic gates, the
+linear readout):
+
+- ``digits``: the shipped digits checkpoint (MLF K = 3, T = 4, two conv layers and a linear readout);
+- ``constructs-s5``, ``-s6``, ``-s9``: random construct programs from ``tests/test_fuzz_constructs.py``'s
+  builders (``random_stages``: 5x5 input, 7 stages, 4 lanes, T = 3; seeds whose every stage fires); together they cover
+  neuron, sum, gate, carry and readout (:data:`CONSTRUCT_KINDS`, asserted by the suite);
+- ``method-NAME``: every method of the seed papers (``accel demo --list-methods``: MLF K = 1..4, spiking
+  ResNet, DS-ResNet, MS-ResNet, SEW joins, LSN, DST FSNN/DSNN) with seeded random weights and normalisation
+  calibrated on 200 training images (``spikecore.accel.flows.methods.build_untrained``, as
+  ``tests/test_methods_hw.py``), on the methods core (``accel/data/methods_arch.yaml``); five in the default
+  run (:data:`DEFAULT_METHODS`), the rest under ``-m slow``;
+- ``digitsnet-s12``: a random ``DigitsNet`` (MLF K = 4, T = 2, channels 9 and 2, 8x8) from ``tests/test_fuzz.py``'s
+  ``random_network``;
+- on the ``narrow`` architecture (12-bit accumulators and membranes), ``constructs-s9`` with its "never fires"
+  thresholds lowered to fit and one more stage, an *integrator* (:func:`construct_layers`): two IF channels
+  (K = 2) of +-12 times each pixel plus a bias of +-(2^11 / 3 - 96), whose first level fires (channel 0) and
+  whose second never fires, so its membrane saturates at the third timestep wherever the pixel exceeds 8: a
+  different number of times in each image, in both directions (the only case that saturates).
+
+Architectures:
+
+- for the digits network: ``default`` (the shipped UP5K core: one single-port bank, one neuron per update
+  step), ``layer-major`` (``examples/arch_layer_major.yaml``: banked, time-batched schedule), ``bitserial``
+  (the default with ``multivalue: bitserial``), ``lane-parallel`` (the default with every lane updated at
+  once and no bank), ``layer-major-t5`` (layer-major, bit-serial, every lane at once, no bank, and
+  ``max_timesteps: 5``: 8 timestep slots for T = 4; ``tests/test_rtl_schedule.py``'s parallel-bitserial core);
+- for the construct programs (``test_fuzz_constructs.fuzz_arch``, 4 lanes): ``lane-parallel`` (its own: no bank,
+  every lane at once), ``bitserial``, ``layer-major``, ``banked`` (one neuron per update step, one bank as
+  the default core's), ``narrow`` (its own with 12-bit accumulators and membranes).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from test_fuzz import random_network
+from test_fuzz_constructs import PIXEL_MAX, fuzz_arch, random_stages
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Construct kinds the construct programs must cover between them.
+CONSTRUCT_KINDS = {"neuron", "sum", "gate", "carry", "readout"}
+CONSTRUCT_SEEDS = (5, 6, 9)
+CONSTRUCT_SIZE, CONSTRUCT_STAGES, CONSTRUCT_LANES, CONSTRUCT_T = 5, 7, 4, 3
+DEFAULT_BANK = ("pointers", "synapses", "weights", "state", "trace", "inputs")
+NARROW_BITS = 12
+#: Methods of the seed papers in the default run (the others under ``-m slow``): a membrane shortcut, a sum
+#: join, a gate join, the LSN's excitatory/inhibitory gates, the DST's auxiliary accumulation pathway.
+DEFAULT_METHODS = ("ms-resnet", "ds-resnet", "sew-iand", "lsn", "dst-dsnn")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One program on one architecture, and how many images the simulator-side implementations run."""
+
+    program: str
+    arch: str
+    images: int
+    slow: bool = False          # only under ``-m slow``, for every implementation
+
+    @property
+    def id(self) -> str:
+        return f"{self.program}@{self.arch}"
+
+
+def _cases():
+    cases = [Case("digits", arch, 8) for arch in ("default", "layer-major", "bitserial", "lane-parallel",
+                                                  "layer-major-t5")]
+    cases += [Case(f"constructs-s{seed}", arch, 3) for seed in CONSTRUCT_SEEDS
+              for arch in ("lane-parallel", "bitserial", "layer-major", "banked")]
+    cases += [Case("digitsnet-s12", "default", 4), Case("constructs-s9", "narrow", 4)]
+    cases += [Case(f"method-{name}", "methods", 4, slow=name not in DEFAULT_METHODS) for name in _method_names()]
+    return {case.id: case for case in cases}
+
+
+def _method_names():
+    from spikecore.accel.flows.methods import METHODS
+
+    return list(METHODS)
+
+
+#: Every case, by id ("program@arch").
+CASES = _cases()
+#: The cases of the default run (the others are marked slow).
+DEFAULT_CASES = tuple(case for case in CASES if not CASES[case].slow)
+
+
+# ---- architectures ------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def digits_arch(name: str):
+    from spikecore.accel.contract.config import default_arch, load_arch
+
+    base = default_arch()
+    if name == "default":
+        return base
+    if name == "layer-major":
+        return load_arch(ROOT / "examples" / "arch_layer_major.yaml")
+    if name == "bitserial":
+        return dataclasses.replace(base, name="digits-bitserial", multivalue="bitserial")
+    if name == "lane-parallel":
+        return dataclasses.replace(base, name="digits-lane-parallel", update_lanes=0, banks=())
+    if name == "layer-major-t5":
+        return dataclasses.replace(base, name="digits-layer-major-t5", schedule="layer_major", max_timesteps=5,
+                                   update_lanes=0, banks=(), multivalue="bitserial")
+    raise KeyError(name)
+
+
+@functools.lru_cache(maxsize=None)
+def construct_arch(name: str):
+    base = fuzz_arch(CONSTRUCT_LANES)
+    if name == "lane-parallel":
+        return base
+    if name == "bitserial":
+        return fuzz_arch(CONSTRUCT_LANES, multivalue="bitserial")
+    if name == "layer-major":
+        return fuzz_arch(CONSTRUCT_LANES, schedule="layer_major")
+    if name == "banked":
+        return dataclasses.replace(base, name="fuzz-banked", update_lanes=1, banks=(DEFAULT_BANK,))
+    if name == "narrow":
+        return dataclasses.replace(base, name="fuzz-narrow", acc_bits=NARROW_BITS, membrane_bits=NARROW_BITS)
+    raise KeyError(name)
+
+
+# ---- programs -----------------------------------------------------------------------------------------------
+def construct_layers(seed: int, membrane_bits: int | None = None):
+    """``random_stages`` of the suite's size; with ``membrane_bits``, every threshold capped to fit it and an
+    integrator stage (module docstring) inserted before the readout, whose membranes saturate."""
+    from spikecore.accel.contract.program import ProgramLayer, ProgramSource
+
+    layers, kinds = random_stages(seed, CONSTRUCT_SIZE, CONSTRUCT_STAGES, CONSTRUCT_LANES)
+    if membrane_bits is not None:
+        top = (1 << (membrane_bits - 1)) - 1
+        for layer in layers:
+            layer.thresholds = np.minimum(layer.thresholds, top)
+        weight = np.array([12, -12], np.int64).reshape(2, 1, 1, 1)
+        bias = top // 3 - 12 * 8        # three timesteps of bias and a pixel above 8 pass the top
+        shape = (1, CONSTRUCT_SIZE, CONSTRUCT_SIZE)
+        layers.insert(len(layers) - 1, ProgramLayer(
+            name="integrator", kind="neuron", sources=[ProgramSource(input=-1, op="conv", weight=weight,
+                                                                     in_shape=shape)],
+            out_shape=(2,) + shape[1:], bias=np.array([bias, -bias], np.int64),
+            thresholds=np.array([[60, 60], [top, top]], np.int64), scale=np.ones(2), shift=0))
+    return layers, kinds
+
+
+@functools.lru_cache(maxsize=None)
+def _digits_net():
+    from spikecore.accel.contract.checkpoint import load_checkpoint, shipped_checkpoint_path
+
+    return load_checkpoint(shipped_checkpoint_path())[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _digits_split():
+    from spikecore.models import load_digits_split
+
+    return load_digits_split()
+
+
+def _digits_images():
+    return _digits_split()[2].reshape(-1, 64).numpy().astype(np.int64)
+
+
+def random_images(seed: int, count: int, n_inputs: int, maximum: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, maximum + 1, size=(count, n_inputs)).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=None)
+def build(case_id: str):
+    """``(program, arch, pixels int64 [images, n_inputs], construct kinds)`` of a case."""
+    from spikecore.accel.contract.compiler import compile_network, compile_stages
+
+    case = CASES[case_id]
+    shape = (1, CONSTRUCT_SIZE, CONSTRUCT_SIZE)
+    if case.program == "digits":
+        arch = digits_arch(case.arch)
+        program = compile_network(_digits_net(), arch)
+        pixels = _digits_images()[:case.images]
+        kinds = {layer.kind for layer in program.layers}
+    elif case.program.startswith("constructs-s"):
+        seed = int(case.program.rsplit("s", 1)[1])
+        arch = construct_arch(case.arch)
+        layers, kinds = construct_layers(seed, arch.membrane_bits if case.arch == "narrow" else None)
+        program = compile_stages(layers, arch, CONSTRUCT_T, shape, PIXEL_MAX)
+        pixels = random_images(seed, case.images, program.n_inputs, PIXEL_MAX)
+    elif case.program == "digitsnet-s12":
+        arch = digits_arch(case.arch)
+        program = compile_network(random_network(12, (9, 2), 4, 2, 8), arch)
+        pixels = random_images(12, case.images, program.n_inputs, 16)
+        kinds = {layer.kind for layer in program.layers}
+    elif case.program.startswith("method-"):
+        from spikecore.accel.contract.config import load_arch
+        from spikecore.accel.flows.methods import build_untrained, methods_arch_path
+
+        arch = load_arch(methods_arch_path())
+        net = build_untrained(case.program[len("method-"):], seed=1, calibration=_digits_split()[0][:200])
+        program = compile_network(net, arch)
+        pixels = _digits_images()[:case.images]
+        kinds = {layer.kind for layer in program.layers} | ({"carry"} if any(
+            layer.carry is not None for layer in program.layers) else set())
+    else:
+        raise KeyError(case_id)
+    return program, arch, pixels, frozenset(kinds)

@@ -1,0 +1,238 @@
+"""The contract suite: tests written once against :class:`~contract.implementations.Implementation`, inherited by
+one test class per implementation (``test_contract.py``), in the style of pymtl3's test classes written
+against the reference and reused at every level.
+
+:class:`ContractSuite` holds the tests; a subclass names its ``implementation`` and its cases (ids of
+``programs.CASES``, the default run's and ``slow_cases`` under ``@pytest.mark.slow``). ``conftest.py``
+parametrizes every test by the class's cases, and the comparison test by the fields the implementation
+and its reference both report (``implementations.compared_fields``): a field one side cannot report is not
+compared, and no test stands in for it.
+
+The checks (every integer compared with ``==``, arrays with ``numpy.array_equal``):
+
+- ``test_equals_reference[field]``: the field of every image equals the reference's
+  (``implementations.reference_for``: the golden model for events, logits and saturations, the ``tables``
+  engine for state, cycles, accounts and traces);
+- ``test_outcome_is_self_consistent``: the implementation reports exactly what it declares; its events are
+  well formed (ascending hardware indices inside the stage, never on a padding lane, values within what the
+  stage kind can emit); where reported: cycles = setup + the per-stage cycles, the trace count and overflow
+  follow from the events and the trace memory, the logits are the readout's level-0 membranes of the
+  state, the measured busy time equals the ``cycles`` register, no trace word names a neuron outside its
+  stage;
+- ``test_cycles_follow_the_schedule``: ``docs/core.md``'s schedule walked over the implementation's own
+  events and the Program's pointer counts (``spikecore.accel.flows.verify.emission_schedule``, written apart from the
+  simulator) gives its cycles (the cycle reference's where it reports none: the golden model's spikes must
+  explain the ``tables`` engine's cycles), and, where the RTL stamps its trace writes, the cycle of every
+  trace write.
+
+:func:`differences` is the comparison itself; ``test_planted_errors.py`` runs it on mutated implementations.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .implementations import (COMPARED_FIELDS, REFERENCE_IMPLEMENTATIONS, Implementation, Outcome, compared_fields,
+                              emitting, reference_for, schedule_view)
+from .programs import CASES, DEFAULT_CASES, build
+
+_CACHE = {}
+
+
+def outcomes(implementation: Implementation, case_id: str, images: int | None = None, workdir=None) -> list:
+    """The implementation's outcomes on the first ``images`` images of a case (all by default), computed once
+    per implementation object and case."""
+    program, arch, pixels, _ = build(case_id)
+    images = len(pixels) if images is None else images
+    key = (id(implementation), case_id, images)
+    hit = _CACHE.get(key)
+    if hit is None or hit[0] is not implementation:
+        hit = (implementation, implementation.run(program, arch, pixels[:images], workdir))
+        _CACHE[key] = hit
+    return hit[1]
+
+
+#: One instance of each reference implementation, shared by every test.
+REFERENCES = {name: cls() for name, cls in REFERENCE_IMPLEMENTATIONS.items()}
+
+
+def _first(mask: np.ndarray):
+    return tuple(int(v) for v in np.argwhere(mask)[0])
+
+
+def field_differences(field: str, got: Outcome, expected: Outcome, program, sample: int) -> list:
+    """Differences of one field of one image, as lines naming where (``[]``: equal)."""
+    mine, theirs = getattr(got, field), getattr(expected, field)
+    where = f"sample {sample}: {field}"
+    if mine is None or theirs is None:
+        return [f"{where}: not reported ({'got' if mine is None else 'reference'})"]
+    if field == "events":
+        found = []
+        names = [program.layers[s].name for s in emitting(program)]
+        if len(mine) != len(theirs):
+            return [f"{where}: {len(mine)} emitting stages, the reference has {len(theirs)}"]
+        for name, per_t, ref_t in zip(names, mine, theirs):
+            if len(per_t) != len(ref_t):
+                found.append(f"{where} of {name}: {len(per_t)} timesteps, the reference has {len(ref_t)}")
+                continue
+            for t, ((i1, v1), (i2, v2)) in enumerate(zip(per_t, ref_t)):
+                if not (np.array_equal(i1, i2) and np.array_equal(v1, v2)):
+                    a, b = dict(zip(i1.tolist(), v1.tolist())), dict(zip(i2.tolist(), v2.tolist()))
+                    first = min(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+                    found.append(f"{where} of {name} at timestep {t}: neuron {first} got {a.get(first, 0)}, "
+                                 f"expected {b.get(first, 0)} ({len(i1)} events, expected {len(i2)})")
+        return found
+    if field in ("logits", "state"):
+        mine, theirs = np.asarray(mine), np.asarray(theirs)
+        if mine.shape != theirs.shape:
+            return [f"{where}: shape {mine.shape}, expected {theirs.shape}"]
+        if mine.dtype.kind not in "iu" or theirs.dtype.kind not in "iu":
+            return [f"{where}: not integers ({mine.dtype}, {theirs.dtype})"]
+        if not np.array_equal(mine, theirs):
+            at = _first(mine != theirs)
+            return [f"{where} differ at {at}: got {int(mine[at])}, expected {int(theirs[at])} "
+                    f"({int(np.count_nonzero(mine != theirs))} differ)"]
+        return []
+    if field in ("layer_cycles", "accounts"):
+        return [f"{where} of {program.layers[l].name}: got {a}, expected {b}"
+                for l, (a, b) in enumerate(zip(mine, theirs)) if a != b] + \
+            ([f"{where}: {len(mine)} stages, expected {len(theirs)}"] if len(mine) != len(theirs) else [])
+    if type(mine) is not type(theirs) or mine != theirs:
+        return [f"{where}: got {mine!r}, expected {theirs!r}"]
+    return []
+
+
+def differences(implementation: Implementation, case_id: str, field: str, images: int | None = None,
+                workdir=None, reference: Implementation | None = None) -> list:
+    """Every difference of ``field`` between the implementation and its reference on a case."""
+    if reference is None:
+        name = reference_for(field, implementation)
+        assert name is not None, f"no implementation but {implementation} reports {field}"
+        reference = REFERENCES[name]
+    program = build(case_id)[0]
+    got = outcomes(implementation, case_id, images, workdir)
+    expected = outcomes(reference, case_id, None, workdir)[:len(got)]
+    found = [f"{implementation} vs {reference} on {case_id}: images {len(got)}, expected {len(expected)}"] \
+        if len(got) != len(expected) or not got else []
+    for n, (a, b) in enumerate(zip(got, expected)):
+        found += [f"{implementation} vs {reference} on {case_id}, {line}"
+                  for line in field_differences(field, a, b, program, n)]
+    return found
+
+
+def schedule_differences(implementation: Implementation, case_id: str, images: int | None = None,
+                         workdir=None) -> list:
+    """Where ``docs/core.md``'s schedule, walked over the implementation's events, disagrees with its cycles
+    (or the cycle reference's, for an implementation without cycles) and with its trace-write stamps."""
+    from spikecore.accel.flows.verify import emission_schedule
+
+    program, arch, pixels, _ = build(case_id)
+    got = outcomes(implementation, case_id, images, workdir)
+    if "cycles" in implementation.reports:
+        cycles, source = [o.cycles for o in got], implementation.name
+    else:
+        source = reference_for("cycles", implementation)
+        cycles = [o.cycles for o in outcomes(REFERENCES[source], case_id, None, workdir)[:len(got)]]
+    found = []
+    for n, outcome in enumerate(got):
+        schedule, total = emission_schedule(program, arch, pixels[n], schedule_view(program, outcome.events))
+        if total != cycles[n]:
+            found.append(f"{implementation} on {case_id}, sample {n}: the schedule of its events takes {total} cycles, "
+                         f"{source} reports {cycles[n]}")
+        if outcome.event_cycles is not None:
+            expected = [item[4] for item in schedule]
+            if outcome.event_cycles != expected:
+                k = next((k for k, (a, b) in enumerate(zip(outcome.event_cycles, expected)) if a != b),
+                         min(len(expected), len(outcome.event_cycles)))
+                found.append(f"{implementation} on {case_id}, sample {n}: trace write {k} at cycle "
+                             f"{outcome.event_cycles[k] if k < len(outcome.event_cycles) else None}, the schedule "
+                             f"says {expected[k] if k < len(expected) else None}")
+    return found
+
+
+def consistency_problems(implementation: Implementation, case_id: str, images: int | None = None,
+                         workdir=None) -> list:
+    """What in the implementation's own outcomes contradicts the contract (``[]``: nothing)."""
+    program, arch, pixels, _ = build(case_id)
+    got = outcomes(implementation, case_id, images, workdir)
+    found = []
+    stages = emitting(program)
+    for n, o in enumerate(got):
+        where = f"{implementation} on {case_id}, sample {n}"
+        if o.reported() != set(implementation.reports):
+            found.append(f"{where}: reports {sorted(o.reported())}, declares {sorted(implementation.reports)}")
+            continue
+        if len(o.events) != len(stages):
+            found.append(f"{where}: events of {len(o.events)} stages, {len(stages)} emit")
+            continue
+        words = 0
+        for stage, per_t in zip(stages, o.events):
+            layer = program.layers[stage]
+            lanes_used = np.zeros(layer.n_groups * arch.lanes, bool)
+            lanes_used[layer.hw_index(arch.lanes)] = True
+            top = {"neuron": layer.levels, "gate": 1, "sum": (1 << arch.value_bits) - 1}[layer.kind]
+            fired = np.zeros(layer.n_groups * arch.lanes, bool)
+            if len(per_t) != program.timesteps:
+                found.append(f"{where}: {layer.name} has events of {len(per_t)} timesteps, T = {program.timesteps}")
+                continue
+            for t, (idx, val) in enumerate(per_t):
+                bad = (idx.dtype.kind != "i" or val.dtype.kind != "i" or len(idx) != len(val)
+                       or np.any(np.diff(idx) <= 0) or (len(idx) and (idx.min() < 0 or idx.max() >= len(fired))))
+                if bad:
+                    found.append(f"{where}: {layer.name} timestep {t}: indices not ascending integers in the stage")
+                    continue
+                if np.any(~lanes_used[idx]):
+                    padding = int(idx[~lanes_used[idx]][0])
+                    found.append(f"{where}: {layer.name} timestep {t}: an event on padding lane {padding}")
+                if len(val) and (val.min() < 1 or val.max() > top):
+                    found.append(f"{where}: {layer.name} timestep {t}: values outside 1..{top}")
+                fired[idx] = True
+                words += len(idx)
+            if arch.layer_major:
+                words += int(fired.sum()) - sum(len(idx) for idx, _ in per_t)  # one word per train
+        if o.trace_count is not None:
+            if o.trace_count != min(words, arch.memories.trace) or o.trace_overflow != (words > arch.memories.trace):
+                found.append(f"{where}: trace count {o.trace_count} (overflow {o.trace_overflow}) for {words} event "
+                             f"words and a trace memory of {arch.memories.trace}")
+        if o.layer_cycles is not None and o.cycles != o.setup_cycles + sum(o.layer_cycles):
+            found.append(f"{where}: cycles {o.cycles} != setup {o.setup_cycles} + stages {sum(o.layer_cycles)}")
+        if o.state is not None:
+            last = program.layers[-1]
+            rows = o.state[last.state_base:last.state_base + last.n_groups, :, 0].reshape(-1)
+            if not np.array_equal(rows[last.hw_index(arch.lanes)], o.logits):
+                found.append(f"{where}: the logits are not the readout's level-0 membranes")
+        if o.cycles_measured is not None and o.cycles_measured != o.cycles:
+            found.append(f"{where}: measured busy time {o.cycles_measured} != cycles register {o.cycles}")
+        if o.stray:
+            found.append(f"{where}: trace words naming no neuron of an emitting stage: {o.stray[:3]}")
+        if o.saturations < 0:
+            found.append(f"{where}: negative saturation count")
+    return found
+
+
+class ContractSuite:
+    """The contract's tests; subclasses set ``implementation``, ``cases`` and ``slow_cases`` (ids of
+    ``programs.CASES``) and ``images`` (a case id's program name -> images to run; default all)."""
+
+    implementation: Implementation = None
+    cases: tuple = DEFAULT_CASES
+    slow_cases: tuple = tuple(case for case in CASES if CASES[case].slow)
+    images: dict = {}
+
+    def _images(self, case: str):
+        return self.images.get(CASES[case].program)
+
+    def test_equals_reference(self, case, field, contract_workdir):
+        found = differences(self.implementation, case, field, self._images(case), contract_workdir)
+        assert found == [], "\n".join(found[:10])
+
+    def test_outcome_is_self_consistent(self, case, contract_workdir):
+        found = consistency_problems(self.implementation, case, self._images(case), contract_workdir)
+        assert found == [], "\n".join(found[:10])
+
+    def test_cycles_follow_the_schedule(self, case, contract_workdir):
+        found = schedule_differences(self.implementation, case, self._images(case), contract_workdir)
+        assert found == [], "\n".join(found[:10])
+
+
+__all__ = ["COMPARED_FIELDS", "ContractSuite", "compared_fields", "consistency_problems", "differences", "outcomes",
+           "schedule_differences"]
