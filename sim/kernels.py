@@ -54,12 +54,14 @@ def saturate(v: torch.Tensor, bits: int):
 def leak(u: torch.Tensor, shift: int) -> torch.Tensor:
     """``u >> shift = floor(u / 2**shift)``, rounding toward minus infinity for negative ``u`` too.
 
-    Dividing by a power of two is exact in floating point, so the floor of the quotient is exact for
-    integers held in float32 as well as for int64.
+    Multiplying by ``2**-shift`` is exact in floating point, so the floor of the product is exact for
+    integers held in float32; int64 membranes take the arithmetic shift itself.
     """
     if shift == 0:
         return u
-    return torch.div(u, 1 << shift, rounding_mode="floor")
+    if u.is_floating_point():
+        return torch.floor(u * (1.0 / (1 << shift)))   # two vectorised passes; torch.div(floor) is several
+    return u >> shift
 
 
 def neuron_update(u: torch.Tensor, x: torch.Tensor, thresholds: torch.Tensor, shift: int, membrane_bits: int,
@@ -96,7 +98,7 @@ def neuron_update(u: torch.Tensor, x: torch.Tensor, thresholds: torch.Tensor, sh
     """
     v, saturations = saturate(leak(u, shift) + x, membrane_bits)
     fired = v > thresholds
-    u_next = v.masked_fill(fired, 0)
+    u_next = v.masked_fill_(fired, 0)  # v is the fresh sum (or its clamped copy), never u or x
     if out is None:
         out = torch.empty(fired.shape[1:], dtype=torch.int64)
     torch.sum(fired, 0, dtype=out.dtype, out=out)
@@ -142,6 +144,15 @@ class SynapticMap:
         self.op, self.weight, self.stride, self.padding = op, weight, stride, padding
         self.bound = int(weight.abs().reshape(len(weight), -1).sum(1).max()) if weight.numel() else 0
         self._weights = {}   # the weight in each floating dtype asked for, converted once
+        # identities, sum pools and joins are per-channel: a grouped convolution does C instead of C*C products
+        self.per_channel = False
+        if op == "conv" and weight.numel() and weight.shape[0] == weight.shape[1]:
+            channels = torch.arange(weight.shape[0])
+            off_diagonal = weight.clone()
+            off_diagonal[channels, channels] = 0
+            if not bool(off_diagonal.any()):
+                self.per_channel = True
+                self.weight = weight[channels, channels].unsqueeze(1)   # [C, 1, KH, KW]
 
     def current(self, s: torch.Tensor) -> torch.Tensor:
         """``W s`` in the floating dtype of ``s`` (``[N, C, H, W]`` for a convolution, ``[N, F]`` for a linear
@@ -155,5 +166,6 @@ class SynapticMap:
         if w is None:
             w = self._weights[s.dtype] = self.weight.to(s.dtype)
         if self.op == "conv":
-            return F.conv2d(s, w, stride=self.stride, padding=self.padding)
+            groups = w.shape[0] if self.per_channel else 1
+            return F.conv2d(s, w, stride=self.stride, padding=self.padding, groups=groups)
         return s @ w.t()
