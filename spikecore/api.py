@@ -45,7 +45,7 @@ def load_network(path, *, arch=None, stream_mode=None, dt=None, timesteps=None, 
     ----------
     path : str or Path
         ``*.nir`` is read as NIR (``docs/nir.md``), anything else as a checkpoint (loaded with
-        ``weights_only=True``; ``None`` with no path is not accepted).
+        ``weights_only=True``).
     arch : ArchConfig, optional
         For NIR files: the configuration whose quantization a file written by ``accel export`` is checked
         against (default: the embedded default).

@@ -356,7 +356,7 @@ def lower(net: nn.Module, input_shape, input_divisor: float) -> FloatGraph:
         elif isinstance(net, SpikingVGG):
             _lower_vgg(net, low)
         elif isinstance(net, SpikingMLP):
-            if tuple(input_shape) != net.feature_shape and int(np.prod(input_shape)) != int(np.prod(net.feature_shape)):
+            if int(np.prod(input_shape)) != int(np.prod(net.feature_shape)):  # it flattens whatever it gets
                 raise UserError(f"network SpikingMLP: takes {list(net.feature_shape)} inputs, the program's input is "
                                 f"{list(input_shape)}")
             _lower_fully_connected(net, low, PIXELS)
