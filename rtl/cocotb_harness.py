@@ -16,6 +16,11 @@ The cycle at which the core wrote each trace word comes from the simulation top'
 the simulation time of each write is kept too, to find the event in that run's waveform. After each inference
 the harness appends a line to ``progress_file``, which the runner polls for its progress bar.
 
+With ``coverage_file`` (the simulator was given ``+spikecore_coverage=FILE``), the harness pulses the simulation
+top's ``coverage_dump`` register after each inference, when the host has read everything back, and returns
+with the inference the counters that went up since the previous one (``coverage``: ``{name: count}``, the
+lines of ``FILE``; :mod:`spikecore.rtl.coverage` names them).
+
 This module imports nothing from the project (the host map comes in the job), so the simulator finds it wherever
 the package lives.
 """
@@ -95,6 +100,20 @@ class Host:
         dut.host_we.value = 0
         await FallingEdge(dut.clk)
         return int(dut.host_rdata.value)
+
+    async def coverage(self, path, before):
+        """The simulation top's coverage counters (written to ``path`` on a rising ``coverage_dump``), less
+        those of ``before``: ``(counts since before, all counts)``, ``{name: count}`` without zeros."""
+        dut = self.dut
+        dut.coverage_dump.value = 1
+        await FallingEdge(dut.clk)
+        dut.coverage_dump.value = 0
+        counts = {}
+        for line in Path(path).read_text().splitlines():
+            name, count = line.split()
+            counts[name] = int(count)
+        return {name: count - before.get(name, 0) for name, count in counts.items()
+                if count != before.get(name, 0)}, counts
 
     async def abort_by_reset(self, after_cycles):
         """Start an inference, then assert ``rst`` for two cycles after ``after_cycles`` cycles."""
@@ -186,6 +205,7 @@ async def run_job(dut):
     await host.write_registers(job["registers"])
 
     results = []
+    counted = {}  # the coverage counters after the previous inference
     stamps = open(job["stamps_file"])  # the simulator created it at time zero
     for number, pixels in enumerate(job["inputs"]):
         for address, pixel in enumerate(pixels):
@@ -210,6 +230,8 @@ async def run_job(dut):
         })
         if job.get("waves"):  # where the events lie in this run's waveform
             results[-1]["trace_times_ns"] = [time_ns for _, time_ns in stamped]
+        if job.get("coverage_file"):
+            results[-1]["coverage"], counted = await host.coverage(job["coverage_file"], counted)
         with open(job["progress_file"], "a") as progress:
             progress.write(f"{number}\n")
     stamps.close()

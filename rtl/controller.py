@@ -9,6 +9,8 @@ units from the memories.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data
 
@@ -40,6 +42,13 @@ class Controller:
         High from the end of a run until the next ``start``.
     start : Signal(1), in
         Sampled while idle: begin an inference.
+    fsm : amaranth.hdl.FSM
+        After :meth:`elaborate`: the schedule's state machine; ``fsm.encoding`` maps each state's name to its
+        value of ``fsm.state``, the state register (``schedule_state`` in the netlist).
+    transitions : dict
+        After :meth:`elaborate`: ``{(from state, to state): None}``, every transition the states may take, in
+        the order written, a state that may last several cycles included as ``(state, state)`` (recorded by
+        :meth:`goto` and :meth:`holds`; the functional coverage, :mod:`spikecore.rtl.coverage`, counts them).
     """
 
     def __init__(self, arch: ArchConfig, read: dict, write: dict, registers: dict, ac_array, neuron_update):
@@ -48,6 +57,7 @@ class Controller:
         self.idle = Signal()
         self.done = Signal()
         self.start = Signal()
+        self.transitions, self.current_state = {}, None
         self.add_registers(arch)
         self.datapath = Datapath(arch, self, read, ac_array, neuron_update)
 
@@ -100,11 +110,29 @@ class Controller:
         m.d.sync += [registers["saturations"].eq(registers["saturations"] + self.pending_saturations),
                      self.pending_saturations.eq(0)]
         self.datapath.elaborate(m)
-        with m.FSM(name="schedule"):
+        with m.FSM(name="schedule") as self.fsm:
             self.start_states(m)
             self.accumulate_states(m)
             self.update_states(m)
             self.emit_states(m)
+
+    # ---- the states' declarations: every transition goes through these, so the coverage knows them ------
+    @contextmanager
+    def state(self, m: Module, name: str):
+        """``m.State(name)``, the state whose transitions :meth:`goto` and :meth:`holds` record."""
+        with m.State(name):
+            self.current_state = name
+            yield
+        self.current_state = None
+
+    def goto(self, m: Module, target: str) -> None:
+        """``m.next = target`` from the current state, recorded in :attr:`transitions`."""
+        self.transitions[(self.current_state, target)] = None
+        m.next = target
+
+    def holds(self) -> None:
+        """Record that the current state may last more than one cycle (a path through it sets no next state)."""
+        self.transitions[(self.current_state, self.current_state)] = None
 
     # ---- helpers of the states ------------------------------------------------------------------------
     def append_event(self, m: Module, region, index, payload) -> None:
@@ -141,23 +169,24 @@ class Controller:
         m.d.sync += self.step.eq(Mux(self.last_step, 0, self.step + 1))
         with m.If(self.last_step):
             self.next_block(m)
-        m.next = "URD"
+        self.goto(m, "URD")
 
     def next_group(self, m: Module) -> None:
         """Layer-major: the next group (its update steps and timesteps start from 0)."""
         self.next_block(m)
-        m.next = "URD"
+        self.goto(m, "URD")
 
     def finish(self, m: Module) -> None:
         m.d.sync += self.done.eq(1)
-        m.next = "IDLE"
+        self.goto(m, "IDLE")
 
     # ---- the states -----------------------------------------------------------------------------------
     def start_states(self, m: Module) -> None:
         """IDLE, CLEAR (the used accumulator and state words) and SCAN (the input image into region 0)."""
         arch, registers, read, write = self.arch, self.registers, self.read, self.write
         steps, slots = arch.update_steps, arch.acc_slots
-        with m.State("IDLE"):
+        with self.state(m, "IDLE"):
+            self.holds()  # until start
             m.d.comb += self.idle.eq(1)
             with m.If(self.start):
                 m.d.sync += [
@@ -167,11 +196,12 @@ class Controller:
                 ]
                 m.d.sync += [self.event_counts[region].eq(0) for region in range(arch.event_regions)]
                 with m.If(registers["state_rows"] != 0):
-                    m.next = "CLEAR"
+                    self.goto(m, "CLEAR")
                 with m.Else():
-                    m.next = "SCAN"
+                    self.goto(m, "SCAN")
 
-        with m.State("CLEAR"):
+        with self.state(m, "CLEAR"):
+            self.holds()  # a cycle per word
             # every used state word (steps per row) and accumulator word (slots per row) at once
             state_rows = registers["state_rows"]
             m.d.comb += [write["state"].addr.eq(self.clear_word), write["state"].data.eq(0),
@@ -180,9 +210,10 @@ class Controller:
                          write["acc"].en.eq(self.clear_word < state_rows * slots)]
             m.d.sync += self.clear_word.eq(self.clear_word + 1)
             with m.If(self.clear_word + 1 == state_rows * max(steps, slots)):
-                m.next = "SCAN"
+                self.goto(m, "SCAN")
 
-        with m.State("SCAN"):
+        with self.state(m, "SCAN"):
+            self.holds()  # a cycle per pixel
             # Present pixel i; the pixel presented one cycle earlier (i - 1) is on the read port now.
             m.d.comb += [read["inputs"].addr.eq(self.pixel), read["inputs"].en.eq(1)]
             previous_value = read["inputs"].data.value
@@ -199,37 +230,37 @@ class Controller:
                 with m.If((registers["n_layers"] == 0) | (registers["timesteps"] == 0)):
                     self.finish(m)
                 with m.Else():
-                    m.next = "DESC"
+                    self.goto(m, "DESC")
 
     def accumulate_states(self, m: Module) -> None:
         """DESC, LATCH (a pass's descriptor), then per input event EV, PTR, FAN and per synapse row SYN, WRD,
         (layer-major: ARD) and ACC: the event's value added into the accumulators of the row."""
         arch, read, write = self.arch, self.read, self.write
         layer_major, descriptor = arch.layer_major, self.descriptor
-        with m.State("DESC"):
+        with self.state(m, "DESC"):
             m.d.comb += [read["layers"].addr.eq(self.layer), read["layers"].en.eq(1)]
-            m.next = "LATCH"
+            self.goto(m, "LATCH")
 
-        with m.State("LATCH"):
+        with self.state(m, "LATCH"):
             m.d.sync += [descriptor.eq(read["layers"].data), self.event.eq(0), self.group.eq(0), self.block.eq(0)]
             with m.If(read["layers"].data.update):
                 m.d.sync += self.event_counts[read["layers"].data.out_region].eq(0)
-            m.next = "EV"
+            self.goto(m, "EV")
 
-        with m.State("EV"):
+        with self.state(m, "EV"):
             with m.If(self.event == self.event_counts[descriptor.in_region]):
                 with m.If(descriptor.update):
-                    m.next = "URD"
+                    self.goto(m, "URD")
                 with m.Else():
-                    m.next = "NEXT"
+                    self.goto(m, "NEXT")
             with m.Else():
                 m.d.comb += [
                     read["events"].addr.eq(descriptor.in_region * arch.memories.events + self.event),
                     read["events"].en.eq(1),
                 ]
-                m.next = "PTR"
+                self.goto(m, "PTR")
 
-        with m.State("PTR"):
+        with self.state(m, "PTR"):
             m.d.comb += [
                 read["pointers"].addr.eq(descriptor.ptr_base + read["events"].data.index),
                 read["pointers"].en.eq(1),
@@ -238,28 +269,28 @@ class Controller:
                 m.d.sync += self.event_train.eq(read["events"].data.train)
             else:
                 m.d.sync += self.event_value.eq(read["events"].data.value)
-            m.next = "FAN"
+            self.goto(m, "FAN")
 
-        with m.State("FAN"):
+        with self.state(m, "FAN"):
             m.d.sync += [
                 self.fanout_start.eq(read["pointers"].data.start),
                 self.fanout_count.eq(read["pointers"].data.count),
                 self.synapse.eq(0),
             ]
-            m.next = "SYN"
+            self.goto(m, "SYN")
 
-        with m.State("SYN"):
+        with self.state(m, "SYN"):
             with m.If(self.synapse == self.fanout_count):
                 m.d.sync += self.event.eq(self.event + 1)
-                m.next = "EV"
+                self.goto(m, "EV")
             with m.Else():
                 m.d.comb += [read["synapses"].addr.eq(self.fanout_start + self.synapse), read["synapses"].en.eq(1)]
                 if layer_major:
                     m.d.sync += self.timesteps_pending.eq(Cat(self.event_train[t] != 0
                                                               for t in range(arch.max_timesteps)))
-                m.next = "WRD"
+                self.goto(m, "WRD")
 
-        with m.State("WRD"):
+        with self.state(m, "WRD"):
             m.d.comb += [read["weights"].addr.eq(read["synapses"].data.wrow), read["weights"].en.eq(1)]
             m.d.sync += self.acc_row.eq(read["synapses"].data.row)
             if layer_major:
@@ -267,15 +298,16 @@ class Controller:
             else:
                 m.d.comb += [read["acc"].addr.eq(read["synapses"].data.row), read["acc"].en.eq(1)]
                 m.d.sync += [self.repeat.eq(1), self.remaining.eq(self.event_value)]
-            m.next = "ACC"
+            self.goto(m, "ACC")
 
         if layer_major:
-            with m.State("ARD"):
+            with self.state(m, "ARD"):
                 # the synapse row's next timestep: its accumulator word, the same weight word
                 self.accumulate_timestep(m, self.acc_row)
-                m.next = "ACC"
+                self.goto(m, "ACC")
 
-        with m.State("ACC"):
+        with self.state(m, "ACC"):
+            self.holds()  # an addition per cycle
             # One addition of the event's value; the sum stays in acc_partial until the last.
             m.d.sync += self.pending_saturations.eq(self.ac_array.saturation_count)
             with m.If(self.datapath.last_addition):
@@ -285,13 +317,13 @@ class Controller:
                 ]
                 if layer_major:
                     with m.If(self.timesteps_pending != 0):
-                        m.next = "ARD"
+                        self.goto(m, "ARD")
                     with m.Else():
                         m.d.sync += self.synapse.eq(self.synapse + 1)
-                        m.next = "SYN"
+                        self.goto(m, "SYN")
                 else:
                     m.d.sync += self.synapse.eq(self.synapse + 1)
-                    m.next = "SYN"
+                    self.goto(m, "SYN")
             with m.Else():
                 m.d.sync += [self.acc_partial.eq(self.ac_array.acc_out), self.repeat.eq(self.repeat + 1),
                              self.remaining.eq(self.remaining & (self.remaining - 1))]
@@ -301,9 +333,9 @@ class Controller:
         timestep), the neuron unit's update of the step's lanes."""
         arch, read, write, datapath = self.arch, self.read, self.write, self.datapath
         steps, update_lanes, neuron_update = arch.update_steps, arch.neurons_per_update, self.neuron_update
-        with m.State("URD"):
+        with self.state(m, "URD"):
             with m.If(self.group == self.descriptor.n_groups):
-                m.next = "NEXT"
+                self.goto(m, "NEXT")
             with m.Else():
                 # the accumulator word (of the timestep) stays on its port for the group's steps
                 m.d.comb += [
@@ -311,15 +343,15 @@ class Controller:
                     read["state"].addr.eq(datapath.state_word), read["state"].en.eq(1),
                     read["params"].addr.eq(datapath.param_word), read["params"].en.eq(1),
                 ]
-                m.next = "USUM" if steps > 1 else "UWR"
+                self.goto(m, "USUM" if steps > 1 else "UWR")
 
         if steps > 1:
-            with m.State("USUM"):
+            with self.state(m, "USUM"):
                 # the split update's registered level sums (NeuronUpdate(registered=True))
                 m.d.comb += datapath.updating.eq(1)
-                m.next = "UWR"
+                self.goto(m, "UWR")
 
-        with m.State("UWR"):
+        with self.state(m, "UWR"):
             m.d.comb += datapath.updating.eq(steps == 1)
             m.d.comb += [
                 write["state"].addr.eq(datapath.state_word), write["state"].data.u.eq(neuron_update.membrane_next),
@@ -335,20 +367,20 @@ class Controller:
                     neuron_update.value[lane]) for lane in range(update_lanes)]
                 with m.If(~self.last_step):
                     m.d.sync += self.step.eq(self.step + 1)
-                    m.next = "URD"
+                    self.goto(m, "URD")
                 with m.Elif(self.timestep + 1 != self.registers["timesteps"]):
                     m.d.sync += [self.step.eq(0), self.timestep.eq(self.timestep + 1)]
-                    m.next = "URD"
+                    self.goto(m, "URD")
                 with m.Else():
                     m.d.sync += [self.step.eq(0), self.timestep.eq(0)]
                     with m.If(fired | datapath.pending_lanes.any()):
-                        m.next = "EMIT"
+                        self.goto(m, "EMIT")
                     with m.Else():
                         self.next_group(m)
             else:
                 m.d.sync += self.spike_counts.eq(neuron_update.value)
                 with m.If(fired):
-                    m.next = "EMIT"
+                    self.goto(m, "EMIT")
                 with m.Else():
                     self.next_step(m)
 
@@ -357,7 +389,9 @@ class Controller:
         pass, the next timestep, or the end of the run)."""
         arch, registers, write, datapath = self.arch, self.registers, self.write, self.datapath
         layer_major, lane = arch.layer_major, datapath.first_pending_lane
-        with m.State("EMIT"):
+        with self.state(m, "EMIT"):
+            if (arch.lanes if layer_major else arch.neurons_per_update) > 1:
+                self.holds()  # an event per cycle, while lanes of the group (of the step) are pending
             if layer_major:
                 index = Cat(lane, self.group)
                 payload = self.group_trains[lane]
@@ -388,7 +422,7 @@ class Controller:
                 else:
                     self.next_step(m)
 
-        with m.State("NEXT"):
+        with self.state(m, "NEXT"):
             with m.If(self.layer + 1 == registers["n_layers"]):
                 m.d.sync += self.layer.eq(0)
                 # layer-major: the last pass has run every timestep
@@ -396,7 +430,7 @@ class Controller:
                     self.finish(m)
                 with m.Else():
                     m.d.sync += self.timestep.eq(self.timestep + 1)
-                    m.next = "DESC"
+                    self.goto(m, "DESC")
             with m.Else():
                 m.d.sync += self.layer.eq(self.layer + 1)
-                m.next = "DESC"
+                self.goto(m, "DESC")

@@ -78,20 +78,25 @@ class Core(wiring.Component):
         super().__init__(core_signature(arch))
 
     def elaborate(self, platform):
-        arch = self.arch
         m = Module()
-        read, write = memory_ports(m, arch)
-        m.submodules.ac_array = ac_array = AcArray(arch.lanes, arch.acc_bits, arch.weight_bits,
-                                                   arch.value_bits - 1 if arch.multivalue == "bitserial" else 0)
-        m.submodules.neuron_update = neuron_update = NeuronUpdate(
-            arch.neurons_per_update, arch.max_levels, arch.acc_bits, arch.membrane_bits, arch.value_bits,
-            registered=arch.update_steps > 1)
-        registers = {name: Signal(bits, name=name) for name, bits in HOST_MAP.register_bits(arch).items()}
-        controller = Controller(arch, read, write, registers, ac_array, neuron_update)
+        read, write, registers, controller = core_parts(m, self.arch)
         m.d.comb += [self.busy.eq(~controller.idle), self.done.eq(controller.done), controller.start.eq(self.start)]
         connect_host(m, self, read, write, registers, controller.idle)
         controller.elaborate(m)  # after the host interface: its states override the host's port defaults
         return m
+
+
+def core_parts(m: Module, arch: ArchConfig) -> tuple:
+    """The core's memories, arithmetic units, control registers and controller, added to ``m`` (the controller
+    not yet elaborated): ``(read ports, write ports, registers, controller)``."""
+    read, write = memory_ports(m, arch)
+    m.submodules.ac_array = ac_array = AcArray(arch.lanes, arch.acc_bits, arch.weight_bits,
+                                               arch.value_bits - 1 if arch.multivalue == "bitserial" else 0)
+    m.submodules.neuron_update = neuron_update = NeuronUpdate(
+        arch.neurons_per_update, arch.max_levels, arch.acc_bits, arch.membrane_bits, arch.value_bits,
+        registered=arch.update_steps > 1)
+    registers = {name: Signal(bits, name=name) for name, bits in HOST_MAP.register_bits(arch).items()}
+    return read, write, registers, Controller(arch, read, write, registers, ac_array, neuron_update)
 
 
 def connect_host(m: Module, core: Core, read: dict, write: dict, registers: dict, idle) -> None:

@@ -52,6 +52,7 @@ from spikecore.accel.contract.layouts import from_physical, home_of, memory_dept
 from . import cocotb_harness
 from . import verilator as verilator_support
 from .hostmap import HOST_MAP
+from .coverage import COVERAGE_PLUSARG
 from .verilog import (DUMP_PLUSARG, PRELOAD_PLUSARG, SIM_CLOCK_PERIOD_NS, SIM_TOP, STAMPS_PLUSARG, TOP_MODULE,
                       WAVES_PLUSARG, generate, sim_top_ports)
 
@@ -74,8 +75,8 @@ PROGRAM_REGISTERS = HOST_MAP.written_registers
 #: The memories a program image fills (the host's writable memories but the input image).
 PROGRAM_MEMORIES = tuple(name for name in HOST_MAP.writable_memories if name != "inputs")
 #: The generator of ``core.v``: the modules of ``rtl/`` that :func:`design_key` digests.
-DESIGN_SOURCES = ("banks.py", "components.py", "controller.py", "core.py", "datapath.py", "hostmap.py", "layouts.py",
-                  "verilog.py")
+DESIGN_SOURCES = ("banks.py", "components.py", "controller.py", "core.py", "coverage.py", "datapath.py", "hostmap.py",
+                  "layouts.py", "verilog.py")
 LOG_TAIL_CHARS = 4000
 #: The stamp of a build folder, inside it; ``core.v``'s lies beside it (``core.v.stamp.json``).
 STAMP = "stamp.json"
@@ -235,9 +236,10 @@ def _discard(path: Path) -> None:
 
 
 # ---- building -----------------------------------------------------------------------------------
-def _cached_core(arch: ArchConfig, build_dir: Path) -> str:
-    """Make sure ``build_dir/core.v`` is the generated core of its key; returns its SHA-256."""
-    source = build_dir / f"{TOP_MODULE}.v"
+def _cached_core(arch: ArchConfig, build_dir: Path, source: Path | None = None) -> str:
+    """Make sure ``build_dir/core.v`` is the generated core of its key (with ``source``: a copy of that file);
+    returns its SHA-256."""
+    verilog, source = source, build_dir / f"{TOP_MODULE}.v"
     stamp = build_dir / f"{TOP_MODULE}.v.{STAMP}"
     manifest = read_stamp(stamp, build_dir.name)
     if manifest is None or source.name not in manifest["files"]:
@@ -246,7 +248,12 @@ def _cached_core(arch: ArchConfig, build_dir: Path) -> str:
             if manifest is None or source.name not in manifest["files"]:  # not made meanwhile by another run
                 _discard(stamp)
                 _discard(source)
-                generate(arch, build_dir)
+                if verilog is None:
+                    generate(arch, build_dir)
+                else:
+                    from spikecore.atomic import atomic_write_bytes  # here: the models package imports torch
+
+                    atomic_write_bytes(source, verilog.read_bytes())
                 return write_stamp(stamp, build_dir.name, [source])["files"][source.name]
     return manifest["files"][source.name]
 
@@ -294,7 +301,7 @@ def _record_build_seconds(workdir: Path, kind: str, verilog_bytes: int, seconds:
 
 
 def build_core(runner, arch: ArchConfig, workdir, simulator: str = "icarus", waves: bool = False,
-               progress=None) -> Path:
+               progress=None, source=None) -> Path:
     """Generate (once per design key) and compile (once per simulator and, for Verilator, with and without
     tracing) the core with ``runner`` (for Verilator, with :class:`spikecore.rtl.verilator.PortsVerilator` instead, which
     keeps only the ports visible).
@@ -302,7 +309,9 @@ def build_core(runner, arch: ArchConfig, workdir, simulator: str = "icarus", wav
     The Verilog lives in ``workdir/rtl-<design key>/``, each build in its own folder below it
     (:func:`build_folder`). Each is reused while its stamp vouches for it, and otherwise made again under a lock
     (see the module docstring), with a line to ``progress.write`` (when given) saying how long it should take.
-    Returns the design's folder.
+    With ``source`` (a Verilog file holding module ``core`` and ``SIM_TOP`` with the ports of :func:`sim_top_ports`,
+    such as the mutants of ``spikecore.rtl.mutation``), that file is built instead of the generated core, in
+    ``workdir/rtl-source-<its SHA-256>/``. Returns the design's folder.
 
     Raises
     ------
@@ -314,13 +323,15 @@ def build_core(runner, arch: ArchConfig, workdir, simulator: str = "icarus", wav
     from spikecore.atomic import remove_orphans  # here: the models package imports torch
 
     _check_simulator(simulator)
-    build_dir = Path(workdir).resolve() / f"rtl-{design_key(arch)}"
+    verilog = None if source is None else Path(source)
+    name = f"rtl-{design_key(arch)}" if verilog is None else f"rtl-source-{file_sha256(verilog)[:16]}"
+    build_dir = Path(workdir).resolve() / name
     with cache_writes(build_dir):
         build_dir.mkdir(parents=True, exist_ok=True)
     remove_dead_run_folders(build_dir)
     remove_orphans(build_dir)  # the scratch folders of killed builds
     source = build_dir / f"{TOP_MODULE}.v"
-    key = _build_key(simulator, _cached_core(arch, build_dir), waves)
+    key = _build_key(simulator, _cached_core(arch, build_dir, verilog), waves)
     kind = build_folder(simulator, waves)
     sim_build = build_dir / kind
     if read_stamp(sim_build / STAMP, key) is None:
@@ -393,7 +404,7 @@ def prepare_waves_folder(waves) -> Path:
 def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: str = "icarus",
                    jobs: int | None = None, idle_seed: int | None = None,
                    reset_after_cycles: int | None = None, backdoor: bool = True, waves=None,
-                   progress=None) -> list:
+                   progress=None, source=None, plusargs=(), coverage: bool = False) -> list:
     """Run one inference per input on the Verilog core and read back what the host sees.
 
     Parameters
@@ -429,6 +440,13 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
         Verilator uses a model built with tracing (built once, cached apart).
     progress : tqdm.tqdm, optional
         Told about the long steps: ``write(line)`` before a build, ``update(n)`` as inferences complete.
+    source : path-like, optional
+        A Verilog file to run instead of the generated core (:func:`build_core`).
+    plusargs : sequence of str
+        More ``+NAME=VALUE`` arguments for every simulator process (for ``source``'s own options).
+    coverage : bool
+        Count the functional coverage (:mod:`spikecore.rtl.coverage`: the same build, the simulation top's
+        counters switched on); each result then has ``coverage``, the counters of its inference.
 
     Returns
     -------
@@ -437,7 +455,8 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
         time), ``trace`` (packed trace words ``0 .. trace_count-1``), ``trace_cycles`` (the ``cycles`` register
         when each trace word was written), ``trace_overflow``, ``saturations`` and ``state`` (packed state words
         ``0 .. state_rows * update_steps - 1``: a row is ``update_steps`` words); with ``waves``, also
-        ``waves_file`` and ``trace_times_ns`` (the simulation time of each trace write in that file).
+        ``waves_file`` and ``trace_times_ns`` (the simulation time of each trace write in that file); with
+        ``coverage``, also ``coverage`` (:func:`spikecore.rtl.coverage.collect` names it).
 
     Raises
     ------
@@ -453,7 +472,8 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
     from cocotb_tools.runner import get_runner
 
     with _without_cocotb_waves():
-        build_dir = build_core(get_runner(simulator), arch, workdir, simulator, waves_folder is not None, progress)
+        build_dir = build_core(get_runner(simulator), arch, workdir, simulator, waves_folder is not None, progress,
+                               source)
         jobs = max(1, min(jobs or os.cpu_count() or 1, len(inputs)))
         # one input per simulator process with waves (a waveform file each), else one contiguous share per job
         shares = (len(inputs) if waves_folder is not None else jobs)
@@ -467,7 +487,8 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
                                        "idle_seed": None if idle_seed is None else idle_seed + k,
                                        "reset_after_cycles": reset_after_cycles},
                                    backdoor, arch, run_dirs[k],
-                                   None if waves_folder is None else waves_folder / WAVES_FILE.format(number=k))
+                                   None if waves_folder is None else waves_folder / WAVES_FILE.format(number=k),
+                                   plusargs, coverage)
                        for k in range(shares)]
             _follow(futures, [run_dir / PROGRESS_FILE for run_dir in run_dirs], progress)
             parts = [future.result() for future in futures]
@@ -514,13 +535,14 @@ def _without_cocotb_waves():
 
 
 def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: list, host: dict,
-               backdoor: bool, arch: ArchConfig, run_dir: Path, waves_file: Path | None) -> list:
+               backdoor: bool, arch: ArchConfig, run_dir: Path, waves_file: Path | None, extra_plusargs=(),
+               coverage: bool = False) -> list:
     """One simulator process in ``run_dir``: load the program once, then run ``inputs`` one after another
-    (recording the waves into ``waves_file`` when given)."""
+    (recording the waves into ``waves_file`` when given, counting the functional coverage with ``coverage``)."""
     registers = image["registers"]
     program = {name: [int(w) for w in image.get(name, [])] for name in PROGRAM_MEMORIES}
     state_words = int(registers["state_rows"]) * arch.update_steps
-    plusargs, dumps = [], {}
+    plusargs, dumps = list(extra_plusargs), {}
     if backdoor:
         for name, words in to_physical(arch, program).items():
             hex_file = run_dir / f"{name}.hex"
@@ -532,6 +554,9 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
             plusargs.append(f"+{DUMP_PLUSARG.format(memory=name)}={dumps[name]}")
     stamps_file = run_dir / "trace_stamps.txt"
     plusargs.append(f"+{STAMPS_PLUSARG}={stamps_file}")
+    coverage_file = run_dir / "coverage.txt" if coverage else None
+    if coverage_file is not None:
+        plusargs.append(f"+{COVERAGE_PLUSARG}={coverage_file}")
     test_args = []
     if waves_file is not None:
         # written beside its place, then renamed into it: a killed run leaves no half file under its name
@@ -554,6 +579,7 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
         "stamps_file": str(stamps_file),
         "progress_file": str(run_dir / PROGRESS_FILE),
         "waves": waves_file is not None,
+        "coverage_file": None if coverage_file is None else str(coverage_file),
         **host,
     }
     job_file = run_dir / "job.json"

@@ -21,11 +21,15 @@ top are re-evaluated through every logic cone they reach at each time step); and
 ``dump_state_words`` state words to the files named by ``+spikecore_trace_dump=FILE`` and
 ``+spikecore_state_dump=FILE`` (``$writememh``), instead of one bus read per word.
 
-Two more services of the simulation top, for debugging a disagreement (``docs/waves.md``):
+More services of the simulation top, for debugging a disagreement (``docs/waves.md``) and measuring what the
+runs exercised (``docs/coverage.md``):
 
 - a *trace monitor*: given ``+spikecore_trace_stamps=FILE``, every trace write appends a line ``ADDRESS CYCLE
   TIME`` to ``FILE`` (the trace word's address, the core's ``cycles`` register, the simulation time in ns), flushed
   when ``done`` rises: the cycle at which the core emitted each event, which the trace words do not carry;
+- the functional coverage's counters (:func:`spikecore.rtl.coverage.monitor_verilog`): given
+  ``+spikecore_coverage=FILE``, the states, transitions and events of :mod:`spikecore.rtl.coverage` counted at every
+  rising edge, written to ``FILE`` on a rising ``coverage_dump`` register;
 - under Icarus, ``+spikecore_waves=FILE`` dumps the core's *named* signals (:func:`named_signals`: Amaranth's
   names, without the ``$N`` wires Yosys keeps for anonymous expressions) and the top's to ``FILE`` (an FST file
   when ``vvp`` runs with ``-fst``). Verilator records its waves from its own trace, built in
@@ -51,6 +55,7 @@ from spikecore.accel.contract.config import ArchConfig
 from spikecore.accel.contract.layouts import home_of, physical_memories
 
 from .core import Core, core_signature
+from .coverage import COVERAGE_REGISTERS, monitor_verilog
 
 TOP_MODULE = "core"
 SIM_TOP = "spikecore_sim"
@@ -95,9 +100,14 @@ _COMBINATIONAL_TRIGGER = re.compile(r"^(?P<indent>\s*)reg (?P<name>\\\$auto\$ver
 
 
 def _trigger_once(match: re.Match) -> str:
-    """Simulation only: change the trigger register once, after time zero, so every such block runs."""
     indent, name = match["indent"], match["name"]
     return "\n".join([match[0], "`ifndef SYNTHESIS", f"{indent}initial #1 {name} = 1'b1;", "`endif"])
+
+
+def trigger_combinational_blocks(text: str) -> str:
+    """Verilog from Yosys's back end with, in simulation only, each ``always @*`` block's trigger register
+    changed once more after time zero, so that every such block runs under Icarus."""
+    return _COMBINATIONAL_TRIGGER.sub(_trigger_once, text)
 
 
 def _initial_block(match: re.Match) -> str:
@@ -191,7 +201,7 @@ def simulation_top(ports: list, arch: ArchConfig, waves_signals=()) -> str:
     """Verilog of ``SIM_TOP`` around the core with ``ports`` (:func:`core_ports`); see the module docstring.
     ``waves_signals``: the core's signals Icarus dumps (:func:`named_signals`)."""
     outputs = [(n, w) for d, n, w in ports if d == "output"]
-    driven = [(n, w) for d, n, w in ports if d == "input" and n != "clk"] + list(DUMP_REGISTERS)
+    driven = [(n, w) for d, n, w in ports if d == "input" and n != "clk"] + [*DUMP_REGISTERS, *COVERAGE_REGISTERS]
     half = SIM_CLOCK_PERIOD_NS // 2
     lines = ["`ifndef SYNTHESIS",
              "// Simulation only: the core with its own clock and the testbench's backdoor (rtl/verilog.py).",
@@ -229,6 +239,7 @@ def simulation_top(ports: list, arch: ArchConfig, waves_signals=()) -> str:
               f"    stamped_count <= {count};",
               "  end",
               "  always @(posedge done) if (stamps != 0) $fflush(stamps);",
+              *monitor_verilog(arch, TOP_MODULE),
               "`ifndef VERILATOR",
               "  // Icarus's waves: the named signals only (Verilator traces with its own build)",
               "  initial begin : dump_waves",
@@ -272,7 +283,7 @@ def generate(arch: ArchConfig, out_dir) -> Path:
     with _without_zero_initial_values():
         text = verilog.convert(Core(arch), name=TOP_MODULE, emit_src=False)
     text, found = _MEMORY.subn(_initial_block, text)
-    text = _COMBINATIONAL_TRIGGER.sub(_trigger_once, text)
+    text = trigger_combinational_blocks(text)
     if found != len(physical_memories(arch)):  # a changed Amaranth output format must not go unnoticed
         raise RuntimeError(f"found {found} memory declarations in the generated Verilog, expected "
                            f"{len(physical_memories(arch))}")

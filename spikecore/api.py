@@ -133,13 +133,15 @@ def simulate(program, arch, images, labels=None, *, engine="auto", energy=None, 
 
 
 def verify(program, arch, images, *, simulator="verilator", network=None, labels=None, waves=None,
-           flip_bits=(), progress=False):
+           flip_bits=(), progress=False, coverage=None):
     """Golden model == simulator == RTL on ``images``: the ``accel verify`` report.
 
     ``report["bit_exact"]`` and ``report["cycle_exact"]`` are the verdicts; ``report["mismatches"]`` and
     ``report["first_difference"]`` say where they differ. With ``network`` and ``labels`` the report adds the
     float vs integer accuracy gap; ``waves`` is a folder for one FST waveform per image (``docs/waves.md``);
-    ``flip_bits`` are ``(memory, word, bit)`` faults injected into the RTL's memories.
+    ``flip_bits`` are ``(memory, word, bit)`` faults injected into the RTL's memories; ``coverage`` a folder
+    (or a ``.json`` file) for the RTL's functional coverage report (``docs/coverage.md``), summarised in
+    ``report["coverage"]``.
     """
     from spikecore.accel.flows.verify import verify_on_rtl
 
@@ -149,11 +151,16 @@ def verify(program, arch, images, *, simulator="verilator", network=None, labels
         from spikecore.rtl.runner import prepare_waves_folder
 
         prepare_waves_folder(waves)
-    return verify_on_rtl(program, arch, images, simulator, network, labels, tuple(flip_bits), progress, waves)
+    if coverage is not None:
+        from spikecore.rtl.coverage import check_destination
+
+        check_destination(coverage)  # before minutes of work
+    return verify_on_rtl(program, arch, images, simulator, network, labels, tuple(flip_bits), progress, waves,
+                         coverage)
 
 
 def read_report(path) -> dict:
-    """A JSON report written by a command (``sim``, ``verify``, ``demo``, ``synth``, ``sweep``), checked to be one.
+    """A JSON report written by a command (``sim``, ``verify``, ``demo``, ``synth``, ``board``, ``sweep``), checked to be one.
 
     Raises :class:`UserError` when the file is not a report of this toolkit.
     """

@@ -194,3 +194,34 @@ def test_dataset_refusals_are_listed_in_the_table():
     assert_table_lists(["dataset-normalised-cifar", "dataset-event-frames-compile", "dataset-event-sim",
                         "dataset-unknown", "dataset-cifar-without-root", "dataset-npz-float", "dataset-npz-empty",
                         "dataset-npz-shapes", "dataset-wrong-size"])
+
+
+def test_sweep_on_a_folder_of_samples(tmp_path, capsys):
+    """`accel sweep --dataset DIR`: every point runs on the folder's images (the digits written there give the
+    digits' accuracy and cycles), the journal tells the two datasets apart, and a changed sample is a new point;
+    an unknown dataset is refused before any point runs."""
+    from spikecore.accel.flows import sweep
+
+    _, _, x, y = load_digits_split()
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    for i in range(6):
+        np.savez(folder / f"s{i:02d}.npz", image=x[i].numpy(), label=np.int64(y[i]))
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text("name: tiny\nsamples: 6\ngrid:\n  lanes: [8]\n")
+    on_digits, on_folder = sweep.load_sweep(spec_file), sweep.load_sweep(spec_file, str(folder))
+    digits_task, folder_task = sweep.plan(on_digits)[0], sweep.plan(on_folder)[0]
+    assert digits_task["id"] != folder_task["id"] and folder_task["dataset"] == str(folder)
+    a, b = sweep.evaluate_point(digits_task), sweep.evaluate_point(folder_task)
+    assert b["status"] == "ok" and b["samples"] == 6
+    assert (a["accuracy"], a["cycles_mean"]) == (b["accuracy"], b["cycles_mean"])
+    np.savez(folder / "s05.npz", image=x[9].numpy(), label=np.int64(y[9]))
+    assert sweep.plan(sweep.load_sweep(spec_file, str(folder)))[0]["id"] != folder_task["id"]
+    assert main(["sweep", str(spec_file), "--out", str(tmp_path / "out"), "--quiet", "--workers", "1",
+                 "--dataset", str(folder)]) == 0
+    assert (tmp_path / "out" / "sweep.csv").is_file()
+    capsys.readouterr()
+    assert main(["sweep", str(spec_file), "--out", str(tmp_path / "bad"), "--dataset", "mnist"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--dataset mnist: not one of" in err and "\n" not in err
+    assert not (tmp_path / "bad").exists()

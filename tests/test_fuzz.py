@@ -3,19 +3,20 @@ prints the example and hypothesis's reproduction blob (``print_blob``), so it re
 
 - configurations: a valid one compiles and simulates bit-exact with the golden model; an invalid one is
   rejected with a one-line :class:`UserError` naming the key, never another exception;
-- programs: random small networks (channels, levels K, timesteps, image size, lanes, widths) and random
-  inputs: golden == simulator on every spike and logit, with equal saturation counts.
+- programs: random small networks (channels, levels K, timesteps, image size, lanes, widths, banks, schedules)
+  and random inputs, run through the contract suite's checks (``contract.suite.problems``) on the golden model
+  and both simulator engines: every event, logit and saturation count equal to the golden model's, membranes,
+  cycles and accounts equal between the engines, cycles that follow the schedule. The RTL runs the suite's
+  fixed random networks (``digitsnet-s11``, ``digitsnet-s12``).
 """
 import numpy as np
-import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from spikecore.errors import UserError
+from contract.generators import random_network
+from contract.suite import REFERENCES, Subject, problems
 from spikecore.accel.contract.compiler import compile_network
 from spikecore.accel.contract.config import arch_from_dict
-from spikecore.accel.flows.verify import verify
-from spikecore.models import DigitsNet
-from spikecore.sim.engine import simulate_batch
+from spikecore.errors import UserError
 
 FUZZ = settings(derandomize=True, deadline=None, print_blob=True, max_examples=30,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -29,32 +30,17 @@ any_value = st.one_of(st.integers(-4, 300), st.sampled_from(["repeat", "bitseria
                       st.lists(any_bank, max_size=2),
                       st.floats(-5, 100, allow_nan=False), st.dictionaries(st.sampled_from(
                           ["state", "synapses", "events", "trace", "bogus"]), st.integers(-1, 1 << 15), max_size=3))
+#: The implementations a drawn program runs on (the RTL runs the suite's fixed cases).
+SIMULATOR_SIDE = (REFERENCES["golden"], REFERENCES["dense"], REFERENCES["tables"])
 
 
-def random_network(seed: int, channels, levels: int, timesteps: int, image_size: int):
-    torch.manual_seed(seed)
-    net = DigitsNet(channels=channels, levels=levels, timesteps=timesteps, image_size=image_size).eval()
-    with torch.no_grad():
-        for bn in (net.bn0, net.bn1):
-            bn.running_var.uniform_(0.02, 0.5)
-            bn.running_mean.uniform_(-0.3, 0.3)
-            bn.weight.uniform_(0.5, 2.0)
-            bn.bias.uniform_(-0.2, 0.8)
-    return net
-
-
-def check_golden_equals_sim(net, arch, seed: int, image_size: int, samples: int = 3):
+def check_golden_equals_sim(net, arch, seed: int, samples: int = 3) -> None:
+    """The contract suite's checks (every compared field against its reference, self-consistency, the schedule)
+    on the golden model and both engines, for ``net`` compiled on ``arch`` and random images."""
     program = compile_network(net, arch)
-    rng = np.random.default_rng(seed)
-    pixels = torch.from_numpy(rng.integers(0, 17, size=(samples, 1, image_size, image_size)))
-    results = simulate_batch(program, arch, pixels.reshape(samples, -1).numpy())
-    report, _ = verify(program, arch, pixels, None, results)
-    assert report["mismatches"] == [], report["mismatches"][:3]
-    assert report["bit_exact"]
-    # the dense engine ran, and equals the event-by-event one in everything
-    tables = simulate_batch(program, arch, pixels.reshape(samples, -1).numpy(), engine="tables")
-    assert all(r.engine == "dense" and r.differences(t) == [] for r, t in zip(results, tables))
-    return program, results
+    pixels = np.random.default_rng(seed).integers(0, 17, size=(samples, program.n_inputs))
+    found = problems(Subject.drawn(program, arch, pixels), SIMULATOR_SIDE)
+    assert found == [], "\n".join(found[:5])
 
 
 @FUZZ
@@ -68,7 +54,7 @@ def test_configurations_are_accepted_or_rejected_cleanly(data):
         return
     net = random_network(0, (4, 8), min(3, arch.max_levels), min(2, arch.max_timesteps), 8)
     try:
-        check_golden_equals_sim(net, arch, 0, 8, samples=1)
+        check_golden_equals_sim(net, arch, 0, samples=1)
     except UserError as exc:  # a valid configuration may still be too small for this network
         assert "\n" not in str(exc) and ("layer" in str(exc) or "program" in str(exc))
 
@@ -87,19 +73,4 @@ def test_random_programs_golden_equals_simulator(seed, c0, c1, levels, timesteps
                            "update_lanes": min(update_lanes, lanes), "schedule": schedule, "max_timesteps": 4,
                            "banks": [["pointers", "synapses", "state"]] if banked else []})
     net = random_network(seed, (c0, c1), levels, timesteps, image_size)
-    check_golden_equals_sim(net, arch, seed, image_size)
-
-
-def test_random_programs_on_the_rtl(arch, rtl_cache):
-    """A bounded subset, fixed seeds: golden == simulator == RTL (Icarus) and equal cycles."""
-    from spikecore.rtl.runner import run_inferences
-
-    for seed, (c0, c1, levels, timesteps) in [(11, (3, 5, 1, 3)), (12, (9, 2, 4, 2))]:
-        net = random_network(seed, (c0, c1), levels, timesteps, 8)
-        program, sims = check_golden_equals_sim(net, arch, seed, 8, samples=2)
-        rng = np.random.default_rng(seed)
-        pixels = torch.from_numpy(rng.integers(0, 17, size=(2, 1, 8, 8)))
-        inputs = [[int(v) for v in row] for row in pixels.reshape(2, -1).tolist()]
-        rtl = run_inferences(program.memory_image(arch), inputs, arch, rtl_cache / "rtl")
-        report, _ = verify(program, arch, pixels, rtl, sims)
-        assert report["bit_exact"] and report["cycle_exact"], (seed, report["mismatches"][:3])
+    check_golden_equals_sim(net, arch, seed)

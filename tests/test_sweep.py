@@ -210,6 +210,7 @@ def test_synthesised_sweep_points_are_cycle_exact_on_the_rtl(rtl_cache):
     """The points of examples/sweep_digits.yaml that the sweep synthesises (spread over its range of size), each
     with the memories the sweep fits to it: the RTL under Verilator equals the golden model and the simulator
     on every spike, and its cycle count equals the simulator's."""
+    from spikecore.accel.flows.simulation import digits_test_images
     from spikecore.accel.flows.verify import verify
     from spikecore.rtl.runner import run_inferences
     from spikecore.sim.engine import simulate_batch
@@ -217,7 +218,7 @@ def test_synthesised_sweep_points_are_cycle_exact_on_the_rtl(rtl_cache):
     spec = sweep.load_sweep(ROOT / "examples" / "sweep_digits.yaml")
     chosen = [task for task in sweep.plan(spec) if task["synth_target"]]
     assert len(chosen) == 4 and len({task["params"]["lanes"] for task in chosen}) >= 3
-    pixels = sweep._images(2)[0]
+    pixels = digits_test_images(2)[0]
     for task in chosen:
         arch = arch_from_dict(task["arch"], "sweep point")
         net = sweep._network(task["network"])

@@ -160,12 +160,6 @@ class ArchConfig:
         return self.lanes // self.neurons_per_update
 
     @property
-    def update_step_cycles(self) -> int:
-        """Cycles of one update step before its events: read and update (2); a split update
-        (``update_steps > 1``, meant for small FPGAs) registers the level sums between them (3)."""
-        return 2 if self.update_steps == 1 else 3
-
-    @property
     def layer_major(self) -> bool:
         return self.schedule == "layer_major"
 

@@ -141,11 +141,15 @@ def cmd_verify(args) -> int:
         from spikecore.rtl.runner import prepare_waves_folder
 
         prepare_waves_folder(args.waves)  # before minutes of work
+    if args.coverage is not None:
+        from spikecore.rtl.coverage import check_destination
+
+        check_destination(args.coverage)
     flips = [_parse_flip(f, arch) for f in args.flip_bit]
     program, net = _load_program_or_compile(args.source, arch, args.stream_mode)
     pixels, labels = test_images(args.dataset, args.samples, args.data_root)
     report = api.verify(program, arch, pixels, simulator=args.simulator, network=net, labels=labels,
-                        waves=args.waves, flip_bits=flips, progress=not args.quiet)
+                        waves=args.waves, flip_bits=flips, progress=not args.quiet, coverage=args.coverage)
     report = {**report_header("verify", {"source": args.source, "arch": args.arch}), **report}
     _write_json(args.out, report)
     first = report["mismatches"][0] if report["mismatches"] else None
@@ -157,6 +161,9 @@ def cmd_verify(args) -> int:
         print(describe_difference(report["first_difference"]))
     if args.waves is not None:
         print(f"waves: {len(report['waves'])} FST files in {args.waves} (docs/waves.md)")
+    if args.coverage is not None:
+        print(f"{report['coverage']['summary']}; report {report['coverage']['report']} and "
+              f"{report['coverage']['markdown']} (docs/coverage.md)")
     return 0 if report["bit_exact"] and report["cycle_exact"] else EXIT_MISMATCH
 
 
@@ -362,11 +369,21 @@ COMMAND_HELP = {
     "verify": ("Prove golden == simulator == RTL, bit for bit and cycle for cycle, on test images; exit 1 on "
                "a mismatch, with the first mismatches in the report.",
                ["accel verify runs/digits/checkpoint.pt --out verify.json",
-                "accel verify prog --samples 5 --flip-bit weights:10:3 --out fault.json"]),
+                "accel verify prog --samples 5 --flip-bit weights:10:3 --out fault.json",
+                "accel verify prog --samples 2 --coverage cov --out verify.json"]),
     "synth": ("Synthesise the core with Yosys (and place and route it with nextpnr for iCE40 and ECP5): LUT, "
               "FF, block RAM, DSP, Fmax (docs/synthesis.md).",
               ["accel synth --target ice40-up5k --out synth", "accel synth --arch arch.yaml --target ecp5-85 "
                "--out synth-ecp5"]),
+    "board": ("Build a bitstream of the core and its host bridge (UART at 115200 baud) for a board: the iCEBreaker "
+              "(iCE40 UP5K) or the ULX3S-85F (ECP5), with the PLL to the configured clock, busy/done LEDs, the "
+              "timing report and, with --program, the Program's image in the bridge's byte order (docs/board.md).",
+              ["accel board --board icebreaker --program prog --out board", "accel board --board ulx3s-85f --arch "
+               "examples/arch_ulx3s.yaml --out board-ulx3s"]),
+    "run": ("Run inferences on a board built by accel board through its serial port: load the Program, send test "
+            "images, read back logits, trace and counters, and compare each with the golden model and the "
+            "simulator (the report of accel verify; exit 1 on a mismatch).",
+            ["accel run --port /dev/ttyUSB1 prog --samples 20 --out board_verify.json"]),
     "sweep": ("Explore architectures over a grid and random points for trained networks: accuracy, cycles, "
               "energy, area; Pareto front as CSV and PNG; resumable (docs/sweeps.md).",
               ["accel init sweep --out sweep.yaml && accel sweep sweep.yaml --out sweep",
@@ -498,13 +515,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fault injection: flip one bit of a word loaded into the RTL (repeatable)")
     p.add_argument("--waves", metavar="DIR", help="write the RTL's waveforms, one FST file per sample "
                    "(DIR/sample-0000.fst ...; docs/waves.md)")
+    p.add_argument("--coverage", metavar="FILE_OR_DIR", help="count the RTL's functional coverage and write its "
+                   "report, with the holes, to DIR/coverage.json and .md (or FILE.json and FILE.md; docs/coverage.md)")
     quiet_arg(p)
     p.set_defaults(func=cmd_verify)
 
     from spikecore.accel.flows import sweep as sweep_command, synth as synth_command
 
     synth_command.add_parser(sub, arch_arg, quiet_arg)
-    sweep_command.add_parser(sub, quiet_arg)
+    from spikecore.accel.flows import board as board_command
+
+    board_command.add_parsers(sub, arch_arg, quiet_arg, dataset_args)
+    sweep_command.add_parser(sub, quiet_arg, dataset_args)
     from spikecore.accel.flows import nir_io
 
     nir_io.add_parsers(sub, arch_arg, stream_mode_arg)

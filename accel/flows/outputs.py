@@ -36,6 +36,7 @@ REPORT_FORMATS = {
     "demo": ("spikecore-demo-summary", ("bit_exact", "artifacts")),
     "sweep": ("spikecore-sweep-summary", ("pareto", "objectives")),
     "synth": ("spikecore-synth-report", ("lut", "fits")),
+    "board": ("spikecore-board-report", ("bitstream", "meets_clock")),
 }
 
 

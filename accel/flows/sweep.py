@@ -36,6 +36,7 @@ from pathlib import Path
 from spikecore.accel.contract.config import NAME_PATTERN
 from spikecore.errors import UserError, short_repr
 from spikecore.accel.flows.outputs import output_dir, report_header
+from spikecore.accel.flows.simulation import DATASETS
 from spikecore.yamlio import check_int, check_keys, load_yaml, suggest
 
 SPEC_KEYS = ("name", "networks", "base_arch", "samples", "grid", "random", "fit_memories", "synth", "energy")
@@ -92,6 +93,11 @@ class SweepSpec:
     synth_points : int
     energy : str or None
         An energy table for :func:`spikecore.sim.cost.load_energy_model`.
+    dataset : str
+        The test images (``--dataset``: ``digits``, ``cifar10`` or a folder of ``.npz`` samples,
+        :func:`spikecore.accel.flows.simulation.test_images`).
+    data_root : str or None
+        Where the named dataset's files are (``--data-root``).
     """
 
     name: str
@@ -107,6 +113,8 @@ class SweepSpec:
     synth_target: str | None
     synth_points: int
     energy: str | None
+    dataset: str = "digits"
+    data_root: str | None = None
 
 
 def _canonical(value) -> str:
@@ -225,8 +233,9 @@ def _relative_path(value, key: str, source: str) -> str:
     return value
 
 
-def load_sweep(path) -> SweepSpec:
-    """Read and validate a sweep file; raises :class:`UserError` naming the file and key.
+def load_sweep(path, dataset: str = "digits", data_root=None) -> SweepSpec:
+    """Read and validate a sweep file, whose points run on the test images of ``dataset`` (``--dataset``, with
+    ``--data-root``); raises :class:`UserError` naming the file and key.
 
     The sweep's size is counted (and refused beyond :data:`MAX_SWEEP_POINTS`) before anything costly; every
     network is loaded once (:func:`spikecore.accel.contract.checkpoint.load_checkpoint`), so a file that is not a checkpoint is
@@ -279,9 +288,9 @@ def load_sweep(path) -> SweepSpec:
     samples = data.get("samples")
     if samples is not None:
         check_int(samples, "samples", source, 1)
-        available = len(_images(None)[0])
-        if samples > available:  # never clamped silently
-            raise UserError(f"{source}: key 'samples' = {samples}: the digits test set has {available} images")
+    available = len(_images(dataset, data_root, None)[0])   # an unknown or unreadable dataset is refused here
+    if samples is not None and samples > available:  # never clamped silently
+        raise UserError(f"{source}: key 'samples' = {samples}: the {dataset} test set has {available} images")
     fit = data.get("fit_memories")
     if fit is not None and fit != FIT_POWER_OF_TWO and (isinstance(fit, bool) or not isinstance(fit, (int, float))
                                                         or not 1 <= fit <= 16):
@@ -311,7 +320,8 @@ def load_sweep(path) -> SweepSpec:
     return SweepSpec(name=_sweep_name(data, path, source), source=source, networks=checkpoints, base=base,
                      samples=samples, grid=grid, random_space=space, random_points=count, random_seed=seed,
                      fit_memories=fit if fit in (None, FIT_POWER_OF_TWO) else float(fit),
-                     synth_target=target, synth_points=synth_points, energy=energy)
+                     synth_target=target, synth_points=synth_points, energy=energy, dataset=dataset,
+                     data_root=None if data_root is None else str(data_root))
 
 
 # ---- evaluating one point -----------------------------------------------------------------------
@@ -323,11 +333,19 @@ def _network(checkpoint: str):
 
 
 @functools.lru_cache(maxsize=2)
-def _images(samples):
-    from spikecore.models import load_digits_split
+def _images(dataset: str, data_root, samples):
+    from spikecore.accel.flows.simulation import test_images
 
-    _, _, x_te, y_te = load_digits_split()
-    return (x_te, y_te) if samples is None else (x_te[:samples], y_te[:samples])
+    return test_images(dataset, samples, data_root)
+
+
+def dataset_identity(dataset: str, data_root) -> list:
+    """What tells two sweeps' test images apart in the journal: a named dataset and its folder, or the digest of
+    every ``.npz`` sample of a folder."""
+    folder = Path(dataset)
+    if dataset not in DATASETS and folder.is_dir():
+        return [str(folder.resolve()), [[p.name, file_digest(p)] for p in sorted(folder.glob("*.npz"))]]
+    return [dataset, None if data_root is None else str(Path(data_root).resolve())]
 
 
 def _fitted_arch(arch, net, params: dict, headroom):
@@ -387,7 +405,7 @@ def evaluate_point(task: dict) -> dict:
     except UserError as exc:
         record.update(status="infeasible", reason=str(exc), seconds=time.perf_counter() - start)
         return record
-    pixels, labels = _images(task["samples"])
+    pixels, labels = _images(task["dataset"], task["data_root"], task["samples"])
     results = simulate_images(program, arch, pixels, progress=False, keep_events=False)
     report = sim_report(program, arch, results, labels, pixels, load_energy_model(task["energy"]))
     record.update(
@@ -435,6 +453,7 @@ class SweepPlan:
         self.spec = spec
         self._energy = None if spec.energy is None else file_digest(spec.energy)
         self._network_digests = {checkpoint: file_digest(checkpoint) for checkpoint in spec.networks}
+        self._dataset = dataset_identity(spec.dataset, spec.data_root)
         self.synthesised = frozenset()
         if spec.synth_points:
             self.synthesised = self._synthesis_choice()
@@ -460,9 +479,10 @@ class SweepPlan:
         except UserError:  # an invalid combination of valid values: recorded as infeasible
             identity = json.dumps(data, sort_keys=True)
         key = json.dumps([identity, self._network_digests[checkpoint], spec.samples, spec.fit_memories,
-                          self._energy])
+                          self._energy] + ([] if spec.dataset == "digits" else [self._dataset]))
         point_id = hashlib.sha256(key.encode()).hexdigest()[:16]
         return {"id": point_id, "params": params, "arch": data, "network": checkpoint, "samples": spec.samples,
+                "dataset": spec.dataset, "data_root": spec.data_root,
                 "fit_memories": spec.fit_memories, "energy": spec.energy,
                 "synth_target": spec.synth_target if point_id in self.synthesised else None}
 
@@ -969,7 +989,7 @@ def plot_pareto(rows: list, path: Path, spec: SweepSpec) -> None:
 
 def cmd_sweep(args) -> int:
     """Handler of ``accel sweep``."""
-    spec = load_sweep(args.sweep)
+    spec = load_sweep(args.sweep, args.dataset, args.data_root)
     most = MAX_WORKERS_PER_CORE * (os.cpu_count() or 1)
     if args.workers is not None and not 1 <= args.workers <= most:
         raise UserError(f"--workers must be in [1, {most}] ({MAX_WORKERS_PER_CORE} per core on this machine), "
@@ -982,13 +1002,15 @@ def cmd_sweep(args) -> int:
     return 0
 
 
-def add_parser(sub, quiet_arg) -> None:
-    """Register ``accel sweep`` on the command line's subparsers."""
+def add_parser(sub, quiet_arg, dataset_args) -> None:
+    """Register ``accel sweep`` on the command line's subparsers (``dataset_args`` adds ``--dataset`` and
+    ``--data-root``)."""
     p = sub.add_parser("sweep", help="grid/random search over parameters and networks: Pareto CSV and PNG")
     p.add_argument("sweep", metavar="SWEEP.yaml", help="sweep file (examples/sweep_digits.yaml, docs/sweeps.md)")
     p.add_argument("--out", required=True, metavar="DIR", help="journal, sweep.csv, pareto.csv/png, sweep.json")
     p.add_argument("--workers", type=int, default=None, help="local worker processes (default: all cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="run on a Dask distributed cluster (e.g. tcp://127.0.0.1:8786) instead of local processes")
+    dataset_args(p)
     quiet_arg(p)
     p.set_defaults(func=cmd_sweep)

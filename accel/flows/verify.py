@@ -407,11 +407,12 @@ def rtl_cache_dir() -> Path:
     return cache_root() / "rtl"
 
 
-def run_rtl(program, arch, pixels, simulator: str, flip_bits=(), waves=None, progress=None) -> list:
+def run_rtl(program, arch, pixels, simulator: str, flip_bits=(), waves=None, progress=None, coverage=False) -> list:
     """Run ``pixels`` through the generated core under ``simulator`` (cached build under :func:`rtl_cache_dir`).
 
     ``flip_bits`` are ``(memory, word, bit)`` faults injected into the loaded memory image; ``waves`` a folder
-    for one FST file per image (``docs/waves.md``); ``progress`` a bar advanced per finished image.
+    for one FST file per image (``docs/waves.md``); ``progress`` a bar advanced per finished image; with
+    ``coverage`` each result has its functional coverage counters (``spikecore.rtl.coverage``).
     Returns the runner's raw result per image (decoded by :func:`decode_rtl`).
     """
     from spikecore.rtl.runner import run_inferences
@@ -422,16 +423,19 @@ def run_rtl(program, arch, pixels, simulator: str, flip_bits=(), waves=None, pro
             raise UserError(f"--flip-bit: word {word} is outside memory '{memory}' (0..{len(image[memory]) - 1})")
         image[memory][word] ^= 1 << bit
     inputs = [[int(v) for v in row] for row in pixels.reshape(len(pixels), -1).tolist()]
-    return run_inferences(image, inputs, arch, rtl_cache_dir(), simulator=simulator, waves=waves, progress=progress)
+    return run_inferences(image, inputs, arch, rtl_cache_dir(), simulator=simulator, waves=waves, progress=progress,
+                          coverage=coverage)
 
 
 def verify_on_rtl(program: Program, arch: ArchConfig, pixels, simulator: str, net=None, labels=None,
-                  flip_bits=(), progress=True, waves=None) -> dict:
+                  flip_bits=(), progress=True, waves=None, coverage=None) -> dict:
     """Golden model, simulator and RTL on ``pixels``: the ``accel verify`` report, without its header.
 
     The simulator runs first (its trace count is checked against the core's trace capacity before the RTL
     runs for nothing); with ``net`` (the float network) and ``labels`` the report adds the float vs
-    integer accuracy gap.
+    integer accuracy gap. With ``coverage`` (a folder, or a ``.json`` file), the RTL counts its functional
+    coverage, written there as JSON and Markdown (``docs/coverage.md``); the report's ``coverage`` then gives
+    the files, the summary line and the holes.
     """
     from tqdm import tqdm
 
@@ -442,11 +446,19 @@ def verify_on_rtl(program: Program, arch: ArchConfig, pixels, simulator: str, ne
     start = time.perf_counter()
     # one step per completed inference (the build, when there is one, announces itself above the bar)
     with tqdm(total=len(pixels), desc=f"rtl ({simulator})", unit="img", disable=not progress) as bar:
-        rtl_results = run_rtl(program, arch, pixels, simulator, flip_bits, waves, bar if progress else None)
+        rtl_results = run_rtl(program, arch, pixels, simulator, flip_bits, waves, bar if progress else None,
+                              coverage is not None)
     rtl_seconds = time.perf_counter() - start
     report, golden = verify(program, arch, pixels, rtl_results, sim_results)
     report.update(simulator=simulator, rtl_seconds=rtl_seconds, flipped_bits=[list(f) for f in flip_bits],
                   waves=None if waves is None else [result["waves_file"] for result in rtl_results])
     if net is not None and labels is not None:
         report["float_vs_integer"] = float_gap(net, program, golden, pixels, labels)
+    if coverage is not None:
+        from spikecore.rtl import coverage as functional
+
+        found = functional.report(functional.collect(arch, [result["coverage"] for result in rtl_results]))
+        json_path, markdown_path = functional.write_report(found, coverage)
+        report["coverage"] = {"report": str(json_path), "markdown": str(markdown_path), "summary": found["summary"],
+                              "percent": found["percent"], "holes": found["holes"], "unexpected": found["unexpected"]}
     return report

@@ -94,8 +94,10 @@ class Implementation:
     #: True for the RTL adapters: each run costs seconds per image and a build per configuration.
     rtl = False
 
-    def run(self, program, arch, pixels: np.ndarray, workdir=None) -> list:
-        """One :class:`Outcome` per row of ``pixels`` (int64 ``[N, program.n_inputs]``)."""
+    def run(self, program, arch, pixels: np.ndarray, workdir=None, host_bus: bool = False) -> list:
+        """One :class:`Outcome` per row of ``pixels`` (int64 ``[N, program.n_inputs]``). ``workdir``: the RTL's
+        build folder; ``host_bus``: the RTL loads the program and reads its results over the host bus instead
+        of the simulator's backdoor (the others have neither)."""
         raise NotImplementedError
 
     def __repr__(self):
@@ -158,7 +160,7 @@ class Golden(Implementation):
         return self.module.run_integer_network(program.integer_stages(), images, program.timesteps,
                                                arch.membrane_bits, arch.value_bits)
 
-    def run(self, program, arch, pixels, workdir=None) -> list:
+    def run(self, program, arch, pixels, workdir=None, host_bus=False) -> list:
         from spikecore.accel.flows.verify import golden_hw_spikes
 
         golden = self._run(program, arch, pixels)
@@ -185,7 +187,7 @@ class _Engine(Implementation):
             from spikecore.sim.engine import simulate_batch
         self.simulate_batch = simulate_batch
 
-    def run(self, program, arch, pixels, workdir=None) -> list:
+    def run(self, program, arch, pixels, workdir=None, host_bus=False) -> list:
         results = self.simulate_batch(program, arch, np.asarray(pixels, np.int64), engine=self.engine)
         engines = {r.engine for r in results}
         assert engines == {self.engine}, f"asked for the {self.engine} engine, {sorted(engines)} ran"
@@ -222,7 +224,7 @@ class _Rtl(Implementation):
     reports = frozenset({"events", "logits", "saturations", "state", "cycles", "trace_count", "trace_overflow",
                          "cycles_measured", "event_cycles", "stray"})
 
-    def run(self, program, arch, pixels, workdir=None) -> list:
+    def run(self, program, arch, pixels, workdir=None, host_bus=False) -> list:
         from spikecore.accel.contract.layouts import state_layout
         from spikecore.accel.flows.verify import decode_rtl
         from spikecore.rtl.runner import run_inferences
@@ -230,7 +232,8 @@ class _Rtl(Implementation):
         assert workdir is not None, "the RTL adapters need a build folder"
         inputs = [[int(v) for v in row] for row in np.asarray(pixels, np.int64).tolist()]
         # a missing simulator raises RuntimeError naming what to install: the test fails with it
-        results = run_inferences(program.memory_image(arch), inputs, arch, workdir, simulator=self.simulator)
+        results = run_inferences(program.memory_image(arch), inputs, arch, workdir, simulator=self.simulator,
+                                 backdoor=not host_bus)
         outcomes = []
         for r in results:
             decoded = decode_rtl(program, arch, r)

@@ -1,20 +1,21 @@
-"""The programs x architectures the contract suite runs, and the images it runs them on.
+"""The programs x architectures the contract suite runs, and the images it runs them on: 60 test images of the
+digits and method networks, 3 or 4 random images of the others (the RTL adapters run fewer: ``test_contract.py``).
 
 Programs (every construct kind the core runs: MLF neurons K = 1..4 with leaks 0..2, strided and 1x1
 convolutions, two-source stages, membrane shortcuts (carry), sum joins and pooling, logic gates, the
 linear readout):
 
 - ``digits``: the shipped digits checkpoint (MLF K = 3, T = 4, two conv layers and a linear readout);
-- ``constructs-s5``, ``-s6``, ``-s9``: random construct programs from ``tests/test_fuzz_constructs.py``'s
-  builders (``random_stages``: 5x5 input, 7 stages, 4 lanes, T = 3; seeds whose every stage fires); together they cover
-  neuron, sum, gate, carry and readout (:data:`CONSTRUCT_KINDS`, asserted by the suite);
+- ``constructs-s5``, ``-s6``, ``-s9``: random construct programs (``generators.random_stages``: 5x5 input,
+  7 stages, 4 lanes, T = 3; seeds whose every stage fires); together they cover neuron, sum, gate, carry and
+  readout (:data:`CONSTRUCT_KINDS`, asserted by ``test_programs.py``);
 - ``method-NAME``: every method of the seed papers (``accel demo --list-methods``: MLF K = 1..4, spiking
   ResNet, DS-ResNet, MS-ResNet, SEW joins, LSN, DST FSNN/DSNN) with seeded random weights and normalisation
-  calibrated on 200 training images (``spikecore.accel.flows.methods.build_untrained``, as
-  ``tests/test_methods_hw.py``), on the methods core (``accel/data/methods_arch.yaml``); five in the default
-  run (:data:`DEFAULT_METHODS`), the rest under ``-m slow``;
-- ``digitsnet-s12``: a random ``DigitsNet`` (MLF K = 4, T = 2, channels 9 and 2, 8x8) from ``tests/test_fuzz.py``'s
-  ``random_network``;
+  calibrated on 200 training images (``spikecore.accel.flows.methods.build_untrained``: the core does not
+  care how weights were learned, and this keeps CI free of training), on the methods core
+  (``accel/data/methods_arch.yaml``);
+- ``digitsnet-s11``, ``digitsnet-s12``: random ``DigitsNet`` networks (``generators.random_network``; s11:
+  MLF K = 1, T = 3, channels 3 and 5; s12: K = 4, T = 2, channels 9 and 2; 8x8 images);
 - on the ``narrow`` architecture (12-bit accumulators and membranes), ``constructs-s9`` with its "never fires"
   thresholds lowered to fit and one more stage, an *integrator* (:func:`construct_layers`): two IF channels
   (K = 2) of +-12 times each pixel plus a bias of +-(2^11 / 3 - 96), whose first level fires (channel 0) and
@@ -27,8 +28,9 @@ Architectures:
   step), ``layer-major`` (``examples/arch_layer_major.yaml``: banked, time-batched schedule), ``bitserial``
   (the default with ``multivalue: bitserial``), ``lane-parallel`` (the default with every lane updated at
   once and no bank), ``layer-major-t5`` (layer-major, bit-serial, every lane at once, no bank, and
-  ``max_timesteps: 5``: 8 timestep slots for T = 4; ``tests/test_rtl_schedule.py``'s parallel-bitserial core);
-- for the construct programs (``test_fuzz_constructs.fuzz_arch``, 4 lanes): ``lane-parallel`` (its own: no bank,
+  ``max_timesteps: 5``: 8 timestep slots for T = 4), whose RTL runs load the program and read the results over
+  the host bus (``Case.host_bus``) instead of the simulator's backdoor;
+- for the construct programs (``generators.fuzz_arch``, 4 lanes): ``lane-parallel`` (its own: no bank,
   every lane at once), ``bitserial``, ``layer-major``, ``banked`` (one neuron per update step, one bank as
   the default core's), ``narrow`` (its own with 12-bit accumulators and membranes).
 """
@@ -41,8 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from test_fuzz import random_network
-from test_fuzz_constructs import PIXEL_MAX, fuzz_arch, random_stages
+from .generators import PIXEL_MAX, fuzz_arch, random_network, random_stages
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Construct kinds the construct programs must cover between them.
@@ -51,9 +52,10 @@ CONSTRUCT_SEEDS = (5, 6, 9)
 CONSTRUCT_SIZE, CONSTRUCT_STAGES, CONSTRUCT_LANES, CONSTRUCT_T = 5, 7, 4, 3
 DEFAULT_BANK = ("pointers", "synapses", "weights", "state", "trace", "inputs")
 NARROW_BITS = 12
-#: Methods of the seed papers in the default run (the others under ``-m slow``): a membrane shortcut, a sum
-#: join, a gate join, the LSN's excitatory/inhibitory gates, the DST's auxiliary accumulation pathway.
-DEFAULT_METHODS = ("ms-resnet", "ds-resnet", "sew-iand", "lsn", "dst-dsnn")
+#: Test images of the digits network and of the methods' networks (the simulator-side implementations run all).
+DIGITS_IMAGES, METHOD_IMAGES = 60, 60
+#: Random ``DigitsNet`` programs: seed -> (channels, levels K, timesteps, image size).
+DIGITSNET_SEEDS = {11: ((3, 5), 1, 3, 8), 12: ((9, 2), 4, 2, 8)}
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class Case:
     program: str
     arch: str
     images: int
-    slow: bool = False          # only under ``-m slow``, for every implementation
+    host_bus: bool = False      # the RTL loads and reads over the host bus, not the backdoor
 
     @property
     def id(self) -> str:
@@ -71,12 +73,13 @@ class Case:
 
 
 def _cases():
-    cases = [Case("digits", arch, 8) for arch in ("default", "layer-major", "bitserial", "lane-parallel",
-                                                  "layer-major-t5")]
+    cases = [Case("digits", arch, DIGITS_IMAGES, host_bus=arch == "layer-major-t5")
+             for arch in ("default", "layer-major", "bitserial", "lane-parallel", "layer-major-t5")]
     cases += [Case(f"constructs-s{seed}", arch, 3) for seed in CONSTRUCT_SEEDS
               for arch in ("lane-parallel", "bitserial", "layer-major", "banked")]
-    cases += [Case("digitsnet-s12", "default", 4), Case("constructs-s9", "narrow", 4)]
-    cases += [Case(f"method-{name}", "methods", 4, slow=name not in DEFAULT_METHODS) for name in _method_names()]
+    cases += [Case(f"digitsnet-s{seed}", "default", 4) for seed in DIGITSNET_SEEDS]
+    cases += [Case("constructs-s9", "narrow", 4)]
+    cases += [Case(f"method-{name}", "methods", METHOD_IMAGES) for name in _method_names()]
     return {case.id: case for case in cases}
 
 
@@ -88,8 +91,6 @@ def _method_names():
 
 #: Every case, by id ("program@arch").
 CASES = _cases()
-#: The cases of the default run (the others are marked slow).
-DEFAULT_CASES = tuple(case for case in CASES if not CASES[case].slow)
 
 
 # ---- architectures ------------------------------------------------------------------------------------------
@@ -190,10 +191,11 @@ def build(case_id: str):
         layers, kinds = construct_layers(seed, arch.membrane_bits if case.arch == "narrow" else None)
         program = compile_stages(layers, arch, CONSTRUCT_T, shape, PIXEL_MAX)
         pixels = random_images(seed, case.images, program.n_inputs, PIXEL_MAX)
-    elif case.program == "digitsnet-s12":
+    elif case.program.startswith("digitsnet-s"):
+        seed = int(case.program.rsplit("s", 1)[1])
         arch = digits_arch(case.arch)
-        program = compile_network(random_network(12, (9, 2), 4, 2, 8), arch)
-        pixels = random_images(12, case.images, program.n_inputs, 16)
+        program = compile_network(random_network(seed, *DIGITSNET_SEEDS[seed]), arch)
+        pixels = random_images(seed, case.images, program.n_inputs, 16)
         kinds = {layer.kind for layer in program.layers}
     elif case.program.startswith("method-"):
         from spikecore.accel.contract.config import load_arch

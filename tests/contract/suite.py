@@ -29,26 +29,63 @@ The checks (every integer compared with ``==``, arrays with ``numpy.array_equal`
 """
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass
+
 import numpy as np
 
 from .implementations import (COMPARED_FIELDS, REFERENCE_IMPLEMENTATIONS, Implementation, Outcome, compared_fields,
                               emitting, reference_for, schedule_view)
-from .programs import CASES, DEFAULT_CASES, build
+from .programs import CASES, build
 
 _CACHE = {}
+_DRAWN = itertools.count()
 
 
-def outcomes(implementation: Implementation, case_id: str, images: int | None = None, workdir=None) -> list:
-    """The implementation's outcomes on the first ``images`` images of a case (all by default), computed once
-    per implementation object and case."""
-    program, arch, pixels, _ = build(case_id)
-    images = len(pixels) if images is None else images
-    key = (id(implementation), case_id, images)
+@dataclass(eq=False)
+class Subject:
+    """What the suite runs: a program on an architecture and its images (int64 ``[N, n_inputs]``); a case of
+    ``programs.CASES`` (:func:`as_subject`) or one drawn by a fuzz test (:meth:`drawn`). ``host_bus``: the RTL
+    loads the program and reads its results over the host bus instead of the simulator's backdoor."""
+
+    id: str
+    program: object
+    arch: object
+    pixels: np.ndarray
+    host_bus: bool = False
+
+    @classmethod
+    def drawn(cls, program, arch, pixels, host_bus: bool = False) -> "Subject":
+        """A subject of its own (a fresh id), for programs a test draws."""
+        return cls(f"drawn-{next(_DRAWN)}", program, arch, np.asarray(pixels, np.int64).reshape(len(pixels), -1),
+                   host_bus)
+
+
+_SUBJECTS = {}
+
+
+def as_subject(case) -> Subject:
+    """``case`` itself if a :class:`Subject`, else the subject of the case id (built once)."""
+    if isinstance(case, Subject):
+        return case
+    if case not in _SUBJECTS:
+        program, arch, pixels, _ = build(case)
+        _SUBJECTS[case] = Subject(case, program, arch, pixels, CASES[case].host_bus)
+    return _SUBJECTS[case]
+
+
+def outcomes(implementation: Implementation, case, images: int | None = None, workdir=None) -> list:
+    """The implementation's outcomes on the first ``images`` images of a case or subject (all by default),
+    computed once per implementation object and subject."""
+    subject = as_subject(case)
+    images = len(subject.pixels) if images is None else images
+    key = (id(implementation), subject.id, images)
     hit = _CACHE.get(key)
-    if hit is None or hit[0] is not implementation:
-        hit = (implementation, implementation.run(program, arch, pixels[:images], workdir))
+    if hit is None or hit[0] is not implementation or hit[1] is not subject:
+        hit = (implementation, subject, implementation.run(subject.program, subject.arch, subject.pixels[:images],
+                                                           workdir, host_bus=subject.host_bus))
         _CACHE[key] = hit
-    return hit[1]
+    return hit[2]
 
 
 #: One instance of each reference implementation, shared by every test.
@@ -101,16 +138,17 @@ def field_differences(field: str, got: Outcome, expected: Outcome, program, samp
     return []
 
 
-def differences(implementation: Implementation, case_id: str, field: str, images: int | None = None,
+def differences(implementation: Implementation, case, field: str, images: int | None = None,
                 workdir=None, reference: Implementation | None = None) -> list:
-    """Every difference of ``field`` between the implementation and its reference on a case."""
+    """Every difference of ``field`` between the implementation and its reference on a case or subject."""
     if reference is None:
         name = reference_for(field, implementation)
         assert name is not None, f"no implementation but {implementation} reports {field}"
         reference = REFERENCES[name]
-    program = build(case_id)[0]
-    got = outcomes(implementation, case_id, images, workdir)
-    expected = outcomes(reference, case_id, None, workdir)[:len(got)]
+    subject = as_subject(case)
+    program, case_id = subject.program, subject.id
+    got = outcomes(implementation, subject, images, workdir)
+    expected = outcomes(reference, subject, None, workdir)[:len(got)]
     found = [f"{implementation} vs {reference} on {case_id}: images {len(got)}, expected {len(expected)}"] \
         if len(got) != len(expected) or not got else []
     for n, (a, b) in enumerate(zip(got, expected)):
@@ -119,19 +157,20 @@ def differences(implementation: Implementation, case_id: str, field: str, images
     return found
 
 
-def schedule_differences(implementation: Implementation, case_id: str, images: int | None = None,
+def schedule_differences(implementation: Implementation, case, images: int | None = None,
                          workdir=None) -> list:
     """Where ``docs/core.md``'s schedule, walked over the implementation's events, disagrees with its cycles
     (or the cycle reference's, for an implementation without cycles) and with its trace-write stamps."""
     from spikecore.accel.flows.verify import emission_schedule
 
-    program, arch, pixels, _ = build(case_id)
-    got = outcomes(implementation, case_id, images, workdir)
+    subject = as_subject(case)
+    program, arch, pixels, case_id = subject.program, subject.arch, subject.pixels, subject.id
+    got = outcomes(implementation, subject, images, workdir)
     if "cycles" in implementation.reports:
         cycles, source = [o.cycles for o in got], implementation.name
     else:
         source = reference_for("cycles", implementation)
-        cycles = [o.cycles for o in outcomes(REFERENCES[source], case_id, None, workdir)[:len(got)]]
+        cycles = [o.cycles for o in outcomes(REFERENCES[source], subject, None, workdir)[:len(got)]]
     found = []
     for n, outcome in enumerate(got):
         schedule, total = emission_schedule(program, arch, pixels[n], schedule_view(program, outcome.events))
@@ -149,11 +188,12 @@ def schedule_differences(implementation: Implementation, case_id: str, images: i
     return found
 
 
-def consistency_problems(implementation: Implementation, case_id: str, images: int | None = None,
+def consistency_problems(implementation: Implementation, case, images: int | None = None,
                          workdir=None) -> list:
     """What in the implementation's own outcomes contradicts the contract (``[]``: nothing)."""
-    program, arch, pixels, _ = build(case_id)
-    got = outcomes(implementation, case_id, images, workdir)
+    subject = as_subject(case)
+    program, arch, case_id = subject.program, subject.arch, subject.id
+    got = outcomes(implementation, subject, images, workdir)
     found = []
     stages = emitting(program)
     for n, o in enumerate(got):
@@ -209,17 +249,31 @@ def consistency_problems(implementation: Implementation, case_id: str, images: i
     return found
 
 
+def problems(subject, implementations, workdir=None) -> list:
+    """Every check of the suite on a case or subject, for each implementation: each compared field against its
+    reference, self-consistency and the schedule (``[]``: the contract holds). The fuzz tests run their drawn
+    programs through this."""
+    found = []
+    for implementation in implementations:
+        for field in compared_fields(implementation):
+            found += differences(implementation, subject, field, workdir=workdir)
+        found += consistency_problems(implementation, subject, workdir=workdir)
+        found += schedule_differences(implementation, subject, workdir=workdir)
+    return found
+
+
 class ContractSuite:
     """The contract's tests; subclasses set ``implementation``, ``cases`` and ``slow_cases`` (ids of
-    ``programs.CASES``) and ``images`` (a case id's program name -> images to run; default all)."""
+    ``programs.CASES``) and ``images`` (images to run, by case id or else by the case's program name;
+    default all)."""
 
     implementation: Implementation = None
-    cases: tuple = DEFAULT_CASES
-    slow_cases: tuple = tuple(case for case in CASES if CASES[case].slow)
+    cases: tuple = tuple(CASES)
+    slow_cases: tuple = ()
     images: dict = {}
 
     def _images(self, case: str):
-        return self.images.get(CASES[case].program)
+        return self.images.get(case, self.images.get(CASES[case].program))
 
     def test_equals_reference(self, case, field, contract_workdir):
         found = differences(self.implementation, case, field, self._images(case), contract_workdir)
@@ -234,5 +288,5 @@ class ContractSuite:
         assert found == [], "\n".join(found[:10])
 
 
-__all__ = ["COMPARED_FIELDS", "ContractSuite", "compared_fields", "consistency_problems", "differences", "outcomes",
-           "schedule_differences"]
+__all__ = ["COMPARED_FIELDS", "ContractSuite", "Subject", "as_subject", "compared_fields", "consistency_problems",
+           "differences", "outcomes", "problems", "schedule_differences"]

@@ -1,28 +1,32 @@
 """The contract suite (``suite.ContractSuite``) on each implementation: the golden model, the simulator's dense
 and tables engines, and the generated Verilog under Icarus and Verilator.
 
-The golden model and the engines run every case of the default run (``programs.DEFAULT_CASES``: the digits
-network on four architectures, three construct programs on four, a random DigitsNet, a saturating construct
-program, five methods of the seed papers), and the other ten methods under ``-m slow``. The RTL runs a
-bounded subset in the default run, about a minute each on two cores: Icarus (about 12 s an image of the
-digits network, a build of a few seconds per configuration) one digits image on the default core, two
-images of the random DigitsNet on it, and two images of a construct program on each of the other construct
-architectures; Verilator (a build of about half a minute per configuration, cached for the session, then
-fast) the three construct programs on one configuration. Every other case runs under ``-m slow`` (Icarus
-leaves the ten slow methods to Verilator).
+The golden model and the engines run every case (``programs.CASES``). The RTL runs a bounded subset in the
+default run and every other case under ``-m slow``. Icarus (about 12 s an image of the digits network, a build of
+a few seconds per configuration): 20 digits images on the default core, 2 on the layer-major core, and two images
+of the random DigitsNets and of a construct program on each of the other construct architectures. Verilator (a
+build of about half a minute per configuration, cached for the session, then fast): 3 digits images on the
+default core and 2 on the layer-major, bit-serial, lane-parallel core with 8 timestep slots (over the host bus),
+the three construct programs in both multi-value modes and both schedules, and every method of the seed papers.
+Icarus leaves ten methods to Verilator even under ``-m slow`` (minutes a case on the residual networks).
 """
-from spikecore.accel.flows.methods import METHODS
-
 from .implementations import Icarus, Verilator
-from .programs import CASES, DEFAULT_CASES
+from .programs import CASES
 from .suite import REFERENCES, ContractSuite
 
-ICARUS_CASES = ("digits@default", "digitsnet-s12@default", "constructs-s5@bitserial", "constructs-s6@layer-major",
-                "constructs-s9@banked", "constructs-s9@narrow")
-VERILATOR_CASES = ("constructs-s5@lane-parallel", "constructs-s6@lane-parallel", "constructs-s9@lane-parallel")
-#: Images per program on the RTL.
-RTL_IMAGES = {"digits": 1, "digitsnet-s12": 2, "constructs-s5": 2, "constructs-s6": 2, "constructs-s9": 2,
-              **{f"method-{name}": 2 for name in METHODS}}
+ICARUS_CASES = ("digits@default", "digits@layer-major", "digitsnet-s11@default", "digitsnet-s12@default",
+                "constructs-s5@bitserial", "constructs-s6@layer-major", "constructs-s9@banked", "constructs-s9@narrow")
+#: The methods Icarus runs under ``-m slow``: a membrane shortcut, a sum join, a gate join, the LSN's gates, the
+#: DST's auxiliary accumulation pathway.
+ICARUS_METHODS = ("ms-resnet", "ds-resnet", "sew-iand", "lsn", "dst-dsnn")
+VERILATOR_CASES = ("digits@default", "digits@layer-major-t5",
+                   *(f"constructs-s{seed}@{arch}" for seed in (5, 6, 9)
+                     for arch in ("lane-parallel", "bitserial", "layer-major")),
+                   *(case for case in CASES if case.startswith("method-")))
+#: Images on the RTL, by case id or program.
+ICARUS_IMAGES = {"digits@default": 20, "digits": 2, "digitsnet-s11": 2, "digitsnet-s12": 2, "constructs-s5": 2,
+                 "constructs-s6": 2, "constructs-s9": 2, **{case: 2 for case in CASES if case.startswith("method-")}}
+VERILATOR_IMAGES = {**ICARUS_IMAGES, "digits@default": 3}
 
 
 # the references' own instances: their outcomes are computed once, for their tests and as references
@@ -41,14 +45,13 @@ class TestTablesEngine(ContractSuite):
 class TestIcarus(ContractSuite):
     implementation = Icarus()
     cases = ICARUS_CASES
-    slow_cases = tuple(case for case in CASES if case not in ICARUS_CASES
-                       and (not CASES[case].program.startswith("method-") or case in DEFAULT_CASES))
-    images = RTL_IMAGES
+    slow_cases = tuple(case for case in CASES if case not in ICARUS_CASES and (
+        not case.startswith("method-") or case.split("@")[0][len("method-"):] in ICARUS_METHODS))
+    images = ICARUS_IMAGES
 
 
 class TestVerilator(ContractSuite):
     implementation = Verilator()
     cases = VERILATOR_CASES
     slow_cases = tuple(case for case in CASES if case not in VERILATOR_CASES)
-    images = RTL_IMAGES
-
+    images = VERILATOR_IMAGES

@@ -1,50 +1,29 @@
-"""The simulator's two engines (``sim/tables.py``, ``sim/dense.py``): the dense engine equals the event-by-event ``tables``
-engine in every field (events, logits, final state, cycles, accounts, saturations), and runs only where its
-checks against the memory tables pass; a program whose tables disagree with its stage graph runs on
-``tables``, which follows the tables as the core does."""
+"""The simulator's engines beyond the contract suite (which compares the dense engine with the event-by-event
+``tables`` engine and the golden model in every field): each engine's performance mode (``keep_events=False``)
+and batching change nothing but the events kept; the dense engine runs only where its checks against the memory
+tables pass, and a program whose tables disagree with its stage graph runs on ``tables``, which follows the
+tables as the core does."""
 import copy
 import dataclasses
 
 import numpy as np
 import pytest
-import torch
 
-from spikecore.accel.flows.verify import verify
+from contract.generators import PIXEL_MAX, compile_random
 from spikecore.sim.engine import MemoryTables, simulate, simulate_batch
-from test_fuzz_constructs import PIXEL_MAX, compile_random
 
 
-def both_engines(program, arch, pixels, **kwargs):
-    dense = simulate_batch(program, arch, pixels, engine="dense", **kwargs)
-    tables = simulate_batch(program, arch, pixels, engine="tables", **kwargs)
-    return dense, tables
-
-
-@pytest.mark.parametrize("keep_events", [True, False])
-def test_dense_equals_tables_on_digits(digits_program, arch, digits_test_set, keep_events):
+@pytest.mark.parametrize("engine", ["dense", "tables"])
+def test_performance_mode_and_batching_change_only_the_kept_events(digits_program, arch, digits_test_set, engine):
     pixels = digits_test_set[0][:40].reshape(40, -1).numpy()
-    dense, tables = both_engines(digits_program, arch, pixels, keep_events=keep_events, batch=16)
-    assert [r.engine for r in dense] == ["dense"] * 40 and tables[0].engine == "tables"
-    assert all(d.differences(t, events=keep_events) == [] for d, t in zip(dense, tables))
-    assert sum(r.layers[0].output_events for r in dense) > 1000  # active, so the comparison means something
+    full = simulate_batch(digits_program, arch, pixels, engine=engine)
+    fast = simulate_batch(digits_program, arch, pixels, engine=engine, keep_events=False, batch=16)
+    assert [r.engine for r in fast] == [engine] * 40
+    assert all(f.differences(r, events=False) == [] for f, r in zip(fast, full))
+    assert all(not any(f.events) for f in fast) and all(any(r.events) for r in full)
+    assert sum(r.layers[0].output_events for r in fast) > 1000  # active, so the comparison means something
     # one image alone gives the same as inside a batch
-    assert simulate(digits_program, arch, pixels[7], keep_events=keep_events).differences(
-        dense[7], events=keep_events) == []
-
-
-def test_per_image_saturation_counts_in_a_batch():
-    """Narrow membranes saturate; the dense engine recounts them image by image and still equals
-    ``tables`` and the golden model."""
-    program, arch, _ = compile_random(3, 5, 6, 4, 3)
-    narrow = dataclasses.replace(arch, membrane_bits=7)
-    program.arch_fingerprint = narrow.fingerprint()
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, PIXEL_MAX + 1, size=(6, 1, 5, 5))
-    dense, tables = both_engines(program, narrow, pixels.reshape(6, -1))
-    assert all(d.differences(t) == [] for d, t in zip(dense, tables))
-    assert len({r.saturations for r in dense}) > 1 and all(r.engine == "dense" for r in dense)
-    report, _ = verify(program, narrow, torch.from_numpy(pixels), None, dense)
-    assert report["bit_exact"], report["mismatches"][:3]
+    assert simulate(digits_program, arch, pixels[7], engine=engine).differences(full[7]) == []
 
 
 def test_tables_that_disagree_with_the_graph_run_event_by_event(digits_program, arch, digits_test_set):
