@@ -16,6 +16,9 @@ The cycle at which the core wrote each trace word comes from the simulation top'
 the simulation time of each write is kept too, to find the event in that run's waveform. After each inference
 the harness appends a line to ``progress_file``, which the runner polls for its progress bar.
 
+With ``cycle_limit``, an inference whose ``done`` has not risen that many cycles after ``start`` ends the job: its
+result is ``{"hang": true, "cycle_limit": N}`` and the later inputs are not run.
+
 With ``coverage_file`` (the simulator was given ``+spikecore_coverage=FILE``), the harness pulses the simulation
 top's ``coverage_dump`` register after each inference, when the host has read everything back, and returns
 with the inference the counters that went up since the previous one (``coverage``: ``{name: count}``, the
@@ -30,7 +33,7 @@ import random
 from pathlib import Path
 
 import cocotb
-from cocotb.triggers import FallingEdge, RisingEdge
+from cocotb.triggers import FallingEdge, RisingEdge, SimTimeoutError, with_timeout
 from cocotb.utils import get_sim_time
 
 JOB_ENV = "RTL_JOB_FILE"
@@ -44,11 +47,12 @@ class Host:
     every transaction: the core must ignore the bus whenever the strobe is low.
     """
 
-    def __init__(self, dut, clock_period_ns, host_map, idle_seed=None):
+    def __init__(self, dut, clock_period_ns, host_map, idle_seed=None, cycle_limit=None):
         self.dut = dut
         self.clock_period_ns = clock_period_ns
         self.host_map = host_map
         self.random = None if idle_seed is None else random.Random(idle_seed)
+        self.cycle_limit = cycle_limit
 
     async def write_memory(self, memory, address, value):
         await self.write(self.host_map["memories"][memory]["select"], address, value)
@@ -131,7 +135,8 @@ class Host:
         dut.rst.value = 0
 
     async def run(self):
-        """Pulse ``start`` and wait for ``done``; returns the busy cycles measured from simulation time."""
+        """Pulse ``start`` and wait for ``done``; returns the busy cycles measured from simulation time, or
+        ``None`` when ``done`` has not risen ``cycle_limit`` cycles after ``start`` (the core hangs)."""
         await self.idle()
         dut = self.dut
         dut.host_we.value = 0
@@ -140,7 +145,13 @@ class Host:
         started = get_sim_time(unit="ns")
         await FallingEdge(dut.clk)
         dut.start.value = 0
-        await RisingEdge(dut.done)
+        if self.cycle_limit is None:
+            await RisingEdge(dut.done)
+        else:
+            try:
+                await with_timeout(RisingEdge(dut.done), self.cycle_limit * self.clock_period_ns, "ns")
+            except SimTimeoutError:
+                return None
         finished = get_sim_time(unit="ns")
         await FallingEdge(dut.clk)
         return round((finished - started) / self.clock_period_ns)
@@ -190,7 +201,7 @@ def _read_memh(path, words):
 async def run_job(dut):
     job = json.loads(Path(os.environ[JOB_ENV]).read_text())
     # The clock runs inside the simulation top; host signals change only at its falling edges.
-    host = Host(dut, job["clock_period_ns"], job["host_map"], job.get("idle_seed"))
+    host = Host(dut, job["clock_period_ns"], job["host_map"], job.get("idle_seed"), job.get("cycle_limit"))
     dut.rst.value = 1
     dut.start.value = 0
     dut.host_we.value = 0
@@ -214,6 +225,9 @@ async def run_job(dut):
             await host.abort_by_reset(job["reset_after_cycles"])
             await host.write_registers(job["registers"])  # reset cleared them; the memories kept the program
         cycles_measured = await host.run()
+        if cycles_measured is None:  # a hung core: the runner reports it, the later inputs are not run
+            results.append({"hang": True, "cycle_limit": job["cycle_limit"]})
+            break
         registers = await host.read_counters()
         if job.get("backdoor_files"):
             trace, state = await host.dump(registers["trace_count"], job["state_words"], job["backdoor_files"],

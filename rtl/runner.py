@@ -404,7 +404,8 @@ def prepare_waves_folder(waves) -> Path:
 def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: str = "icarus",
                    jobs: int | None = None, idle_seed: int | None = None,
                    reset_after_cycles: int | None = None, backdoor: bool = True, waves=None,
-                   progress=None, source=None, plusargs=(), coverage: bool = False) -> list:
+                   progress=None, source=None, plusargs=(), coverage: bool = False,
+                   cycle_limit: int | None = None) -> list:
     """Run one inference per input on the Verilog core and read back what the host sees.
 
     Parameters
@@ -447,6 +448,9 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
     coverage : bool
         Count the functional coverage (:mod:`spikecore.rtl.coverage`: the same build, the simulation top's
         counters switched on); each result then has ``coverage``, the counters of its inference.
+    cycle_limit : int, optional
+        Busy cycles an inference may take: a core whose ``done`` has not risen by then hangs, and
+        :class:`CoreHang` names the input (without a limit such a run never ends).
 
     Returns
     -------
@@ -460,6 +464,8 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
 
     Raises
     ------
+    CoreHang
+        If an inference takes more than ``cycle_limit`` cycles.
     RuntimeError
         If the simulator is missing, or the build or the simulation fails (with the simulator's log tail).
     accel.errors.UserError
@@ -485,14 +491,23 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
             futures = [pool.submit(_run_share, get_runner(simulator), simulator, build_dir, image,
                                    inputs[firsts[k]:firsts[k + 1]], {
                                        "idle_seed": None if idle_seed is None else idle_seed + k,
-                                       "reset_after_cycles": reset_after_cycles},
+                                       "reset_after_cycles": reset_after_cycles, "cycle_limit": cycle_limit},
                                    backdoor, arch, run_dirs[k],
                                    None if waves_folder is None else waves_folder / WAVES_FILE.format(number=k),
                                    plusargs, coverage)
                        for k in range(shares)]
             _follow(futures, [run_dir / PROGRESS_FILE for run_dir in run_dirs], progress)
             parts = [future.result() for future in futures]
-    return [result for part in parts for result in part]
+    results = [result for part in parts for result in part]
+    hung = next((number for number, result in enumerate(results) if result.get("hang")), None)
+    if hung is not None:
+        raise CoreHang(f"the core did not finish input {hung} within {cycle_limit} cycles (done never rose): it "
+                       f"hangs")
+    return results
+
+
+class CoreHang(RuntimeError):
+    """An inference of the RTL did not finish within its cycle limit (:func:`run_inferences`)."""
 
 
 #: The file in a run folder where the harness notes each completed inference.
@@ -613,7 +628,7 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
         os.replace(recording, waves_file)
         results[0]["waves_file"] = str(waves_file)
     if backdoor:  # the dumps hold physical words (several trace or state words each, in a bank)
-        for result in results:
+        for result in (result for result in results if not result.get("hang")):
             result["trace"] = from_physical(arch, "trace", result["trace"], result["trace_count"])
             result["state"] = from_physical(arch, "state", result["state"], state_words)
     shutil.rmtree(run_dir, ignore_errors=True)

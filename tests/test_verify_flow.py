@@ -4,6 +4,7 @@ implementations agree is the contract suite's question (``tests/contract``); thi
 reports when they do and when they do not.
 """
 import numpy as np
+import pytest
 
 from spikecore.accel.flows.verify import compare, float_gap, golden_hw_spikes, run_golden, verify
 from spikecore.rtl.runner import run_inferences
@@ -62,3 +63,32 @@ def test_flipped_weight_bit_on_the_rtl_is_caught_and_located(digits_program, arc
     assert first["implementation"] == "rtl" and first["layer"] == "conv0" and first["timestep"] == 0
     row = int(mem["synapses"]["row"][synapse])
     assert first["neuron"] // arch.lanes == row - digits_program.layers[0].state_base  # the corrupted group
+
+
+def test_a_hung_core_is_reported_not_waited_for(digits_program, arch, digits_test_set, rtl_cache, tmp_path,
+                                                monkeypatch, capsys):
+    """An inference past its cycle limit ends the run with ``CoreHang`` naming the input (without a limit a core
+    that never raises ``done`` would keep the command running forever); ``accel verify`` bounds every inference
+    by the simulator's cycles (``rtl_cycle_limit``), and reports a hang as a failed verification."""
+    from spikecore.accel.flows import verify as verify_flow
+    from spikecore.accel.flows.cli import main
+    from spikecore.rtl.runner import CoreHang
+
+    pixels = digits_test_set[0][:1]
+    sim = simulate_batch(digits_program, arch, pixels.reshape(1, -1).numpy())
+    assert verify_flow.rtl_cycle_limit(sim) == 2 * sim[0].cycles + 1000
+    inputs = [[int(v) for v in pixels.reshape(-1).tolist()]]
+    with pytest.raises(CoreHang, match="did not finish input 0 within 100 cycles"):
+        run_inferences(digits_program.memory_image(arch), inputs, arch, rtl_cache / "rtl", cycle_limit=100)
+    # the limit is what stopped it: with the simulator's bound the same run finishes and agrees
+    rtl = run_inferences(digits_program.memory_image(arch), inputs, arch, rtl_cache / "rtl",
+                         cycle_limit=verify_flow.rtl_cycle_limit(sim))
+    assert rtl[0]["cycles"] == sim[0].cycles
+    program_dir = tmp_path / "prog"
+    digits_program.save(program_dir)
+    monkeypatch.setattr(verify_flow, "rtl_cycle_limit", lambda results: 100)
+    capsys.readouterr()
+    assert main(["verify", str(program_dir), "--samples", "1", "--simulator", "icarus", "--quiet",
+                 "--out", str(tmp_path / "verify.json")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "within 100 cycles" in err and "\n" not in err and not (tmp_path / "verify.json").exists()

@@ -407,12 +407,20 @@ def rtl_cache_dir() -> Path:
     return cache_root() / "rtl"
 
 
-def run_rtl(program, arch, pixels, simulator: str, flip_bits=(), waves=None, progress=None, coverage=False) -> list:
+def rtl_cycle_limit(sim_results: list) -> int:
+    """The busy cycles an RTL inference may take before it counts as hung: twice the simulator's longest
+    inference of the batch, and 1000 more (a core that follows the schedule takes exactly the simulator's)."""
+    return 2 * max(int(result.cycles) for result in sim_results) + 1000
+
+
+def run_rtl(program, arch, pixels, simulator: str, flip_bits=(), waves=None, progress=None, coverage=False,
+            cycle_limit=None) -> list:
     """Run ``pixels`` through the generated core under ``simulator`` (cached build under :func:`rtl_cache_dir`).
 
     ``flip_bits`` are ``(memory, word, bit)`` faults injected into the loaded memory image; ``waves`` a folder
     for one FST file per image (``docs/waves.md``); ``progress`` a bar advanced per finished image; with
-    ``coverage`` each result has its functional coverage counters (``spikecore.rtl.coverage``).
+    ``coverage`` each result has its functional coverage counters (``spikecore.rtl.coverage``); past
+    ``cycle_limit`` busy cycles an inference raises ``spikecore.rtl.runner.CoreHang``.
     Returns the runner's raw result per image (decoded by :func:`decode_rtl`).
     """
     from spikecore.rtl.runner import run_inferences
@@ -424,7 +432,7 @@ def run_rtl(program, arch, pixels, simulator: str, flip_bits=(), waves=None, pro
         image[memory][word] ^= 1 << bit
     inputs = [[int(v) for v in row] for row in pixels.reshape(len(pixels), -1).tolist()]
     return run_inferences(image, inputs, arch, rtl_cache_dir(), simulator=simulator, waves=waves, progress=progress,
-                          coverage=coverage)
+                          coverage=coverage, cycle_limit=cycle_limit)
 
 
 def verify_on_rtl(program: Program, arch: ArchConfig, pixels, simulator: str, net=None, labels=None,
@@ -432,7 +440,8 @@ def verify_on_rtl(program: Program, arch: ArchConfig, pixels, simulator: str, ne
     """Golden model, simulator and RTL on ``pixels``: the ``accel verify`` report, without its header.
 
     The simulator runs first (its trace count is checked against the core's trace capacity before the RTL
-    runs for nothing); with ``net`` (the float network) and ``labels`` the report adds the float vs
+    runs for nothing; its cycles bound the RTL's, :func:`rtl_cycle_limit`: a hung core raises
+    ``spikecore.rtl.runner.CoreHang`` instead of running forever); with ``net`` (the float network) and ``labels`` the report adds the float vs
     integer accuracy gap. With ``coverage`` (a folder, or a ``.json`` file), the RTL counts its functional
     coverage, written there as JSON and Markdown (``docs/coverage.md``); the report's ``coverage`` then gives
     the files, the summary line and the holes.
@@ -447,7 +456,7 @@ def verify_on_rtl(program: Program, arch: ArchConfig, pixels, simulator: str, ne
     # one step per completed inference (the build, when there is one, announces itself above the bar)
     with tqdm(total=len(pixels), desc=f"rtl ({simulator})", unit="img", disable=not progress) as bar:
         rtl_results = run_rtl(program, arch, pixels, simulator, flip_bits, waves, bar if progress else None,
-                              coverage is not None)
+                              coverage is not None, rtl_cycle_limit(sim_results))
     rtl_seconds = time.perf_counter() - start
     report, golden = verify(program, arch, pixels, rtl_results, sim_results)
     report.update(simulator=simulator, rtl_seconds=rtl_seconds, flipped_bits=[list(f) for f in flip_bits],
