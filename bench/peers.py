@@ -2,8 +2,16 @@
 import importlib.util
 import sys
 import types
+from pathlib import Path
 
 import torch
+
+# SpikingJelly's side folder (scripts/install.sh, docs/install.md), outside the environment's sys.path so that
+# `pip check` does not see its unmet requirements (torchaudio); appended, so an installation in the environment
+# itself comes first (tests/conftest.py does the same for the tests)
+PEERS = Path(sys.prefix) / "spikecore-peers"
+if PEERS.is_dir() and str(PEERS) not in sys.path:
+    sys.path.append(str(PEERS))
 
 
 def import_sew_resnet():

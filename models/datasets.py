@@ -247,7 +247,7 @@ class CIFAR10(torch.utils.data.Dataset):
 # AEDAT event files
 # ----------------------------------------------------------------------------------------------------------------
 
-_TONIC_HINT = "pip install --no-deps tonic==1.7.0 && pip install h5py importRosbag"
+_TONIC_HINT = "install the events extra: pip install -e \".[events]\" (docs/datasets.md)"
 
 
 def _tonic_io():

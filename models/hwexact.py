@@ -107,7 +107,7 @@ class Source:
 #: that never fires, whose level-0 membranes summed over T are the logits; ``sum``: stateless, emits
 #: ``clamp(x, 0, 2**value_bits - 1)`` (DS-ResNet and SEW ADD joins, the AAP, sum pooling); ``gate``:
 #: stateless, emits bit ``clamp(x, 0, 7)`` of ``truth_table`` (logic joins over up to three binary inputs).
-STAGE_KINDS = ("neuron", "readout", "sum", "gate")
+STAGE_KINDS = ("neuron", "readout", "sum", "gate", "max")
 GATE_INPUTS = 3
 
 
@@ -115,8 +115,9 @@ GATE_INPUTS = 3
 class IntegerStage:
     """One stage of an integer network (hardware-agnostic: no lanes, memories or cycles).
 
-    Per timestep the stage forms ``acc = sum(source currents) (+ acc of stage `carry`)`` and
-    ``x = acc + bias`` (per output channel), then applies its kind (see ``STAGE_KINDS``). ``carry`` is the
+    Per timestep the stage forms ``acc = sum(source currents) (+ acc of stage `carry`)`` (a ``max`` stage: the
+    maximum of the inputs its weights select, :func:`max_map`) and ``x = acc + bias`` (per output channel), then
+    applies its kind (see ``STAGE_KINDS``). ``carry`` is the
     MS-ResNet membrane shortcut: the stage's current includes the accumulation (bias excluded) of an
     earlier stage of the same shape, whose ``bias`` this stage's bias already contains.
     """
@@ -182,6 +183,23 @@ def linear_map(source: Source, s: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown source op {source.op!r}")
 
 
+def max_map(source: Source, s: torch.Tensor) -> torch.Tensor:
+    """A ``max`` stage's accumulation: ``acc_o = max(0, max over i with W_oi != 0 of s_i)`` for non-negative
+    events ``s`` (``[N, C, H, W]``, floating dtype; the weights only select the inputs), per output channel
+    over the input rows its weights select (``docs/numerics.md``, "Max pooling")."""
+    if source.op != "conv":
+        raise ValueError(f"a max stage's source is a convolution (a pooling window), not {source.op!r}")
+    kh, kw = source.weight.shape[2:]
+    columns = F.unfold(s, (kh, kw), padding=source.padding, stride=source.stride)    # [N, C*kh*kw, P]
+    selected = source.weight.flatten(1) != 0                                         # [O, C*kh*kw]
+    out = torch.zeros((s.shape[0], len(selected), columns.shape[-1]), dtype=s.dtype)
+    for o, rows in enumerate(selected):
+        if rows.any():
+            out[:, o] = columns[:, rows].amax(1).clamp_min(0)
+    h = (s.shape[2] + 2 * source.padding - kh) // source.stride + 1
+    return out.view(s.shape[0], len(selected), h, -1)
+
+
 def _per_channel(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``[..., C]`` parameters broadcast against ``[N, C, ...]`` values."""
     return v.to(torch.int64).view(v.shape[:-1] + (1, -1) + (1,) * (like.dim() - 2))
@@ -209,7 +227,7 @@ def stage_output(stage: IntegerStage, state, x: torch.Tensor, membrane_bits: int
     if stage.kind in ("neuron", "readout"):
         th = _per_channel(stage.thresholds, x)
         return neuron_step_int(state, x, th, stage.shift, membrane_bits)
-    if stage.kind == "sum":
+    if stage.kind in ("sum", "max"):   # a max stage's maximum is emitted as a sum's value
         return (state,) + sum_step(x, value_bits)
     if stage.kind == "gate":
         return (state,) + gate_step(x, stage.truth_table)
@@ -248,13 +266,14 @@ def run_integer_network(stages, pixels: torch.Tensor, timesteps: int, membrane_b
         exact32 = float32_exact(bound, stateful, membrane_bits, int(stage.thresholds.abs().max()))
         dtype = torch.float32 if exact32 else torch.float64
         acc = None
+        accumulate = max_map if stage.kind == "max" else linear_map
         for src in stage.sources:
             events = inputs[src.input][0].to(dtype)
             if src.input < 0:  # direct encoding: the same current at every timestep
-                current = linear_map(src, events)  # [N, C, H, W] for a convolution, [N, F] for a linear layer
+                current = accumulate(src, events)  # [N, C, H, W] for a convolution, [N, F] for a linear layer
                 current = current.unsqueeze(0).expand((timesteps,) + current.shape)
             else:
-                current = linear_map(src, events.flatten(0, 1))
+                current = accumulate(src, events.flatten(0, 1))
                 current = current.view((timesteps, events.shape[1]) + current.shape[1:])
             acc = current if acc is None else acc + current
         if stage.carry is not None:

@@ -348,6 +348,9 @@ def measure(net, x, y, loss_kind: str) -> dict:
         "images": n,
         "firing_rate": {name: v["firing_rate"] for name, v in layers.items()},
         "dormant_ratio": {name: v["dormant_ratio"] for name, v in layers.items()},
+        # the MLF paper's two sides: dormant (membrane right of the windows) and dormant* (left of the first)
+        "dormant_high_ratio": {name: v["dormant_high_ratio"] for name, v in layers.items()},
+        "dormant_low_ratio": {name: v["dormant_low_ratio"] for name, v in layers.items()},
         "mean_firing_rate": sum(v["firing_rate"] for v in layers.values()) / max(1, len(layers)),
         "mean_dormant_ratio": activity.mean_dormant_ratio() if layers else 0.0,
         "synaptic_ops_per_image": {"ac": counter.ops.ac / n, "mac": counter.ops.mac / n},

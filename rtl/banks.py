@@ -5,6 +5,11 @@ memory port signatures (``ReadPort.Signature``, ``WritePort.Signature``: ``addr`
 the memory is a memory of its own (the memory's own ports) or a member of a bank (ports of the bank's
 signature, reached through signals of the core named ``<member>_read_en``, ``<member>_write_addr``, ...,
 which the waveforms show and the formal proofs probe).
+
+Each physical memory (``spikecore.accel.contract.layouts.physical_memories``) is one :class:`CoreMemory`, an
+Amaranth memory that knows its physical memory's name, so that the Verilog generator's platform
+(:class:`spikecore.rtl.verilog.RamPlatform`) names the RAM it makes of it; :func:`memory_instance_path` says where
+it lies in the core.
 """
 from __future__ import annotations
 
@@ -18,6 +23,38 @@ from spikecore.accel.contract.config import ArchConfig
 from spikecore.accel.contract.layouts import PhysicalMemory, memory_depths, physical_memories
 
 from .layouts import memory_layouts
+
+
+class CoreMemory(Memory):
+    """A memory of the core: Amaranth's :class:`~amaranth.lib.memory.Memory`, all zero at the start, carrying
+    the name of its physical memory (``bank0``, ``acc``, ...), which the platform of
+    :func:`spikecore.rtl.verilog.generate` gives the RAM it makes of it (the preload's plusarg).
+
+    Parameters
+    ----------
+    name : str
+        The physical memory's name (``spikecore.accel.contract.layouts.PhysicalMemory.name``).
+    shape : shape-like
+        The word.
+    depth : int
+        The words.
+    """
+
+    def __init__(self, name: str, *, shape, depth: int):
+        super().__init__(shape=shape, depth=depth, init=[])
+        self.name = name
+
+
+def memory_instance(name: str) -> str:
+    """The submodule name of the :class:`CoreMemory` of the physical memory ``name``: ``<name>_memory``."""
+    return f"{name}_memory"
+
+
+def memory_instance_path(physical: PhysicalMemory) -> str:
+    """The hierarchical name, from the core, of the :class:`CoreMemory` of ``physical``: ``<name>_memory``, inside
+    the bank's instance of the same name for a bank (``bank0.bank0_memory``)."""
+    inside = f"{physical.name}." if physical.is_bank else ""
+    return f"{inside}{memory_instance(physical.name)}"
 
 
 def member_signatures(depth: int, layout) -> tuple:
@@ -78,8 +115,8 @@ class Bank(wiring.Component):
     def elaborate(self, platform):
         physical = self.physical
         m = Module()
-        memory = Memory(shape=physical.width, depth=physical.depth, init=[])
-        m.submodules[f"{physical.name}_memory"] = memory
+        memory = CoreMemory(physical.name, shape=physical.width, depth=physical.depth)
+        m.submodules[memory_instance(physical.name)] = memory
         read_port, write_port = memory.read_port(), memory.write_port(granularity=physical.granularity)
         address = Signal(range(physical.depth), name=f"{physical.name}_address")
         addresses, read_enables, write_enables, write_data, write_granules = [], [], [], [], []
@@ -126,7 +163,7 @@ def or_all(values):
 
 
 def memory_ports(m: Module, arch: ArchConfig) -> tuple:
-    """Add the memories of ``arch`` to ``m`` (a :class:`Bank` per bank, named as the bank, and a ``Memory``
+    """Add the memories of ``arch`` to ``m`` (a :class:`Bank` per bank, named as the bank, and a :class:`CoreMemory`
     ``<name>_memory`` per memory in no bank); returns ``(read, write)``: ``{memory: port}``, the core's read
     and write port of every memory (see the module docstring)."""
     layouts, depths = memory_layouts(arch), memory_depths(arch)
@@ -142,8 +179,8 @@ def memory_ports(m: Module, arch: ArchConfig) -> tuple:
                 wiring.connect(m, write[name], getattr(bank, f"{name}_write"))
         else:
             (name,) = physical.members
-            memory = Memory(shape=layouts[name], depth=physical.depth, init=[])
-            m.submodules[f"{name}_memory"] = memory
+            memory = CoreMemory(name, shape=layouts[name], depth=physical.depth)
+            m.submodules[memory_instance(name)] = memory
             read[name] = memory.read_port()
             write[name] = memory.write_port()
     return read, write

@@ -55,7 +55,10 @@ class AcArray(wiring.Component):
     """``lanes`` saturating signed adders: ``acc_out[i] = sat_acc_bits(acc_in[i] + (weight[i] << shift))``.
 
     The shift serves bit-serial multi-valued inputs (one addition per set bit of the value); with
-    ``max_shift = 0`` there is no shifter and ``shift`` is ignored.
+    ``max_shift = 0`` there is no shifter and ``shift`` is ignored. With ``value_bits > 0`` (a core with
+    ``max_pool``) each lane also has a comparator: while ``compare`` is high,
+    ``acc_out[i] = max(acc_in[i], value)`` on the lanes with ``weight[i] != 0`` and ``acc_in[i]`` on the
+    others, and nothing saturates (a ``max`` stage's accumulation).
 
     Parameters
     ----------
@@ -67,6 +70,8 @@ class AcArray(wiring.Component):
         Signed weight width ``W`` (``W <= A``).
     max_shift : int
         Largest shift ``S`` (0 .. 31).
+    value_bits : int
+        Unsigned width ``V`` of the compared event value (``V < A``); 0: no comparators.
 
     Attributes
     ----------
@@ -76,6 +81,8 @@ class AcArray(wiring.Component):
         Weight row to add (sign-extended to ``A`` bits).
     shift : In, ``range(S + 1)``
         Left shift of the weights (a power-of-two multiple, wired, no multiplier).
+    compare, value : In, 1 bit and ``unsigned(V)`` (only with ``V > 0``)
+        Take the maximum with ``value`` instead of adding.
     acc_out : Out, ``ArrayLayout(signed(A), L)``
         Saturated sums.
     saturated : Out, ``L`` bits
@@ -84,29 +91,39 @@ class AcArray(wiring.Component):
         Number of lanes that clamped (saturation events of this addition).
     """
 
-    def __new__(cls, lanes: int, acc_bits: int, weight_bits: int, max_shift: int = 0):
+    def __new__(cls, lanes: int, acc_bits: int, weight_bits: int, max_shift: int = 0, value_bits: int = 0):
         check_width("lanes", lanes, 1, 256)
         check_width("acc_bits", acc_bits, 2, 64)
         check_width("weight_bits", weight_bits, 2, acc_bits)
         check_width("max_shift", max_shift, 0, 31)
+        check_width("value_bits", value_bits, 0, acc_bits - 1)
         return super().__new__(cls, src_loc_at=1)
 
-    def __init__(self, lanes: int, acc_bits: int, weight_bits: int, max_shift: int = 0):
+    def __init__(self, lanes: int, acc_bits: int, weight_bits: int, max_shift: int = 0, value_bits: int = 0):
         self.lanes, self.acc_bits, self.weight_bits, self.max_shift = lanes, acc_bits, weight_bits, max_shift
-        super().__init__({
+        self.value_bits = value_bits
+        ports = {
             "acc_in": In(data.ArrayLayout(signed(acc_bits), lanes)),
             "weight": In(data.ArrayLayout(signed(weight_bits), lanes)),
             "shift": In(range(max_shift + 1)),
             "acc_out": Out(data.ArrayLayout(signed(acc_bits), lanes)),
             "saturated": Out(lanes),
             "saturation_count": Out(range(lanes + 1)),
-        })
+        }
+        if value_bits:
+            ports.update(compare=In(1), value=In(unsigned(value_bits)))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
         for lane in range(self.lanes):
             addend = self.weight[lane] << self.shift if self.max_shift else self.weight[lane]
             clamped, saturated = saturate(m, self.acc_in[lane] + addend, self.acc_bits, f"lane{lane}")
+            if self.value_bits:
+                acc_in = self.acc_in[lane]
+                larger = (self.weight[lane] != 0) & (self.value > acc_in)
+                clamped = Mux(self.compare, Mux(larger, self.value, acc_in), clamped)
+                saturated = ~self.compare & saturated
             m.d.comb += [self.acc_out[lane].eq(clamped), self.saturated[lane].eq(saturated)]
         m.d.comb += self.saturation_count.eq(population_count(self.saturated[lane] for lane in range(self.lanes)))
         return m

@@ -91,7 +91,8 @@ def core_parts(m: Module, arch: ArchConfig) -> tuple:
     not yet elaborated): ``(read ports, write ports, registers, controller)``."""
     read, write = memory_ports(m, arch)
     m.submodules.ac_array = ac_array = AcArray(arch.lanes, arch.acc_bits, arch.weight_bits,
-                                               arch.value_bits - 1 if arch.multivalue == "bitserial" else 0)
+                                               arch.value_bits - 1 if arch.multivalue == "bitserial" else 0,
+                                               arch.value_bits if arch.max_pool else 0)
     m.submodules.neuron_update = neuron_update = NeuronUpdate(
         arch.neurons_per_update, arch.max_levels, arch.acc_bits, arch.membrane_bits, arch.value_bits,
         registered=arch.update_steps > 1)

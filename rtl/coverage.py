@@ -49,7 +49,7 @@ COVERAGE_REGISTERS = (("coverage_dump", 1),)
 FORMAT = "spikecore-coverage-1"
 #: The construct kinds: the hardware kinds of the pass descriptor (a readout is the last pass's neuron) and a
 #: membrane shortcut (a pass that leaves its accumulators to the next stage: ``clear_acc = 0``).
-CONSTRUCT_KINDS = (*HARDWARE_KIND, "carry")
+CONSTRUCT_KINDS = (*(name for name in HARDWARE_KIND if name != "max"), "carry")
 #: The registers that saturate: the accumulators (ACC) and, in the update, the membranes (neuron kinds) or
 #: the clamp of the sum or gate unit (``docs/numerics.md``).
 SATURATING = ("accumulator", "membrane", "sum", "gate")
@@ -130,6 +130,8 @@ def events(arch: ArchConfig, schedule: Schedule, scope: str = "core") -> list:
     constructs = construct_coverpoint(arch.multivalue, arch.schedule)
     found = []
     for name, value in HARDWARE_KIND.items():
+        if name == "max" and not arch.max_pool:   # the kind of the option's comparators alone
+            continue
         condition = f"{update} && {kind} == {value}"
         if value == KIND_NEURON:  # the readout is the last pass's neuron; a program ends with it
             condition += f" && {'' if name == 'readout' else '!'}({last_pass})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Module, Mux, Signal, Value
 
 from spikecore.accel.contract.config import ArchConfig
+from spikecore.accel.contract.layouts import KIND_MAX, KIND_SUM
 
 
 class Datapath:
@@ -31,7 +32,9 @@ class Datapath:
         unit's accumulator input is held at 0 otherwise.
     first_addition, last_addition : Value(1), out
         The current addition of an event's value is its first (reads the accumulator word) or its last
-        (writes it back).
+        (writes it back); a ``max`` stage's one comparison is both.
+    is_max : Value(1), out
+        Only with ``max_pool``: the pass is a ``max`` stage's.
     acc_update_word, state_word, param_word : Value, out
         The update's accumulator, state and params word of the current group, timestep and step.
     pending_lanes : Value(lanes to emit), out
@@ -53,6 +56,9 @@ class Datapath:
         else:
             self.first_addition = schedule.repeat == 1
             self.last_addition = schedule.repeat == schedule.event_value
+        if arch.max_pool:   # a max stage's event is one comparison: its first addition is its last
+            self.is_max = schedule.descriptor.kind == KIND_MAX
+            self.last_addition = self.last_addition | self.is_max
         descriptor, group, step = schedule.descriptor, schedule.group, schedule.step
         acc_group_row = descriptor.acc_base + group
         # layer-major: an accumulator row is `slots` words, one per timestep (the lowest address bits)
@@ -97,9 +103,13 @@ class Datapath:
             neuron_update.threshold.eq(read["params"].data.threshold),
             neuron_update.shift.eq(schedule.descriptor.shift),
             neuron_update.levels.eq(schedule.descriptor.levels),
-            neuron_update.kind.eq(schedule.descriptor.kind),
+            # a max stage updates as a sum
+            neuron_update.kind.eq(Mux(self.is_max, KIND_SUM, schedule.descriptor.kind) if arch.max_pool
+                                  else schedule.descriptor.kind),
             neuron_update.truth_table.eq(schedule.descriptor.truth_table),
         ]
+        if arch.max_pool:   # the comparators take the event's value
+            m.d.comb += [ac_array.compare.eq(self.is_max), ac_array.value.eq(schedule.event_value)]
 
 
 def lowest_set_bit(m: Module, bits, index: Signal) -> None:

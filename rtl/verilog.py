@@ -2,15 +2,19 @@
 
 Every memory of the core starts all zero. Amaranth would write that as one initial assignment per word
 (for a 4M-word memory: minutes of generation and gigabytes of memory, and Yosys reads such blocks in time
-quadratic in the depth), so :func:`generate` leaves the zero contents out of the netlist and gives each
-memory a small initial block instead, for simulators only (inside ```ifndef SYNTHESIS``; on the FPGAs a
-block RAM without initial contents powers up zero):
+quadratic in the depth), so :func:`generate` gives Amaranth's Verilog back end a platform,
+:class:`RamPlatform`, whose ``get_memory`` (Amaranth's hook for a platform's own memories) makes each memory
+an instance of one RAM module written here in Verilog, ``RAM_MODULE`` (:func:`ram_module`, once in ``core.v``;
+each memory's geometry and name are its parameters). Synthesis (``accel synth``, the board flow) reads the
+same module: Yosys defines ``SYNTHESIS`` and infers block RAM or SPRAM from it. For simulators only (inside
+```ifndef SYNTHESIS``; on the FPGAs a block RAM without initial contents powers up zero) its initial block:
 
-- every word is set to zero by a loop;
+- sets every word to zero by a loop;
 - then, if the simulator was started with ``+spikecore_<memory>=FILE`` (``FILE`` in ``$readmemh``
-  format, one word per line) and ``+spikecore_<memory>_words=N``, words ``0 .. N-1`` are read from
-  ``FILE``. :mod:`spikecore.rtl.runner` preloads the program memories this way (``PRELOAD_PLUSARG``), so that a
-  large program does not cost one bus write per word through the simulator's Python interface.
+  format, one word per line) and ``+spikecore_<memory>_words=N``, reads words ``0 .. N-1`` from
+  ``FILE``. :mod:`spikecore.rtl.runner` preloads the program memories this way (``PRELOAD_PLUSARG``,
+  ``PRELOAD_WORDS_PLUSARG``), so that a large program does not cost one bus write per word through the
+  simulator's Python interface.
 
 The file also holds the simulation top ``spikecore_sim`` (``SIM_TOP``, again only outside synthesis): the
 core with a free-running clock of ``SIM_CLOCK_PERIOD_NS`` made by the simulator itself (the testbench
@@ -36,24 +40,27 @@ runs exercised (``docs/coverage.md``):
   (:mod:`spikecore.rtl.verilator`).
 
 Memories are named as in the netlist (``spikecore.accel.contract.layouts.physical_memories``): a memory of its own by its name,
-a bank ``bank0``, ``bank1``, ... (inside the bank's instance of the same name, :func:`memory_path`); the preload files
-hold physical words (``spikecore.accel.contract.layouts.to_physical``).
+a bank ``bank0``, ``bank1``, ... (its RAM instance inside the bank's instance of the same name, :func:`memory_path`);
+the preload files hold physical words (``spikecore.accel.contract.layouts.to_physical``).
+
+Only ``core.v`` is made with :class:`RamPlatform`: the Amaranth simulator and the mutation flow's RTLIL
+(:func:`spikecore.rtl.mutation.design_rtlil`) elaborate the core without a platform, with Amaranth's own memories.
 
 The core's ports come from its Amaranth signature (:func:`core_ports`), not from the Verilog text.
 """
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
 from pathlib import Path
 
-from amaranth.back import rtlil, verilog
-from amaranth.hdl import Shape
+from amaranth.back import verilog
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Shape
 from amaranth.lib.wiring import In
 
 from spikecore.accel.contract.config import ArchConfig
 from spikecore.accel.contract.layouts import home_of, physical_memories
 
+from .banks import CoreMemory, memory_instance, memory_instance_path
 from .core import Core, core_signature
 from .coverage import COVERAGE_REGISTERS, monitor_verilog
 
@@ -72,24 +79,118 @@ WAVES_PLUSARG = "spikecore_waves"
 MONITORED_SIGNALS = ("trace_count", "cycles")
 #: ``+spikecore_<memory>=FILE`` and ``+spikecore_<memory>_words=N`` preload a memory at time zero.
 PRELOAD_PLUSARG = "spikecore_{memory}"
-_MEMORY = re.compile(r"^(?P<indent>\s*)reg \[(?P<msb>\d+):0\] (?P<name>\w+)_memory \[(?P<last>\d+):0\];$", re.MULTILINE)
+PRELOAD_WORDS_PLUSARG = "spikecore_{memory}_words"
+#: The module of every memory of the core (:func:`ram_module`), and its array of words.
+RAM_MODULE = "spikecore_ram"
+RAM_WORDS = "words"
+#: An instance of ``RAM_MODULE`` as Yosys writes it: ``spikecore_ram #( .WIDTH(...), ... ) NAME (``.
+_RAM_INSTANCE = re.compile(rf"^\s*{RAM_MODULE} #\((?:\n\s*\.\w+\([^\n]*\),?)*\n\s*\) (?P<name>\S+) \(", re.MULTILINE)
+#: A memory array declared in a module (``reg [7:0] name [15:0];``).
+_MEMORY_ARRAY = re.compile(r"^\s*reg\s.*\S\s*\[-?\d+:-?\d+\];$", re.MULTILINE)
 _PATH_CHARS = 4096
 
 
-@contextmanager
-def _without_zero_initial_values():
-    """Amaranth's RTLIL back end, emitting no ``$meminit`` cell for a memory whose contents are all zero."""
-    emit_memory = rtlil.ModuleEmitter.emit_memory
+def ram_module() -> str:
+    """Verilog of ``RAM_MODULE``: a memory of ``DEPTH`` words of ``WIDTH`` bits (the array ``RAM_WORDS``) with
+    one synchronous read port (``read_data`` is the word at ``read_addr`` before the clock edge where
+    ``read_en`` is high: a write in the same cycle is not seen, as Amaranth's read port without transparency)
+    and one write port of ``GRANULES`` enables, each writing its ``WIDTH / GRANULES`` bits, on one clock; and,
+    in simulation only, the zero start and the preload of the module docstring, from the plusargs named by
+    ``PRELOAD`` and ``PRELOAD_WORDS``."""
+    return "\n".join([
+        "// Every memory of the core (rtl/verilog.py, RamPlatform): Yosys infers block RAM or SPRAM from it.",
+        f"module {RAM_MODULE}(clk, read_addr, read_en, read_data, write_addr, write_en, write_data);",
+        "  parameter WIDTH = 1;",
+        "  parameter DEPTH = 1;",
+        "  parameter ADDRESS_WIDTH = 1;",
+        "  parameter GRANULES = 1;",
+        '  parameter PRELOAD = "";',
+        '  parameter PRELOAD_WORDS = "";',
+        "  localparam GRANULE = WIDTH / GRANULES;",
+        "  input clk;",
+        "  input [ADDRESS_WIDTH - 1:0] read_addr;",
+        "  input read_en;",
+        "  output reg [WIDTH - 1:0] read_data;",
+        "  input [ADDRESS_WIDTH - 1:0] write_addr;",
+        "  input [GRANULES - 1:0] write_en;",
+        "  input [WIDTH - 1:0] write_data;",
+        f"  reg [WIDTH - 1:0] {RAM_WORDS} [DEPTH - 1:0];",
+        "  integer granule;",
+        "  // one process, as Amaranth writes a memory: Yosys makes the granules' writes one port with bit enables",
+        "  always @(posedge clk) begin",
+        "    for (granule = 0; granule < GRANULES; granule = granule + 1)",
+        "      if (write_en[granule])",
+        f"        {RAM_WORDS}[write_addr][granule * GRANULE +: GRANULE] <= write_data[granule * GRANULE +: GRANULE];",
+        "    if (read_en)",
+        f"      read_data <= {RAM_WORDS}[read_addr];",
+        "  end",
+        "`ifndef SYNTHESIS",
+        "  // the read data starts zero too, as the data signal of Amaranth's read port",
+        "  initial begin : preload",
+        "    integer word, count;",
+        f"    reg [8 * {_PATH_CHARS} - 1:0] path;",
+        "    read_data = 0;",
+        f"    for (word = 0; word < DEPTH; word = word + 1) {RAM_WORDS}[word] = 0;",
+        '    if ($value$plusargs({PRELOAD, "=%s"}, path) && $value$plusargs({PRELOAD_WORDS, "=%d"}, count)'
+        " && count > 0)",
+        f"      $readmemh(path, {RAM_WORDS}, 0, count - 1);",
+        "  end",
+        "`endif",
+        "endmodule",
+        ""])
 
-    def emit_nonzero_memory(self, cell_idx, cell):
-        if any(cell.init):
-            emit_memory(self, cell_idx, cell)
 
-    rtlil.ModuleEmitter.emit_memory = emit_nonzero_memory
-    try:
-        yield
-    finally:
-        rtlil.ModuleEmitter.emit_memory = emit_memory
+class RamPlatform:
+    """The platform :func:`generate` gives Amaranth's Verilog back end: its ``get_memory``, Amaranth's hook for
+    a platform's own memories (:class:`amaranth.lib.memory.Memory`), makes each memory of the core an instance
+    of ``RAM_MODULE`` (see the module docstring). It has no other platform service: ``core.v`` is the one source
+    of simulators and synthesis alike (``accel synth`` and the board flow read it, Yosys with ``SYNTHESIS``
+    defined, and infer the RAMs from ``RAM_MODULE``).
+
+    Attributes
+    ----------
+    names : list of str
+        The physical memories made so far (:attr:`spikecore.rtl.banks.CoreMemory.name`), in order.
+    """
+
+    def __init__(self):
+        self.names = []
+
+    def get_memory(self, memory):
+        """An :class:`amaranth.hdl.Instance` of ``RAM_MODULE`` in place of ``memory``, a
+        :class:`spikecore.rtl.banks.CoreMemory` with one synchronous read port without transparency and one write
+        port, in one clock domain (all the core has); named as ``memory``'s submodule.
+
+        Raises
+        ------
+        TypeError
+            If ``memory`` is not a :class:`spikecore.rtl.banks.CoreMemory` (its preload needs a name).
+        ValueError
+            If its ports are other than ``RAM_MODULE`` has.
+        """
+        if not isinstance(memory, CoreMemory):
+            raise TypeError(f"{RAM_MODULE} needs a spikecore.rtl.banks.CoreMemory (a named memory), got "
+                            f"{type(memory).__name__}")
+        reads, writes = memory.read_ports, memory.write_ports
+        if (len(reads), len(writes)) != (1, 1) or reads[0].domain == "comb" or reads[0].transparent_for \
+                or reads[0].domain != writes[0].domain:
+            raise ValueError(f"memory {memory.name!r}: {RAM_MODULE} has one synchronous read port, not transparent, "
+                             f"and one write port in its domain; got {len(reads)} read and {len(writes)} write ports")
+        (read,), (write,) = reads, writes
+        # Verilog has no empty vector nor array: a memory of one word (``memories.layers: 1``) gets an address
+        # bit, always 0; a memory of none (an unbanked ``memories.trace: 0``) one word, never written
+        address_width = max(len(read.addr), 1)
+        self.names.append(memory.name)
+        return Instance(
+            RAM_MODULE,
+            p_WIDTH=Shape.cast(memory.shape).width, p_DEPTH=max(memory.depth, 1), p_ADDRESS_WIDTH=address_width,
+            p_GRANULES=len(write.en), p_PRELOAD=PRELOAD_PLUSARG.format(memory=memory.name),
+            p_PRELOAD_WORDS=PRELOAD_WORDS_PLUSARG.format(memory=memory.name),
+            i_clk=ClockSignal(read.domain),
+            i_read_addr=Cat(read.addr, Const(0, address_width - len(read.addr))), i_read_en=read.en,
+            o_read_data=read.data,
+            i_write_addr=Cat(write.addr, Const(0, address_width - len(write.addr))), i_write_en=write.en,
+            i_write_data=write.data)
 
 
 # Yosys's Verilog back end makes every `always @*` block read a register initialised to 0, so that the
@@ -108,24 +209,6 @@ def trigger_combinational_blocks(text: str) -> str:
     """Verilog from Yosys's back end with, in simulation only, each ``always @*`` block's trigger register
     changed once more after time zero, so that every such block runs under Icarus."""
     return _COMBINATIONAL_TRIGGER.sub(_trigger_once, text)
-
-
-def _initial_block(match: re.Match) -> str:
-    indent, name, depth = match["indent"], match["name"], int(match["last"]) + 1
-    plusarg = PRELOAD_PLUSARG.format(memory=name)
-    return "\n".join([
-        match[0],
-        "`ifndef SYNTHESIS",
-        f"{indent}initial begin : initial_{name}",
-        f"{indent}  integer word, words;",
-        f"{indent}  reg [{8 * _PATH_CHARS - 1}:0] path;",
-        f"{indent}  for (word = 0; word < {depth}; word = word + 1) {name}_memory[word] = 0;",
-        f'{indent}  if ($value$plusargs("{plusarg}=%s", path) && $value$plusargs("{plusarg}_words=%d", words)'
-        f" && words > 0)",
-        f"{indent}    $readmemh(path, {name}_memory, 0, words - 1);",
-        f"{indent}end",
-        "`endif",
-    ])
 
 
 #: The ports Amaranth adds to the core's signature: the clock and reset of its ``sync`` domain.
@@ -147,10 +230,10 @@ def sim_top_ports(arch: ArchConfig) -> list:
 
 
 def memory_path(physical) -> str:
-    """The hierarchical name, from ``SIM_TOP``, of the netlist memory ``physical``
-    (``spikecore.accel.contract.layouts.PhysicalMemory``): a bank's lies in its :class:`spikecore.rtl.banks.Bank`."""
-    inside = f"{physical.name}." if physical.is_bank else ""
-    return f"{TOP_MODULE}.{inside}{physical.name}_memory"
+    """The hierarchical name, from ``SIM_TOP``, of the words of the netlist memory ``physical``
+    (``spikecore.accel.contract.layouts.PhysicalMemory``): the array ``RAM_WORDS`` of its RAM instance
+    (:func:`spikecore.rtl.banks.memory_instance_path`; a bank's lies in its :class:`spikecore.rtl.banks.Bank`)."""
+    return f"{TOP_MODULE}.{memory_instance_path(physical)}.{RAM_WORDS}"
 
 
 # a module-level declaration (two spaces in: those of named blocks, deeper, are the simulation-only locals)
@@ -174,7 +257,9 @@ def named_signals(text: str, module: str, scope: str) -> list:
     """Hierarchical references (from ``scope``, the instance of ``module``) to every named signal of ``module``
     and of the instances below it in Verilog ``text``: Amaranth's names, as an escaped identifier where they
     carry dots or brackets (``core.\\descriptor.acc_base ``). Yosys's wires for anonymous expressions
-    (``$N``), its own registers (``$auto$...``), memories and zero-width signals are left out."""
+    (``$N``), its own registers (``$auto$...``), memories and zero-width signals are left out, and the RAM
+    instances (``RAM_MODULE #(...) NAME``, with parameters) are not entered: their ports are signals of the module
+    around them."""
     bodies = _module_bodies(text)
     found = []
 
@@ -280,13 +365,19 @@ def generate(arch: ArchConfig, out_dir) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     header = f"// spikecore core, architecture fingerprint {arch.fingerprint()}\n"
-    with _without_zero_initial_values():
-        text = verilog.convert(Core(arch), name=TOP_MODULE, emit_src=False)
-    text, found = _MEMORY.subn(_initial_block, text)
+    platform = RamPlatform()
+    text = verilog.convert(Core(arch), name=TOP_MODULE, emit_src=False, platform=platform)
     text = trigger_combinational_blocks(text)
-    if found != len(physical_memories(arch)):  # a changed Amaranth output format must not go unnoticed
-        raise RuntimeError(f"found {found} memory declarations in the generated Verilog, expected "
-                           f"{len(physical_memories(arch))}")
+    # every memory became a RAM instance, named as the backdoor's paths expect (memory_path): a memory that
+    # escaped the platform, or a changed Amaranth or Yosys output format, must not go unnoticed
+    expected = sorted(physical.name for physical in physical_memories(arch))
+    instances = sorted(match["name"] for match in _RAM_INSTANCE.finditer(text))
+    arrays = _MEMORY_ARRAY.findall(text)
+    if sorted(platform.names) != expected or instances != sorted(map(memory_instance, expected)) or arrays:
+        raise RuntimeError(f"expected the memories {', '.join(expected)} as {RAM_MODULE} instances in the generated "
+                           f"Verilog, found instances {', '.join(instances) or 'none'} and "
+                           f"{len(arrays)} memory arrays")
+    text += ram_module()
     path = out_dir / f"{TOP_MODULE}.v"
     declared = {name.strip().lstrip("\\") for name in named_signals(text, TOP_MODULE, TOP_MODULE)}
     missing = [name for name in MONITORED_SIGNALS if f"{TOP_MODULE}.{name}" not in declared]

@@ -10,7 +10,8 @@ per pass one descriptor read (timestep-major: per pass and timestep). Per infere
 SCAN) writes every used accumulator and state word once, reads every input and writes every nonzero pixel
 as an event.
 
-Energy = operations (``e_ac_pj`` per lane addition) + memory accesses. An access to a memory of ``B``
+Energy = operations (``e_ac_pj`` per lane addition; a ``max`` stage's lane comparison is charged as one) + memory
+accesses. An access to a memory of ``B``
 bytes costs ``(bits / 64) * E64(B)``, where ``E64`` interpolates log-log between SRAM points; the default
 points are Horowitz's 45 nm figures (ISSCC 2014: 64-bit access of an 8 KB SRAM 10 pJ, 32 KB 20 pJ,
 1 MB 100 pJ). Override them with ``accel sim --energy ENERGY.yaml``.

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from spikecore.accel.contract.config import ArchConfig
-from spikecore.accel.contract.layouts import HARDWARE_KIND, KIND_GATE, KIND_NEURON, KIND_SUM, REGION_INPUT
+from spikecore.accel.contract.layouts import HARDWARE_KIND, KIND_GATE, KIND_MAX, KIND_NEURON, KIND_SUM, REGION_INPUT
 from spikecore.accel.contract.program import Program
 from spikecore.sim.kernels import (FLOAT32_EXACT, SynapticMap, float32_holds, gate_update, neuron_update,
                                    sum_update)
@@ -135,6 +135,8 @@ class DensePlan:
                 raise _NotDense(f"{layer.name}: pointers beyond the pointers memory")
             count = tables.ptr_count[ptr]
             hw_map = self._hw_source(src)
+            if stage["kind"] == KIND_MAX and self.arch.max_pool and hw_map.window_source is None:
+                raise _NotDense(f"{layer.name}: a max stage whose window reads several input channels")
             stage["sources"].append({"pass": src.pass_index, "map": hw_map, "input": src.input,
                                      "count": torch.from_numpy(count.astype(np.float64)),
                                      "rows": int(count.sum())})
@@ -162,9 +164,11 @@ class DensePlan:
                     raise _NotDense(f"pass {src['pass']} ({layer.name}): the synapse tables do not encode its "
                                     f"{src['map'].op}")
 
-    def apply(self, stage: int, src: dict, events: torch.Tensor, n_images: int) -> torch.Tensor:
+    def apply(self, stage: int, src: dict, events: torch.Tensor, n_images: int,
+              maximum: bool = False) -> torch.Tensor:
         """A source's current ``[T', N, n_hw]`` from its input events ``[T', N, n_hw_in]`` (or the pixels
-        ``[1, N, n_inputs]``), in the events' floating dtype; exact under the caller's bound."""
+        ``[1, N, n_inputs]``), in the events' floating dtype; exact under the caller's bound. ``maximum``: a
+        ``max`` stage's accumulation (:meth:`SynapticMap.maximum`) instead of the weighted sum."""
         steps = events.shape[0]
         flat = events.reshape(steps * n_images, -1)
         source = src["map"]
@@ -175,7 +179,7 @@ class DensePlan:
         else:
             _, in_cb, spatial = self._padded(src["input"])
             images = flat.view((len(flat),) + spatial + (in_cb,)).permute(0, 3, 1, 2)   # channels-last view
-        out = source.current(images).permute(0, 2, 3, 1)
+        out = (source.maximum(images) if maximum else source.current(images)).permute(0, 2, 3, 1)
         return out.reshape(steps, n_images, -1)
 
 
@@ -184,8 +188,9 @@ class _NotDense(Exception):
 
 
 class _NeedsTables(Exception):
-    """This batch runs on the tables engine: an accumulator would saturate (the tables engine counts the
-    clamps exactly as the core does), or a descriptor holds an unknown kind code."""
+    """This batch runs on the tables engine: a partial sum of an accumulator might leave its range (the tables
+    engine then adds in the core's order, clamping and counting as the core does), or a descriptor holds an
+    unknown kind code."""
 
 
 def simulate_dense(plan: DensePlan, pixels: np.ndarray, keep_events: bool):
@@ -227,8 +232,11 @@ def _dense_batch(plan: DensePlan, pixels: np.ndarray, keep_events: bool):
         bound = sum(src["map"].bound * peaks[src["input"]] for src in stage["sources"])
         if stage["carry"] is not None:
             bound += carried_sums[stage["carry"]][1]
+        if bound > acc_max:  # a partial sum might clamp, which depends on the order of the additions
+            raise _NeedsTables
         dtype = torch.float32 if bound < FLOAT32_EXACT else torch.float64
         acc = carried_sums[stage["carry"]][0].to(dtype) if stage["carry"] is not None else None
+        maximum = stage["kind"] == KIND_MAX and arch.max_pool
         for src in stage["sources"]:
             # accumulate phase: the accounts from the events that occurred and their pointer counts, then the sums
             ev, producer = hw_events[src["input"]], src["input"]
@@ -239,7 +247,7 @@ def _dense_batch(plan: DensePlan, pixels: np.ndarray, keep_events: bool):
                 occupied[producer] = torch.sign(ev)                   # events are non-negative
             n_events = np.rint(occupied[producer].sum(-1).numpy()).astype(np.int64).sum(0) * repeat
             rows = totals(occupied[producer], count, repeat)
-            adds = totals(additions(ev, bitserial), count, repeat)
+            adds = totals(additions(ev, bitserial, maximum), count, repeat)
             a["acc_updates"] += rows
             a["ac_ops"] += adds * lanes
             if arch.layer_major:   # one event word per input neuron that fired at any timestep
@@ -258,11 +266,8 @@ def _dense_batch(plan: DensePlan, pixels: np.ndarray, keep_events: bool):
                 a["accumulate_cycles"] += cycles
                 a["cycles"] += PASS_CYCLES * timesteps + cycles
                 a["steps"] += timesteps
-            current = plan.apply(i, src, ev.to(dtype), n_images)     # [T or 1, N, n_hw]
+            current = plan.apply(i, src, ev.to(dtype), n_images, maximum)     # [T or 1, N, n_hw]
             acc = current if acc is None else acc + current
-            low, high = torch.aminmax(acc)
-            if float(high) > acc_max or float(low) < -acc_max - 1:
-                raise _NeedsTables
         acc = acc.expand((timesteps,) + acc.shape[1:])
         if i in carried:
             carried_sums[i] = (acc, bound)
@@ -286,8 +291,8 @@ def _dense_batch(plan: DensePlan, pixels: np.ndarray, keep_events: bool):
             base = stage["state_base"]
             state[:, base:base + n_groups, :, :levels] = \
                 u.to(torch.int64).permute(1, 2, 0).reshape(n_images, n_groups, lanes, levels).numpy()
-        elif kind in (KIND_SUM, KIND_GATE):
-            value, sat = sum_update(x, arch.value_bits) if kind == KIND_SUM else gate_update(x, stage["truth_table"])
+        elif kind in (KIND_SUM, KIND_GATE) or maximum:   # a max stage updates as a sum
+            value, sat = gate_update(x, stage["truth_table"]) if kind == KIND_GATE else sum_update(x, arch.value_bits)
             saturations += sat
             out.copy_(value)
         else:

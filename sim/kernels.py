@@ -144,6 +144,13 @@ class SynapticMap:
         self.op, self.weight, self.stride, self.padding = op, weight, stride, padding
         self.bound = int(weight.abs().reshape(len(weight), -1).sum(1).max()) if weight.numel() else 0
         self._weights = {}   # the weight in each floating dtype asked for, converted once
+        # a max stage's window (maximum): each output channel's one input channel and the offsets it selects
+        self.window_source = self.window_mask = None
+        if op == "conv" and weight.numel():
+            uses = weight.flatten(2).ne(0).any(2)                                     # [C_out, C_in]
+            if bool((uses.sum(1) <= 1).all()):
+                self.window_source = uses.to(torch.int64).argmax(1)
+                self.window_mask = weight[torch.arange(len(weight)), self.window_source] != 0   # [C_out, KH, KW]
         # identities, sum pools and joins are per-channel: a grouped convolution does C instead of C*C products
         self.per_channel = False
         if op == "conv" and weight.numel() and weight.shape[0] == weight.shape[1]:
@@ -169,3 +176,24 @@ class SynapticMap:
             groups = w.shape[0] if self.per_channel else 1
             return F.conv2d(s, w, stride=self.stride, padding=self.padding, groups=groups)
         return s @ w.t()
+
+    def maximum(self, s: torch.Tensor) -> torch.Tensor:
+        """A ``max`` stage's accumulation: ``acc[c] = max(0, max over the window offsets (ky, kx) with
+        W[c, i_c, ky, kx] != 0 of s[i_c] at that offset)``, where ``i_c`` is the one input channel output
+        channel ``c`` reads (:attr:`window_source`), for non-negative ``s`` (``[N, C_in, H, W]``, any dtype;
+        the result in it), zero padding. One ``torch.maximum`` per window offset over all channels at once,
+        each channel masked by whether its weight selects the offset."""
+        if self.window_source is None:
+            raise ValueError("a max stage's map reads one input channel per output channel")
+        kh, kw = self.window_mask.shape[1:]
+        padded = F.pad(s[:, self.window_source], (self.padding,) * 4)
+        out_h = (padded.shape[2] - kh) // self.stride + 1
+        out_w = (padded.shape[3] - kw) // self.stride + 1
+        out = torch.zeros(padded.shape[:2] + (out_h, out_w), dtype=s.dtype)
+        selects = self.window_mask.to(s.dtype)
+        for ky in range(kh):
+            for kx in range(kw):
+                window = padded[:, :, ky:ky + self.stride * (out_h - 1) + 1:self.stride,
+                                kx:kx + self.stride * (out_w - 1) + 1:self.stride]
+                out = torch.maximum(out, window * selects[:, ky, kx].view(1, -1, 1, 1))
+        return out

@@ -6,8 +6,8 @@ below, and ``docs/core.md`` writes the same formula with the same state names. E
 its counts, so it takes integers or numpy arrays of them (one per image) alike.
 
 Each state of the controller costs one cycle, except ACC, which costs one cycle per addition, ``a(v)`` for
-an event of value ``v`` (:func:`additions`), and EMIT, which costs one cycle per emitted event. With ``S = update_steps`` and
-``A = acc_slots``, one inference takes (timestep-major)::
+an event of value ``v`` (:func:`additions`; 1 in a ``max`` stage's passes), and EMIT, which costs one cycle
+per emitted event. With ``S = update_steps`` and ``A = acc_slots``, one inference takes (timestep-major)::
 
     cycles = CLEAR + SCAN
            + sum over t, passes l of [ DESC + LATCH + EV
@@ -49,21 +49,26 @@ PASS_CYCLES = DESC + LATCH + NEXT
 EVENT_CYCLES = EV + PTR + FAN + SYN
 
 
-def additions(values, bitserial: bool):
+def additions(values, bitserial: bool, maximum: bool = False):
     """``a(v)``: the accumulator additions (ACC cycles) of an event of value ``v``.
 
     ``a(v) = v`` in the ``repeat`` multi-value mode (``v`` additions of the weight word) and ``popcount(v)``
-    in the ``bitserial`` mode (one addition of ``w << b`` per set bit ``b``).
+    in the ``bitserial`` mode (one addition of ``w << b`` per set bit ``b``); for a pass of a ``max`` stage
+    ``a(v) = 1`` for every event ``v > 0`` (one comparison ``acc = max(acc, v)``) in either mode.
 
     Parameters
     ----------
     values : numpy array or torch tensor of non-negative integers (integer or floating dtype)
     bitserial : bool
+    maximum : bool
+        The pass belongs to a ``max`` stage.
 
     Returns
     -------
     The same kind of array, element-wise ``a(v)``.
     """
+    if maximum:
+        return values * 0 + (values > 0)
     if not bitserial:
         return values
     count = values * 0

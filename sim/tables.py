@@ -1,9 +1,11 @@
 """The ``tables`` engine: the core's work event by event, on the program's memory tables.
 
-Each input event's pointer word, its synapse rows and their weight rows scattered into the accumulators (the
-order-dependence of the accumulation is excluded by the compiler's range proof, ``docs/numerics.md``), then
+Each input event's pointer word, its synapse rows and their weight rows scattered into the accumulators, then
 on a stage's last pass the update phase of every group; the arithmetic is :mod:`spikecore.sim.kernels`', the
-cycles :mod:`spikecore.sim.schedule`'s.
+cycles :mod:`spikecore.sim.schedule`'s. The compiler's range proof keeps every partial sum of a compiled
+program in range, so the accumulation is one exact scatter-add; where a pass could leave the range (a program
+past the proof), its additions run one at a time in the core's order, each clamped and counted
+(``docs/numerics.md``, "Accumulator rule").
 """
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ import numpy as np
 import torch
 
 from spikecore.accel.contract.config import ArchConfig
-from spikecore.accel.contract.layouts import KIND_NEURON, KIND_SUM, REGION_INPUT
+from spikecore.accel.contract.layouts import KIND_MAX, KIND_NEURON, KIND_SUM, REGION_INPUT
 from spikecore.accel.contract.program import Program
 from spikecore.sim.dense import DensePlan
-from spikecore.sim.kernels import gate_update, neuron_update, saturate, sum_update
+from spikecore.sim.kernels import gate_update, neuron_update, sum_update
 from spikecore.sim.results import LayerAccount, SimResult
 from spikecore.sim.schedule import (PASS_CYCLES, accumulate_cycles_of, additions, layer_major_accumulate_cycles,
                                     setup_cycles_of, update_cycles_of)
@@ -43,30 +45,122 @@ class MemoryTables:
             self._dense = DensePlan(program, arch, self)
         return self._dense
 
-    def accumulate(self, p: int, idx: np.ndarray, val: np.ndarray, acc: np.ndarray) -> np.ndarray:
-        """The accumulate phase of pass ``p`` on input events ``(idx, val)``.
+    def synapse_rows(self, p: int, idx: np.ndarray, val: np.ndarray):
+        """The synapse rows that pass ``p``'s input events ``(idx, val)`` visit, in the core's order.
 
-        ``acc[row] += val_e * weights[wrow]`` for every synapse row ``(row, wrow)`` of every event ``e``
-        (pointer ``ptr_base + idx_e``: ``count`` rows from ``start``), in place on ``acc [rows, lanes]``.
+        Event ``e`` reads pointer ``ptr_base + idx_e`` and then its ``count`` synapse rows from ``start``.
+
+        Returns
+        -------
+        (each event's synapse-row count, each visited row's accumulator row [E], weight word [E, lanes] and
+        event value [E])
+        """
+        ptr = self.desc["ptr_base"][p] + idx
+        start, count = self.ptr_start[ptr], self.ptr_count[ptr]
+        # the synapse addresses of all events, each event's run start .. start + count - 1 in turn
+        offsets = np.repeat(start - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
+        return count, self.syn_row[offsets], self.weights[self.syn_wrow[offsets]], np.repeat(val, count)
+
+    @staticmethod
+    def scattered(rows: np.ndarray, addends: np.ndarray, shape) -> np.ndarray:
+        """``addends [E, lanes]`` summed into an array of ``shape`` by accumulator row; bincount's float64
+        sums are exact for these integers."""
+        lanes = shape[1]
+        flat = (rows[:, None] * lanes + np.arange(lanes)).reshape(-1)
+        return np.bincount(flat, weights=addends.reshape(-1), minlength=shape[0] * lanes).reshape(shape) \
+            .astype(np.int64)
+
+    def accumulate(self, p: int, idx: np.ndarray, val: np.ndarray, acc: np.ndarray) -> np.ndarray:
+        """The accumulate phase of pass ``p`` on input events ``(idx, val)``, unclamped.
+
+        ``acc[row] += val_e * weights[wrow]`` for every synapse row ``(row, wrow)`` of every event ``e``, in
+        place on ``acc [rows, lanes]``.
+
+        Returns
+        -------
+        int64 array: each event's synapse-row count.
+        """
+        count, rows, weights, values = self.synapse_rows(p, idx, val)
+        if len(rows):
+            acc += self.scattered(rows, weights * values[:, None], acc.shape)
+        return count
+
+    def accumulate_max(self, p: int, idx: np.ndarray, val: np.ndarray, acc: np.ndarray) -> np.ndarray:
+        """The accumulate phase of a ``max`` stage's pass ``p`` (a core with ``max_pool``): for every synapse row
+        ``(row, wrow)`` of every event ``(i, v)``, ``acc[row, lane] = max(acc[row, lane], v)`` on the lanes
+        whose weight ``weights[wrow, lane]`` is nonzero, in place; a comparison never saturates.
 
         Returns
         -------
         int64 array: each event's synapse-row count.
         """
         lanes = acc.shape[1]
-        ptr = self.desc["ptr_base"][p] + idx
-        start, count = self.ptr_start[ptr], self.ptr_count[ptr]
-        total = int(count.sum())
-        if total:
-            # the synapse addresses of all events, each event's run start .. start + count - 1 in turn
-            offsets = np.repeat(start - np.cumsum(count) + count, count) + np.arange(total)
-            rows, wrows = self.syn_row[offsets], self.syn_wrow[offsets]
-            contrib = self.weights[wrows] * np.repeat(val, count)[:, None]
-            # a scatter-add of [rows, lanes]; bincount's float64 sums are exact for these integers
-            flat = (rows[:, None] * lanes + np.arange(lanes)).reshape(-1)
-            acc += np.bincount(flat, weights=contrib.reshape(-1), minlength=acc.size).reshape(acc.shape) \
-                .astype(np.int64)
+        count, rows, weights, values = self.synapse_rows(p, idx, val)
+        if len(rows):
+            selected = weights != 0
+            values = np.broadcast_to(values[:, None], selected.shape)
+            row_of = np.broadcast_to(rows[:, None], selected.shape)
+            lane_of = np.broadcast_to(np.arange(lanes), selected.shape)
+            np.maximum.at(acc, (row_of[selected], lane_of[selected]), values[selected])
         return count
+
+    def accumulate_clamped(self, p: int, idx: np.ndarray, val: np.ndarray, acc: np.ndarray, acc_bits: int,
+                           bitserial: bool):
+        """The accumulate phase of pass ``p`` as the core's saturating adders run it (``docs/numerics.md``).
+
+        Every addition is clamped to ``acc_bits`` bits and each clamp of a lane is one saturation event. The
+        core adds in a fixed order: the events in turn, each event's synapse rows in turn, and for each row
+        ``v`` additions of the weight word (``repeat``) or one addition of ``w << b`` per set bit ``b`` of ``v``,
+        lowest bit first (``bitserial``). Where no partial sum can leave the range (the sum of the negative
+        and of the positive addends of every accumulator kept within it, as the compiler proves for its
+        programs) the order cannot matter and the phase is one exact scatter-add.
+
+        Returns
+        -------
+        (int64 array: each event's synapse-row count, saturation events)
+        """
+        low, high = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+        count, rows, weights, values = self.synapse_rows(p, idx, val)
+        if not len(rows):
+            return count, 0
+        contrib = weights * values[:, None]
+        rising = self.scattered(rows, np.maximum(contrib, 0), acc.shape)
+        falling = self.scattered(rows, np.minimum(contrib, 0), acc.shape)
+        if (acc + rising).max() <= high and (acc + falling).min() >= low:
+            acc += rising + falling
+            return count, 0
+        saturations = 0
+        for row, w, v in zip(rows, weights, values):
+            if bitserial:
+                row_sum, bit = acc[row], 0
+                while v:
+                    if v & 1:
+                        exact = row_sum + (w << bit)
+                        row_sum = np.clip(exact, low, high)
+                        saturations += int(np.count_nonzero(row_sum != exact))
+                    v, bit = v >> 1, bit + 1
+                acc[row] = row_sum
+            else:
+                acc[row], clamps = repeated_clamped_addition(acc[row], w, int(v), low, high)
+                saturations += clamps
+        return count, saturations
+
+
+def repeated_clamped_addition(start: np.ndarray, w: np.ndarray, v: int, low: int, high: int):
+    """``v`` additions of ``w`` to ``start`` (per lane, all in ``[low, high]``), each clamped to ``[low, high]``.
+
+    The sum moves by ``w`` unclamped for ``k = floor(room / |w|)`` additions (``room`` the distance to the bound
+    it heads for), then sits on that bound: each of the remaining ``v - k`` additions clamps once.
+
+    Returns
+    -------
+    (the sums, the number of clamps over all lanes)
+    """
+    room = np.where(w > 0, high - start, start - low)
+    unclamped = np.where(w != 0, room // np.maximum(np.abs(w), 1), v)
+    clamps = np.maximum(v - unclamped, 0)
+    result = np.where(clamps > 0, np.where(w > 0, high, low), start + v * w)
+    return result, int(clamps.sum())
 
 
 def update_groups(kind: int, x: np.ndarray, state_rows: np.ndarray, levels: int, shift: int, truth_table: int,
@@ -74,7 +168,8 @@ def update_groups(kind: int, x: np.ndarray, state_rows: np.ndarray, levels: int,
     """The update phase of one stage on its currents ``x [G, L]`` (bias included), by the descriptor's kind.
 
     Neuron membranes ``state_rows [G, L, max_levels]`` are updated in place (levels beyond ``levels`` stay 0);
-    ``thresholds [G, L, max_levels]``. A kind code other than neuron or sum is a gate, as in the core.
+    ``thresholds [G, L, max_levels]``. A max stage updates as a sum on a core with ``max_pool``; a kind code
+    other than these is a gate, as in the core.
 
     Returns
     -------
@@ -87,7 +182,7 @@ def update_groups(kind: int, x: np.ndarray, state_rows: np.ndarray, levels: int,
         u_next, counts, saturations = neuron_update(u, current, theta, shift, arch.membrane_bits)
         state_rows[:, :, :levels] = u_next.permute(1, 2, 0).numpy()
         return counts.numpy().reshape(-1), saturations
-    if kind == KIND_SUM:
+    if kind == KIND_SUM or (kind == KIND_MAX and arch.max_pool):
         values, saturations = sum_update(current, arch.value_bits)
     else:
         values, saturations = gate_update(current, truth_table)
@@ -120,12 +215,13 @@ def simulate_tables(program: Program, arch: ArchConfig, pixels, tables: MemoryTa
             a = LayerAccount(program.layers[stage].name, steps=1)
             idx, val = region_events[int(d["in_region"][p])]
             trains_in[p] = np.union1d(trains_in[p], idx)
-            # accumulate phase; by the compiler's proof the accumulators never clamp, but the core's adder would
-            count = tables.accumulate(p, idx, val, acc)
-            clamped, sat = saturate(torch.from_numpy(acc), arch.acc_bits)
-            acc = clamped.numpy()
+            maximum = arch.max_pool and int(d["kind"][p]) == KIND_MAX
+            if maximum:
+                count, sat = tables.accumulate_max(p, idx, val, acc), 0
+            else:
+                count, sat = tables.accumulate_clamped(p, idx, val, acc, arch.acc_bits, bitserial)
             saturations += sat
-            adds = int((count * additions(val, bitserial)).sum())
+            adds = int((count * additions(val, bitserial, maximum)).sum())
             a.input_events = len(idx)
             a.synapse_rows = a.acc_updates = int(count.sum())
             a.ac_ops = adds * lanes

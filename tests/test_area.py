@@ -37,6 +37,10 @@ def test_features_grow_with_the_hardware():
     # a split update has a one-lane neuron unit: only the AC array grows with the lanes
     split = [area.features(dataclasses.replace(arch, lanes=lanes, update_lanes=1), "ice40-up5k") for lanes in (4, 16)]
     assert split[1]["datapath_bits"] - split[0]["datapath_bits"] == 12 * arch.acc_bits
+    # max_pool: a comparator per lane, counted as the lane's adder
+    comparators = area.features(dataclasses.replace(arch, max_pool=True), "ice40-up5k")
+    assert comparators["datapath_bits"] - area.features(arch, "ice40-up5k")["datapath_bits"] == \
+        arch.lanes * arch.acc_bits
 
 
 def test_the_default_bank_is_counted_on_spram_not_block_ram():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from spikecore.accel.contract.checkpoint import shipped_checkpoint_path
 from spikecore.accel.flows.cli import main
 from spikecore.accel.flows.simulation import digits_test_images, simulate_images
 from spikecore.accel.flows.verify import verify
@@ -373,3 +374,21 @@ def test_icebreaker_bitstream_meets_the_clock(tmp_path, digits_program, capsys):
     # icepack's file: a comment block (0xff 0x00 ... 0x00 0xff), then the sync word 7e aa 99 7e
     assert len(bitstream) == report["bitstream_bytes"] > 100_000 and b"\x7e\xaa\x99\x7e" in bitstream[:64]
     assert (tmp_path / "board" / "program_image.bin").stat().st_size == report["program_image"]["bytes"]
+
+
+@pytest.mark.slow
+def test_ulx3s_bitstream_meets_the_clock(tmp_path, capsys):
+    """The ECP5 board target on its example configuration (nextpnr-ecp5 takes about 7 minutes here)."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "arch_ulx3s.yaml"
+    program = tmp_path / "prog"
+    code, err = accel(capsys, "compile", shipped_checkpoint_path(), "--arch", example, "--out", program)
+    assert code == 0, err
+    code, err = accel(capsys, "board", "--board", "ulx3s-85f", "--arch", example, "--program", program,
+                      "--out", tmp_path / "board", "--quiet")
+    assert code == 0, err
+    report = json.loads((tmp_path / "board" / "board_report.json").read_text())
+    assert report["meets_clock"] and report["fmax_mhz"] >= 30
+    assert report["lut"] <= report["capacity"]["lut"] and report["bram"] <= report["capacity"]["bram"]
+    bitstream = (tmp_path / "board" / report["bitstream"]).read_bytes()
+    # ecppack's file: a comment block (0xff 0x00 ... 0x00 0xff), then the preamble ff ff bd b3
+    assert len(bitstream) == report["bitstream_bytes"] > 100_000 and b"\xff\xff\xbd\xb3" in bitstream[:512]

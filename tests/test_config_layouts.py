@@ -39,6 +39,8 @@ def test_default_arch_loads():
     ({"banks": [["inputs", "events"]]}, "'inputs' and 'events' cannot share a single-port bank"),
     ({"banks": [["trace", "layers"]], "memories": {"trace": 0}}, "memory 'trace' is empty"),
     ({"schedule": "layer-major"}, "key 'schedule' = 'layer-major' is not one of timestep_major, layer_major"),
+    ({"max_pool": "yes"}, "key 'max_pool' = 'yes' must be true or false"),
+    ({"max_pool": 1}, "key 'max_pool' = 1 must be true or false"),
     ({"schedule": "layer_major", "max_timesteps": 64},
      "key 'schedule' = 'layer_major' needs event words of max_timesteps x value_bits + index = 64 x 8 + "),
 ])
@@ -92,6 +94,8 @@ def test_fingerprint_digests_what_the_core_is():
     assert arch_from_dict({"lanes": 8, "banks": [["pointers", "synapses"]]}).fingerprint() != plain.fingerprint()
     assert arch_from_dict({"lanes": 8, "schedule": "timestep_major"}).fingerprint() == plain.fingerprint()
     assert arch_from_dict({"lanes": 8, "schedule": "layer_major"}).fingerprint() != plain.fingerprint()
+    assert arch_from_dict({"lanes": 8, "max_pool": False}).fingerprint() == plain.fingerprint()
+    assert arch_from_dict({"lanes": 8, "max_pool": True}).fingerprint() != plain.fingerprint()
 
 
 def test_layer_major_words_hold_a_value_per_timestep():

@@ -34,6 +34,8 @@ ARCHS = {
     "bitserial": variant(DEFAULT, name="formal-bitserial", multivalue="bitserial"),
     # a second banked core: the layer-major schedule has its own states (ARD) and port timing
     "layer_major": variant(DEFAULT, name="formal-layer-major", schedule="layer_major"),
+    # the AC array's comparators (a max stage's accumulation) exist only with max_pool
+    "max_pool": variant(DEFAULT, name="formal-max-pool", max_pool=True),
     # the default's split update (one neuron per step, registered unit) at 6-bit words: the staging is the
     # same at every width, and the solver matches two instances of the unit only at small widths
     "split_update_6bit": variant(DEFAULT, name="formal-split-6bit", weight_bits=6, acc_bits=6, membrane_bits=6),
@@ -95,7 +97,7 @@ def test_saturate_is_sat(tmp_path, bits, value_bits):
     assert_proven(prove(tmp_path, SaturationEquivalence(bits, value_bits), f"saturate_{bits}_{value_bits}"))
 
 
-@pytest.mark.parametrize("arch_name", ["default", "methods", "bitserial"])
+@pytest.mark.parametrize("arch_name", ["default", "methods", "bitserial", "max_pool"])
 def test_ac_array_is_reference(tmp_path, arch_name):
     assert_proven(prove(tmp_path, AcArrayEquivalence(ARCHS[arch_name]), f"ac_array_{arch_name}"))
 
@@ -147,6 +149,10 @@ COMPONENT_MUTATIONS = {
     "sum_limit": ("value_max = (1 << self.value_bits) - 1", "value_max = (1 << self.value_bits) - 2"),
     # gate: index clamped to 6 instead of 7
     "gate_index": ("upper = Mux(is_gate, 7, value_max)", "upper = Mux(is_gate, 6, value_max)"),
+    # max stage: the comparator also takes the value on lanes whose weight is zero
+    "ac_max_mask": ("larger = (self.weight[lane] != 0) & (self.value > acc_in)", "larger = self.value > acc_in"),
+    # max stage: a comparison that saturates
+    "ac_max_saturates": ("saturated = ~self.compare & saturated", "saturated = saturated"),
     # registered unit: sums and gates use the second cycle's current instead of the first's
     "registered_current": ('current = stage(sum_in, f"lane{lane}_current")', "current = sum_in"),
 }
@@ -156,6 +162,8 @@ COMPONENT_PROOFS = {
     "saturate_flag": lambda unit: SaturationEquivalence(16, 18, saturate_function=unit.saturate),
     "ac_weight_sign": lambda unit: AcArrayEquivalence(ARCHS["default"], unit_class=unit.AcArray),
     "ac_shift": lambda unit: AcArrayEquivalence(ARCHS["bitserial"], unit_class=unit.AcArray),
+    "ac_max_mask": lambda unit: AcArrayEquivalence(ARCHS["max_pool"], unit_class=unit.AcArray),
+    "ac_max_saturates": lambda unit: AcArrayEquivalence(ARCHS["max_pool"], unit_class=unit.AcArray),
     "neuron_compare": lambda unit: NeuronUpdateEquivalence(ARCHS["default"], [KIND_NEURON], unit.NeuronUpdate),
     "neuron_leak": lambda unit: NeuronUpdateEquivalence(ARCHS["default"], [KIND_NEURON], unit.NeuronUpdate),
     "neuron_inactive_levels": lambda unit: NeuronUpdateEquivalence(ARCHS["default"], [KIND_NEURON], unit.NeuronUpdate),

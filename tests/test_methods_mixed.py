@@ -93,8 +93,12 @@ def test_bad_mixed_configs_name_the_key(config, message):
         build_network({**BASE, **config})
 
 
-def test_mixed_resnet_trained_a_step_on_the_digits_compiles_bit_exact():
-    """accel's compiler takes a mixed ResNet of spike-passing blocks (mixes with ms blocks are refused: below)."""
+@pytest.mark.parametrize("kinds, connect", [(["ds", "sew", "lsn"], "IAND"), (["ms", "sew", "lsn"], "ADD"),
+                                             (["sew", "ms", "lsn"], "ADD")])
+def test_mixed_resnet_trained_a_step_on_the_digits_compiles_bit_exact(kinds, connect):
+    """The compiler takes a mixed ResNet, MS blocks included: a run of MS blocks passes its membrane stream in
+    the accumulators (the stem has no neuron when it starts the network; the block after a spiking block takes
+    the spikes), and a closing neuron turns it into spikes for the next spiking block."""
     from spikecore.accel.contract.compiler import compile_network
     from spikecore.accel.contract.config import load_arch
     from spikecore.accel.flows.methods import methods_arch_path
@@ -104,32 +108,28 @@ def test_mixed_resnet_trained_a_step_on_the_digits_compiles_bit_exact():
     from spikecore.sim.engine import simulate_batch
 
     x, y, x_test, _ = load_digits_split()
-    net = tiny(block=["ds", "sew", "lsn"], connect="IAND", timesteps=4)
+    net = tiny(block=kinds, connect=connect, timesteps=4)
     net.input_scale, net.input_shape = DIGITS_MAX_PIXEL, (1, 8, 8)
     optimizer = torch.optim.Adam(net.parameters(), 1e-2)
     torch.nn.functional.cross_entropy(net(x[:64].float() / DIGITS_MAX_PIXEL), y[:64]).backward()
     optimizer.step()
     net.eval()
+    with torch.no_grad():  # statistics that amplify: a step-trained network is nearly silent in eval mode
+        for module in net.modules():
+            if getattr(module, "running_var", None) is not None:
+                module.running_var.fill_(0.05)
+                module.running_mean.zero_()
     arch = load_arch(methods_arch_path())
     program = compile_network(net, arch)
+    names = [layer.name for layer in program.layers]
     assert {"sum", "gate", "neuron", "readout"} <= {layer.kind for layer in program.layers}
+    if "ms" in kinds:
+        closing = kinds.index("ms")
+        assert f"closing{closing}" in names and ("stem" in names) == (kinds[0] != "ms")
     pixels = x_test[:4]
     sims = simulate_batch(program, arch, pixels.reshape(len(pixels), -1).numpy())
     report, _ = verify(program, arch, pixels, None, sims)
     assert report["bit_exact"], report["mismatches"][:3]
-
-
-@pytest.mark.parametrize("kinds", [["ms", "sew", "lsn"], ["sew", "ms", "lsn"]])
-def test_a_mix_with_ms_blocks_is_refused_by_the_compiler_in_one_line(kinds):
-    from spikecore.accel.contract.compiler import compile_network
-    from spikecore.accel.contract.config import load_arch
-    from spikecore.errors import UserError
-    from spikecore.accel.flows.methods import methods_arch_path
-
-    from spikecore.models.digits import DIGITS_MAX_PIXEL
-
-    net = tiny(block=kinds).eval()
-    net.input_scale, net.input_shape = DIGITS_MAX_PIXEL, (1, 8, 8)
-    with pytest.raises(UserError, match=r"network: a ResNet mixing MS-ResNet blocks with other kinds \("
-                                        + ", ".join(kinds) + r"\) does not compile yet"):
-        compile_network(net, load_arch(methods_arch_path()))
+    silent = [name for stage, name in enumerate(names[:-1]) if not any(len(idx) for r in sims
+                                                                       for idx, _ in r.events[stage])]
+    assert not silent, f"stages without events (a vacuous comparison): {silent}"

@@ -79,6 +79,39 @@ def test_ac_array_matches_saturating_add(lanes, acc_bits, weight_bits):
     assert seen["cases"] == len(cases) and seen["saturated"] >= 2 * lanes
 
 
+def test_ac_array_comparators_take_the_maximum_on_selected_lanes():
+    """With ``value_bits`` (a core with ``max_pool``): while ``compare`` is high each lane gives
+    ``max(acc_in, value)`` where its weight is nonzero and ``acc_in`` elsewhere, never saturating; while it is low
+    the lanes add as before."""
+    lanes, acc_bits, weight_bits, value_bits = 4, 6, 4, 3
+    rng = np.random.default_rng(7)
+    dut = AcArray(lanes, acc_bits, weight_bits, value_bits=value_bits)
+    lo, hi = signed_range(acc_bits)
+    cases = []
+    for acc, w in [(c["inputs"]["acc_in"], c["inputs"]["weight"]) for c in ac_cases(rng, lanes, acc_bits,
+                                                                                      weight_bits, 100)]:
+        for compare in (0, 1):
+            cases.append({"inputs": {"acc_in": acc, "weight": w, "compare": compare,
+                                     "value": int(rng.integers(0, 1 << value_bits))}})
+
+    def check(ctx, case):
+        inputs = case["inputs"]
+        if inputs["compare"]:
+            expected = [max(a, inputs["value"]) if w else a for a, w in zip(inputs["acc_in"], inputs["weight"])]
+            flags = [0] * lanes
+        else:
+            exact = [a + w for a, w in zip(inputs["acc_in"], inputs["weight"])]
+            expected = [min(max(v, lo), hi) for v in exact]
+            flags = [int(v != c) for v, c in zip(exact, expected)]
+        assert [ctx.get(dut.acc_out[i]) for i in range(lanes)] == expected, case
+        assert [ctx.get(dut.saturated[i]) for i in range(lanes)] == flags
+        assert ctx.get(dut.saturation_count) == sum(flags)
+
+    run_comb(dut, cases, check)
+    with pytest.raises(ValueError, match=r"value_bits must be an integer in \[0, 5\], got 6"):
+        AcArray(lanes, acc_bits, weight_bits, value_bits=6)
+
+
 def test_ac_array_rejects_bad_widths():
     with pytest.raises(ValueError, match=r"weight_bits must be an integer in \[2, 8\], got 9"):
         AcArray(4, 8, 9)

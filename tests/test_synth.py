@@ -9,7 +9,7 @@ import pytest
 from spikecore.accel.flows.cli import main
 from spikecore.accel.contract.config import arch_from_dict
 from spikecore.accel.flows.synth import SHELL_FEED_BITS, SHELL_MODULE, TARGETS, count_resources, shell_verilog, synthesize
-from spikecore.rtl.verilog import TOP_MODULE, core_ports, generate
+from spikecore.rtl.verilog import RAM_MODULE, TOP_MODULE, core_ports, generate
 
 TINY = {"name": "tiny", "lanes": 2, "weight_bits": 4, "acc_bits": 8, "membrane_bits": 8, "input_bits": 4,
         "max_levels": 1, "max_timesteps": 2,
@@ -34,12 +34,17 @@ def synth_cache(tmp_path_factory):
 
 
 def test_memories_carry_no_initial_values_for_synthesis(tiny_verilog):
-    """Each memory's zero start (a loop) and preloading live in simulation-only blocks; Yosys sees none."""
+    """Each memory is an instance of the RAM module, named for its preload; the module's zero start (a loop) and
+    preloading live in a simulation-only block; Yosys sees none."""
     assert not re.search(r"^\s*\S+\[\d+\] = \d+'h", tiny_verilog, re.MULTILINE)
-    blocks = re.findall(r"`ifndef SYNTHESIS\n  initial begin : initial_(\w+)\n(.*?)\n`endif", tiny_verilog, re.DOTALL)
-    assert sorted(name for name, _ in blocks) == sorted(list(TINY["memories"]) + ["acc"])
-    for name, body in blocks:
-        assert f"{name}_memory[word] = 0;" in body and f'"spikecore_{name}=%s"' in body
+    instances = re.findall(rf"^  {RAM_MODULE} #\((.*?)\n  \) (\w+) \(", tiny_verilog, re.MULTILINE | re.DOTALL)
+    assert sorted(name for _, name in instances) == sorted(f"{name}_memory" for name in [*TINY["memories"], "acc"])
+    for parameters, name in instances:
+        assert f'.PRELOAD("spikecore_{name.removesuffix("_memory")}")' in parameters
+    (ram,) = re.findall(rf"^module {RAM_MODULE}\(.*?^endmodule", tiny_verilog, re.MULTILINE | re.DOTALL)
+    synthesised = re.sub(r"`ifndef SYNTHESIS\n.*?`endif\n", "", ram, flags=re.DOTALL)
+    assert "words[word] = 0;" in ram and "$readmemh" in ram
+    assert "initial" not in synthesised and "$readmemh" not in synthesised
 
 
 def test_shell_connects_every_port_and_folds_outputs_to_one_pin(tiny_arch, tiny_verilog):

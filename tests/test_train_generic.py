@@ -78,6 +78,8 @@ def test_resnet8_ds_run_writes_measurements_and_a_loadable_checkpoint(tmp_path):
     assert "stem_neuron" in m["firing_rate"] and "blocks.0.sn_out" in m["firing_rate"]
     assert all(0.0 <= r <= 3.0 for r in m["firing_rate"].values())        # K = 3: spike counts 0..3
     assert all(0.0 <= r <= 1.0 for r in m["dormant_ratio"].values())
+    assert all(m["dormant_ratio"][name] == pytest.approx(m["dormant_high_ratio"][name] + m["dormant_low_ratio"][name])
+               for name in m["dormant_ratio"])
     ops = m["synaptic_ops_per_image"]
     assert ops["mac"] > 0 and ops["ac"] >= 0 and m["energy_pj_per_image"] == pytest.approx(0.9 * ops["ac"]
                                                                                            + 4.6 * ops["mac"])
@@ -149,11 +151,11 @@ def test_compile_a_generic_digits_checkpoint_and_reject_what_the_core_lacks(tmp_
     assert rc == 0, err
     manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
     assert [layer["kind"] for layer in manifest["layers"]].count("sum") == 2    # one DS join per block
-    sew7b = {"arch": "sew7b", "width": 4, "in_channels": 1, "classes": 10}
-    rc, _, err = _run_cli("compile", _generic_checkpoint(tmp_path / "7b.pt", sew7b, "digits"), "--out", tmp_path / "q")
+    vgg = {"arch": "vgg", "layers": [4, "M", 6], "image_size": 8, "in_channels": 1, "classes": 10}
+    rc, _, err = _run_cli("compile", _generic_checkpoint(tmp_path / "vgg.pt", vgg, "digits"), "--out", tmp_path / "q")
     lines = [line for line in err.splitlines() if line.strip()]
     assert rc == 2 and len(lines) == 1 and "Traceback" not in err
-    assert "layer blocks.1 (MaxPool2d): not supported on the core" in lines[0]
+    assert "layer features.3: max pooling of multi-valued events needs the comparators of 'max_pool: true'" in lines[0]
     assert not (tmp_path / "q").exists()
     rc, _, err = _run_cli("compile", _generic_checkpoint(tmp_path / "c.pt", ds, "synthetic"), "--out", tmp_path / "r")
     assert rc == 2 and "its integer input is unknown" in err

@@ -39,7 +39,8 @@ def value_bounds(layers, input_max: int) -> tuple:
     for layer in layers:
         acc = np.zeros(layer.channels)
         for src in layer.sources:
-            acc = acc + _fan_in_bound(src) * (input_max if src.input == PIXELS else values[src.input])
+            peak = input_max if src.input == PIXELS else values[src.input]
+            acc = acc + (np.full(layer.channels, peak) if layer.kind == "max" else _fan_in_bound(src) * peak)
         if layer.carry is not None:
             acc = acc + accs[layer.carry]
         accs.append(acc)
@@ -47,7 +48,7 @@ def value_bounds(layers, input_max: int) -> tuple:
             values.append(layer.levels)
         elif layer.kind == "gate":
             values.append(1)
-        elif layer.kind == "sum":
+        elif layer.kind in ("sum", "max"):
             values.append(int((acc + np.maximum(layer.bias, 0)).max()))
         else:
             values.append(0)
@@ -90,11 +91,27 @@ def check_ranges(layers, arch: ArchConfig, input_max: int, timesteps: int) -> No
         if layer.kind == "sum" and values[i] > value_max:
             raise UserError(f"layer {layer.name}: sums up to {values[i]} do not fit event values of "
                             f"{arch.value_bits} bits; widen input_bits")
+        if layer.kind == "max":
+            check_max_stage(layer, arch)
         if layer.kind == "gate":
             if any(src.input == PIXELS or values[src.input] != 1 for src in layer.sources):
                 raise UserError(f"layer {layer.name}: a logic join needs binary inputs (neurons with K = 1 or gates)")
             if any(src.weight.min() < 0 for src in layer.sources) or accs[i] >= 8 or layer.truth_table & 1:
                 raise UserError(f"layer {layer.name}: gate index out of 0..7, or a table that fires on no input")
+
+
+def check_max_stage(layer, arch: ArchConfig) -> None:
+    """A ``max`` stage (max pooling of multi-valued events, ``docs/numerics.md``) needs the core's comparators
+    (``max_pool``), one convolution source whose weights are 0 or 1 (they select the window), no bias and no
+    membrane shortcut; otherwise :class:`UserError` naming the layer."""
+    if not arch.max_pool:
+        raise UserError(f"layer {layer.name}: max pooling of multi-valued events needs the comparators of "
+                        f"'max_pool: true' in the architecture")
+    weights = layer.sources[0].weight if len(layer.sources) == 1 else None
+    if weights is None or layer.sources[0].op != "conv" or not np.isin(weights, (0, 1)).all() \
+            or np.any(layer.bias != 0) or layer.carry is not None:
+        raise UserError(f"layer {layer.name}: a max stage has one convolution source of weights 0 or 1 (its "
+                        f"window), no bias and no membrane shortcut")
 
 
 def _free_region(live: dict, arch: ArchConfig, layer: ProgramLayer) -> int:

@@ -124,6 +124,11 @@ class ArchConfig:
         and weight rows are read once for all the timesteps it fired in (weight reuse over T). Its event
         words carry a value per timestep (``max_timesteps`` of them) and its accumulator memory a row per
         timestep slot (``2**timestep_bits`` per row).
+    max_pool : bool
+        A comparator in each AC lane (``docs/core.md``): the ``max`` stage kind, max pooling of multi-valued
+        events (``acc = max(acc, v)`` on the lanes of a nonzero weight, one ACC cycle per synapse row).
+        Without it, max pools of binary spikes still run (as gates) and those of multi-valued events are
+        refused.
     memories : Memories
         Depth of each memory in words.
     """
@@ -142,6 +147,7 @@ class ArchConfig:
     update_lanes: int = 0
     banks: tuple = ()
     schedule: str = "timestep_major"
+    max_pool: bool = False
     memories: Memories = field(default_factory=Memories)
 
     # ---- derived widths -------------------------------------------------------------------------
@@ -209,8 +215,8 @@ class ArchConfig:
         """A short digest of everything that shapes the hardware (the name does not), for Programs and caches.
 
         ``update_lanes`` is digested by what it means (0 and ``lanes`` are the same core), and none of it,
-        ``banks`` and ``schedule`` is digested when it has its default, so configurations from before they existed keep their
-        fingerprints."""
+        ``banks``, ``schedule`` and ``max_pool`` is digested when it has its default, so configurations from before
+        they existed keep their fingerprints."""
         fields_ = {k: v for k, v in self.to_dict().items() if k != "name"}
         fields_["update_lanes"] = self.neurons_per_update
         if self.update_steps == 1:
@@ -219,6 +225,8 @@ class ArchConfig:
             del fields_["banks"]
         if not self.layer_major:
             del fields_["schedule"]
+        if not self.max_pool:
+            del fields_["max_pool"]
         text = json.dumps(fields_, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -268,6 +276,10 @@ def arch_from_dict(data, source: str = "<arch>") -> ArchConfig:
             kwargs[key] = value
         elif key == "banks":
             kwargs[key] = _banks(value, source)
+        elif key == "max_pool":
+            if not isinstance(value, bool):
+                raise UserError(f"{source}: key 'max_pool' = {short_repr(value)} must be true or false")
+            kwargs[key] = value
         elif key == "clock_mhz":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_CLOCK_MHZ:
                 raise UserError(f"{source}: key 'clock_mhz' = {short_repr(value)} must be a number in "

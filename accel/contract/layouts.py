@@ -110,9 +110,10 @@ class Layout:
         return out
 
 
-# Hardware stage kinds (the ``kind`` field of a pass descriptor); a readout is a neuron that never fires.
-KIND_NEURON, KIND_SUM, KIND_GATE = 0, 1, 2
-HARDWARE_KIND = {"neuron": KIND_NEURON, "readout": KIND_NEURON, "sum": KIND_SUM, "gate": KIND_GATE}
+# Hardware stage kinds (the ``kind`` field of a pass descriptor); a readout is a neuron that never fires. A max
+# stage accumulates ``acc = max(acc, v)`` and updates as a sum (only on a core with ``max_pool``).
+KIND_NEURON, KIND_SUM, KIND_GATE, KIND_MAX = 0, 1, 2, 3
+HARDWARE_KIND = {"neuron": KIND_NEURON, "readout": KIND_NEURON, "sum": KIND_SUM, "gate": KIND_GATE, "max": KIND_MAX}
 GATE_TABLE_BITS = 8
 #: Width of a layer's leak shift: the decay ``2**-shift`` of every neuron stage, ``shift <= MAX_SHIFT``.
 SHIFT_BITS = 3

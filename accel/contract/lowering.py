@@ -4,8 +4,8 @@ Every network the core runs is a list of *stages* in execution order. A stage su
 (convolutions or linear maps of earlier stages' output events, or of the pixels), adds a per-channel bias
 and applies its kind: a multi-level neuron, a readout (the classifier), a ``sum`` (DS-ResNet and SEW ADD
 joins, the dual-stream AAP, sum/average pooling) or a ``gate`` (logic joins: SEW AND/IAND/OR/XOR and
-the LSN gate). Normalisations are folded into the weights and bias here; quantization happens later
-(:mod:`spikecore.accel.contract.quantize`), so this module is all about topology. See ``docs/constructs.md``.
+the LSN gate; max pooling of binary spikes, their OR) or a ``max`` (max pooling of multi-valued events).
+Normalisations are folded into the weights and bias here; quantization happens later (:mod:`spikecore.accel.contract.quantize`), so this module is all about topology. See ``docs/constructs.md``.
 
 Each stage's output carries a *gain*: the float value of one integer unit of its events (1 for spikes,
 ``1/4`` for a 2x2 average pool, which is emitted as a sum). Consumers fold the gain of their inputs into
@@ -28,6 +28,10 @@ from spikecore.models.tdbn import TdBN
 from spikecore.errors import UserError
 
 PIXELS = -1
+#: The gate table of a binary max pool: bit ``n`` (the window's spike count) is 1 for every ``n >= 1``.
+OR_TABLE = 0xFE
+#: The largest window a binary max pool lowers to a gate: its spike count must stay below 8, the gate's index range.
+MAX_OR_WINDOW = 7
 
 
 @dataclass
@@ -44,7 +48,7 @@ class FloatSource:
 @dataclass
 class FloatStage:
     name: str
-    kind: str                      # "neuron" | "readout" | "sum" | "gate"
+    kind: str                      # "neuron" | "readout" | "sum" | "gate" | "max"
     sources: list
     bias: torch.Tensor             # float64 [C]
     out_shape: tuple
@@ -170,6 +174,61 @@ class _Lowering:
         return self.add(name, "gate", [self.identity(x, float(1 << i)) for i, x in enumerate(inputs)],
                         truth_table=gate_table(function))
 
+    def max_pool(self, name, x, pool) -> int:
+        """Max pooling (``nn.MaxPool2d``) of stage ``x``'s events, lowered to a ``gate`` or a ``max`` stage.
+
+        On binary events ``s_i in {0, 1}`` (neurons with ``K = 1``, gates) the maximum over a window ``W`` is
+        its OR, and with the window's spike count ``n = sum_{i in W} s_i`` (one source: a per-channel
+        ``k x k`` convolution of ones, stride and zero padding as the pool's)
+
+            max_{i in W} s_i = OR_{i in W} s_i = [n >= 1] = bit n of OR_TABLE    (0 <= n <= k^2 <= 7)
+
+        so a gate with table ``0xFE`` computes it exactly (``docs/numerics.md``). Zero padding equals the
+        pool's ``-inf`` padding on non-negative events, since no window is padding alone. Multi-valued events
+        (pixels, spike counts ``K > 1``, sums) and larger windows become a ``max`` stage (``acc = max(acc, v)``
+        over the window, weights 1 selecting it), which needs a core with ``max_pool``; its gain is its
+        input's, since ``max(g v) = g max(v)`` for ``g > 0``.
+
+        Parameters
+        ----------
+        name : str
+            The pool's module name, for errors.
+        x : int
+            The pooled stage.
+        pool : nn.MaxPool2d or TimeDistributed
+            Square window, stride and padding; no dilation or ``ceil_mode``.
+
+        Returns
+        -------
+        int
+            The stage's index.
+
+        Raises
+        ------
+        UserError
+            Naming the layer, for a window that does not fit its input.
+        """
+        pool = _unwrap(pool)
+        pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
+        (kh, kw), (sh, sw), (ph, pw) = pair(pool.kernel_size), pair(pool.stride or pool.kernel_size), \
+            pair(pool.padding)
+        if kh != kw or sh != sw or ph != pw or pair(pool.dilation) != (1, 1) or pool.ceil_mode:
+            raise UserError(f"layer {name} (MaxPool2d): only square windows, strides and padding, no dilation or "
+                            f"ceil_mode")
+        producer = None if x == PIXELS else self.graph.stages[x]
+        channels, height, width = self.graph.shape_of(x)
+        if (height + 2 * ph - kh) // sh < 0 or (width + 2 * pw - kw) // sw < 0:
+            raise UserError(f"layer {name} (MaxPool2d): a {kh}x{kw} window does not fit the {height}x{width} "
+                            f"input")
+        binary = producer is not None and (producer.kind == "gate" or (
+            producer.kind == "neuron" and producer.neuron.levels == 1))
+        if binary and kh * kw <= MAX_OR_WINDOW:
+            return self.add(name, "gate", [self.source(x, "conv", identity_weight(channels, kh), sh, ph)],
+                            truth_table=OR_TABLE)
+        # the maximum of values of gain g is g times the maximum of their integers: the weights stay 1
+        return self.add(name, "max", [FloatSource(x, "conv", identity_weight(channels, kh), sh, ph)],
+                        gain=self.gain(x))
+
     def readout(self, name, x, linear, pool: bool) -> int:
         """The classifier; ``pool``: global average pooling first, folded into replicated weights."""
         w = _unwrap(linear).weight.to(torch.float64)
@@ -235,15 +294,24 @@ def _lower_block(low, name, block, x):
         sc = x if isinstance(block.shortcut, nn.Identity) else _projection(low, name, x, block.shortcut, True)
         return low.gate(f"{name}.lsn", [sc] + branches, lambda x_, e, i: lsn_join(x_, e, i))
     if isinstance(block, MSBasicBlock):
-        sources, bias, carry = x
-        top = low.neuron(f"{name}.sn_in", block.sn_in, list(zip(sources, [bias] + [0.0] * (len(sources) - 1))),
-                         carry=carry)
+        if block.sn_in is None:  # after a spiking block (a mixed network): spikes in, the membrane stream out
+            src, b = _conv_path(low, name, x, block.path)
+            shortcut = (low.identity(x), 0.0) if block.shortcut is None else \
+                _projection(low, name, x, block.shortcut, spiking=False)
+            return [shortcut[0], src], shortcut[1] + b, None
+        top = _membrane_neuron(low, f"{name}.sn_in", block.sn_in, x)
         src, b = _conv_path(low, name, top, block.path)
-        if block.shortcut is None:  # the stream continues in the same accumulators
-            return [src], bias + b, top
+        if block.shortcut is None:  # the stream continues in the same accumulators (the bias is added on update)
+            return [src], x[1] + b, top
         sc_src, sc_b = _projection(low, name, top, block.shortcut, spiking=False)
         return [sc_src, src], sc_b + b, None
     raise UserError(f"layer {name} ({type(block).__name__}): unsupported block")
+
+
+def _membrane_neuron(low, name, neuron, stream) -> int:
+    """The neuron stage that turns a pending membrane stream ``(sources, bias, carry)`` into spikes."""
+    sources, bias, carry = stream
+    return low.neuron(name, neuron, list(zip(sources, [bias] + [0.0] * (len(sources) - 1))), carry=carry)
 
 
 def _lower_dual(low, name, block: DualStreamBlock, o: int, a):
@@ -270,18 +338,17 @@ def _lower_resnet(net, low: _Lowering) -> None:
     if net.block_kind == "dual" and net.stream_mode == "dual":
         raise UserError("network: a dual-stream network compiles in one inference mode: set_stream_mode('fsnn') "
                         "or ('dsnn') first")
-    kinds = getattr(net, "block_kinds", [])
-    if net.block_kind == "mixed" and "ms" in kinds:
-        raise UserError(f"network: a ResNet mixing MS-ResNet blocks with other kinds ({', '.join(kinds)}) does not "
-                        f"compile yet: the core runs the membrane shortcut only through networks of MS blocks alone")
     stem_src, stem_b = low.conv_source(PIXELS, net.stem_conv, net.stem_norm)
-    if net.block_kind == "ms":
-        stream = ([stem_src], stem_b, None)
+    if net.block_kind in ("ms", "mixed"):
+        # a stage index (spikes), or the pending membrane stream of a run of MS blocks
+        x = ([stem_src], stem_b, None) if net.stem_neuron is None else \
+            low.neuron("stem", net.stem_neuron, [(stem_src, stem_b)])
         for i, block in enumerate(net.blocks):
-            stream = _lower_block(low, f"block{i}", block, stream)
-        sources, bias, carry = stream
-        x = low.neuron("final_sn", net.final_neuron, list(zip(sources, [bias] + [0.0] * (len(sources) - 1))),
-                       carry=carry)
+            x = _lower_block(low, f"block{i}", block, x)
+            if str(i) in net.closing_neurons:   # the last of a run of MS blocks before a spiking block
+                x = _membrane_neuron(low, f"closing{i}", net.closing_neurons[str(i)], x)
+        if net.final_neuron is not None:
+            x = _membrane_neuron(low, "final_sn", net.final_neuron, x)
     elif net.block_kind == "dual":
         o = low.neuron("stem", net.stem_neuron, [(stem_src, stem_b)])
         a = None if net.stream_mode == "fsnn" else o
@@ -307,12 +374,27 @@ def _lower_vgg(net, low: _Lowering) -> None:
                         gain=gain)
             i += 1
             continue
+        if isinstance(inner, nn.MaxPool2d):
+            x = low.max_pool(f"features.{i}", x, inner)
+            i += 1
+            continue
         if not isinstance(inner, nn.Conv2d):
-            raise UserError(f"layer features.{i} ({type(inner).__name__}): not supported on the core "
-                            f"(use average pooling 'A')")
+            raise UserError(f"layer features.{i} ({type(inner).__name__}): not supported on the core")
         x = low.conv_neuron(f"features.{i}", x, modules[i], modules[i + 1], modules[i + 2])
         i += 3
     _lower_fully_connected(net, low, x)
+
+
+def _lower_sew7b(net, low: _Lowering) -> None:
+    """SEW ResNet's 7B-Net: the stem, seven (SEW block, max pool 2) pairs and a linear classifier."""
+    stem = list(net.stem)
+    x = low.conv_neuron("stem", PIXELS, *stem)
+    for i, module in enumerate(net.blocks):
+        if isinstance(_unwrap(module), nn.MaxPool2d):
+            x = low.max_pool(f"blocks.{i}", x, module)
+        else:
+            x = _lower_block(low, f"blocks.{i}", module, x)
+    low.readout("classifier", x, net.classifier, pool=False)
 
 
 def _lower_fully_connected(net, low: _Lowering, x) -> None:
@@ -363,8 +445,7 @@ def lower(net: nn.Module, input_shape, input_divisor: float) -> FloatGraph:
         elif isinstance(net, GraphNet):
             _lower_graph(net, low)
         elif isinstance(net, SEW7BNet):
-            raise UserError("layer blocks.1 (MaxPool2d): not supported on the core (max pooling of spike "
-                            "counts needs a comparator tree; use average pooling)")
+            _lower_sew7b(net, low)
         else:
             raise UserError(f"network {type(net).__name__}: not a network the compiler knows")
     return prune(low.graph)

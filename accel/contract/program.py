@@ -79,7 +79,7 @@ class ProgramLayer:
     """One compiled stage (``models.IntegerStage``) and its place in the core's memories."""
 
     name: str
-    kind: str                    # "neuron" | "readout" | "sum" | "gate"
+    kind: str                    # "neuron" | "readout" | "sum" | "gate" | "max"
     sources: list                # ProgramSource, in pass order
     out_shape: tuple             # logical output shape, (C, H, W) or (N,)
     bias: np.ndarray             # int64 [C_out]

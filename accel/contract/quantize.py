@@ -3,7 +3,7 @@
 Per ``docs/numerics.md``: every neuron stage gets a per-output-channel power-of-two scale ``S_c`` (weights,
 bias, thresholds and membranes are ``~ S_c *`` their float values); stages joined by a membrane shortcut
 share one scale (they add into the same accumulators); the readout uses one scale for all classes, so its
-logits compare; ``sum`` and ``gate`` stages are exact integer operations (scale 1) on event values.
+logits compare; ``sum``, ``gate`` and ``max`` stages are exact integer operations (scale 1) on event values.
 """
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from spikecore.accel.contract.config import ArchConfig
 from spikecore.accel.contract.layouts import MAX_SHIFT
 from spikecore.errors import UserError
 from spikecore.accel.contract.lowering import FloatGraph
+
+#: Stage kinds computed exactly on event values: their weights and biases are integers as lowered (scale 1).
+EXACT_KINDS = ("sum", "gate", "max")
 
 
 def leak_shift(decay: float, layer: str) -> int:
@@ -68,11 +71,11 @@ def _thresholds(stage) -> torch.Tensor:
 
 
 def stage_scales(graph: FloatGraph, arch: ArchConfig) -> list:
-    """Per-channel scale of every stage (``None`` for the exact integer stages: sum, gate)."""
+    """Per-channel scale of every stage (``None`` for the exact integer stages: sum, gate, max)."""
     group = _carry_groups(graph)
     w_max, m_max = {}, {}
     for i, stage in enumerate(graph.stages):
-        if stage.kind in ("sum", "gate"):
+        if stage.kind in EXACT_KINDS:
             continue
         membrane = stage.bias.abs()
         if stage.kind == "neuron":
@@ -82,7 +85,7 @@ def stage_scales(graph: FloatGraph, arch: ArchConfig) -> list:
         m_max[g] = membrane if g not in m_max else torch.maximum(m_max[g], membrane)
     scales = []
     for i, stage in enumerate(graph.stages):
-        if stage.kind in ("sum", "gate"):
+        if stage.kind in EXACT_KINDS:
             scales.append(None)
         elif stage.kind == "readout":  # one scale for all classes
             s = _pow2_scale(w_max[group[i]].max().view(1), arch.weight_bits, m_max[group[i]].max().view(1),
@@ -94,7 +97,7 @@ def stage_scales(graph: FloatGraph, arch: ArchConfig) -> list:
 
 
 def _exact(stage, w: torch.Tensor) -> torch.Tensor:
-    """The integer weights of a sum or gate stage, which must be exact (no scale can be applied)."""
+    """The integer weights of a sum, gate or max stage, which must be exact (no scale can be applied)."""
     if not torch.equal(w, torch.round(w)):
         raise UserError(f"layer {stage.name}: a {stage.kind} join of inputs whose values are not integers "
                         f"(an average pool or a scaled input feeds it); the core adds event values exactly")

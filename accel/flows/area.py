@@ -4,7 +4,8 @@ Sweeps too large to synthesise every point predict LUT, FF, block RAM and DSP co
 
 - LUT and FF are linear in six features: a constant (controller), the datapath width
   ``lanes * acc_bits + update_lanes * max_levels * membrane_bits`` (AC array, neuron unit, row registers; in
-  the layer-major schedule plus ``(lanes + 1) * max_timesteps * value_bits``, the train registers), the
+  the layer-major schedule plus ``(lanes + 1) * max_timesteps * value_bits``, the train registers; with
+  ``max_pool`` plus ``lanes * acc_bits``, the lanes' comparators, an estimate no calibration point measures), the
   bits the host read multiplexer selects from (the sum of the host-visible word widths), the bits of memories
   too small for a block RAM (mapped to flip-flops and multiplexers), the read multiplexer bits of memories
   deeper than one block RAM (``width * (blocks deep - 1)``) and the banks' slot multiplexing
@@ -108,7 +109,10 @@ def features(arch, target_name: str) -> dict:
                                + arch.neurons_per_update * arch.max_levels * arch.membrane_bits
                                # layer-major: the event's train and the group's trains (registers)
                                + (arch.lanes + 1) * arch.max_timesteps * arch.value_bits
-                               * arch.layer_major),
+                               * arch.layer_major
+                               # max_pool: per lane a comparator and a 2:1 multiplexer of acc_bits, counted
+                               # as the lane's adder and clamp are (an estimate: no calibration point has it)
+                               + arch.lanes * arch.acc_bits * arch.max_pool),
         # the memories the host reads through the multiplexer of host_rdata (docs/core.md, host interface)
         "host_mux_bits": float(sum(shapes[name][1] for name in HOST_MAP.memory_names if name in shapes)),
         "logic_memory_bits": float(logic_bits),

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from spikecore import api
+from spikecore.accel.contract.footprint import footprint_summary, memory_footprint
 from spikecore.accel.flows.outputs import cache_root, claim_output_file, output_dir, report_header
 from spikecore.accel.flows.simulation import (DATASETS, digits_test_images, plot_sim_report, sim_report,
                                                simulate_images, test_images)
@@ -97,6 +98,7 @@ def cmd_compile(args) -> int:
     program.save(args.out)
     sizes = {name: len(next(iter(cols.values()))) for name, cols in program.memories.items()}
     print(f"program written to {args.out}: {len(program.layers)} layers, T={program.timesteps}, words {sizes}")
+    print(footprint_summary(memory_footprint(program, arch)))
     return 0
 
 

@@ -555,6 +555,8 @@ def export_graph(net, arch, dt: float = DEFAULT_DT):
                     prev = f"{node}.flatten"
                 nodes[node] = nir.Affine(weight=w, bias=b)
             edges += [(prev, node), (node, stage.name)]
+        if stage.kind == "max":
+            raise UserError(f"layer {stage.name}: max pooling of multi-valued events has no NIR node to export to")
         meta = {"kind": stage.kind, "order": i, "gain": stage.gain,
                 "quantization": {"scale": [float(v) for v in scale], "shift": int(q.shift),
                                  "thresholds": q.thresholds.tolist()}}

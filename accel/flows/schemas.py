@@ -45,6 +45,7 @@ def arch_properties() -> dict:
         "name": {"type": ["string", "integer"], "pattern": f"^{NAME_PATTERN.pattern}$"},
         "multivalue": {"enum": list(MULTIVALUE_MODES)},
         "schedule": {"enum": list(SCHEDULES)},
+        "max_pool": {"type": "boolean"},
         "clock_mhz": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_CLOCK_MHZ},
         "banks": {"type": "array", "items": {"type": "array", "minItems": 2, "uniqueItems": True,
                                              "items": {"enum": list(MEMORY_NAMES)}}},

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from spikecore.accel.contract.config import ArchConfig
-from spikecore.accel.contract.layouts import state_layout, trace_layout
+from spikecore.accel.contract.layouts import KIND_MAX, state_layout, trace_layout
 from spikecore.accel.contract.program import Program
 from spikecore.errors import UserError
 from spikecore.models import run_integer_network
@@ -113,9 +113,12 @@ def decode_rtl(program: Program, arch: ArchConfig, result: dict) -> dict:
     return {"spikes": spikes, "logits": logits, "stray": stray}
 
 
-def _additions(values: np.ndarray, arch: ArchConfig) -> np.ndarray:
-    """ACC cycles of an event of each value: the value (``repeat``) or its set bits (``bitserial``)."""
+def _additions(values: np.ndarray, arch: ArchConfig, kind: int) -> np.ndarray:
+    """ACC cycles of an event of each value: the value (``repeat``) or its set bits (``bitserial``); one
+    comparison in a pass of a ``max`` stage (descriptor ``kind``) on a core with ``max_pool``."""
     values = np.asarray(values, np.int64)
+    if arch.max_pool and kind == KIND_MAX:
+        return (values > 0).astype(np.int64)
     if arch.multivalue != "bitserial":
         return values
     return np.array([bin(int(v)).count("1") for v in values.reshape(-1)], np.int64).reshape(values.shape)
@@ -163,8 +166,9 @@ def emission_schedule(program: Program, arch: ArchConfig, pixels, sim) -> tuple:
             for p, stage in enumerate(pass_stage):
                 idx, val = regions[int(layers["in_region"][p])]
                 rows = pointer_rows[layers["ptr_base"][p] + idx]
+                adds = _additions(val, arch, int(layers["kind"][p]))
                 cursor += schedule.DESC + schedule.LATCH + schedule.EV + int(
-                    (schedule.EVENT_CYCLES + rows * (schedule.SYN + schedule.WRD + schedule.ACC * _additions(val, arch))).sum())
+                    (schedule.EVENT_CYCLES + rows * (schedule.SYN + schedule.WRD + schedule.ACC * adds)).sum())
                 if layers["update"][p]:
                     out_idx, out_val = stage_events(stage, t)
                     regions[int(layers["out_region"][p])] = (out_idx, out_val)
@@ -183,7 +187,8 @@ def emission_schedule(program: Program, arch: ArchConfig, pixels, sim) -> tuple:
         idx, trains = regions[int(layers["in_region"][p])]
         rows = pointer_rows[layers["ptr_base"][p] + idx]
         # per synapse row: SYN, then WRD (first timestep the input fired in) or ARD (later ones) and a(v) ACCs
-        per_row = ((trains > 0) * (schedule.WRD + schedule.ACC * _additions(trains, arch))).sum(axis=1) \
+        per_row = ((trains > 0) * (schedule.WRD + schedule.ACC * _additions(trains, arch, int(layers["kind"][p])))
+                   ).sum(axis=1) \
             - ((trains > 0).sum(axis=1) - 1) * (schedule.WRD - schedule.ARD) + schedule.SYN if len(idx) else rows
         cursor += schedule.DESC + schedule.LATCH + schedule.EV + int((schedule.EVENT_CYCLES + rows * per_row).sum())
         if layers["update"][p]:

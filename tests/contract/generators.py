@@ -5,7 +5,9 @@
 - :func:`random_stages`: a random integer stage graph mixing every construct the core runs (neurons with K = 1..4,
   leaks 0..2 and per-channel thresholds fed by 3x3/1x1/strided convolutions of the pixels or of earlier stages,
   one or two sources; membrane shortcuts (carry); sum joins and sum pooling; logic gates over two or three binary
-  stages with a random truth table; a linear readout), on :func:`fuzz_arch`, compiled by :func:`compile_random`.
+  stages with a random truth table; a linear readout), on :func:`fuzz_arch`, compiled by :func:`compile_random`;
+- :func:`random_built_network`: a network of ``spikecore.models.networks.build_network`` (a VGG with max pools, a
+  SEW 7B-Net) with seeded random weights and its normalisation statistics taken from calibration images.
 """
 from __future__ import annotations
 
@@ -137,3 +139,25 @@ def random_network(seed: int, channels, levels: int, timesteps: int, image_size:
             bn.weight.uniform_(0.5, 2.0)
             bn.bias.uniform_(-0.2, 0.8)
     return net
+
+
+def random_built_network(seed: int, config: dict, calibration: torch.Tensor, input_scale: float):
+    """``build_network(config)`` with seeded random weights, normalisation gains in ``[0.5, 1.5)`` and shifts in
+    ``[0, 0.2)``, and running statistics of one batch of ``calibration`` integer images (divided by
+    ``input_scale``), so that every layer is active; eval mode, ready for ``compile_network``."""
+    from spikecore.models.networks import build_network
+
+    torch.manual_seed(seed)
+    net = build_network(config)
+    net.input_scale, net.input_shape = input_scale, tuple(calibration.shape[1:])
+    generator = torch.Generator().manual_seed(seed)
+    for module in net.modules():
+        if hasattr(module, "momentum") and hasattr(module, "running_mean"):
+            module.momentum = 1.0
+            with torch.no_grad():
+                module.weight.copy_(0.5 + torch.rand(module.weight.shape, generator=generator))
+                module.bias.copy_(0.2 * torch.rand(module.bias.shape, generator=generator))
+    net.train()
+    with torch.no_grad():
+        net(calibration.float() / input_scale)
+    return net.eval()

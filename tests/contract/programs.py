@@ -16,6 +16,10 @@ linear readout):
   (``accel/data/methods_arch.yaml``);
 - ``digitsnet-s11``, ``digitsnet-s12``: random ``DigitsNet`` networks (``generators.random_network``; s11:
   MLF K = 1, T = 3, channels 3 and 5; s12: K = 4, T = 2, channels 9 and 2; 8x8 images);
+- ``vggm-s13``: a random VGG with a max pool (``generators.random_built_network``: ``layers [4, M, 6]``, IF
+  neurons, T = 3, 8x8 digits): the pool of binary spikes runs as a gate (their OR);
+- ``vggmax-s15``: a random VGG ``layers [M, 4, M, 6]`` of MLF neurons (K = 3), T = 3: max pools of the pixels
+  and of spike counts, ``max`` stages, on the cores with comparators (``max-pool``, ``max-pool-lm``);
 - on the ``narrow`` architecture (12-bit accumulators and membranes), ``constructs-s9`` with its "never fires"
   thresholds lowered to fit and one more stage, an *integrator* (:func:`construct_layers`): two IF channels
   (K = 2) of +-12 times each pixel plus a bias of +-(2^11 / 3 - 96), whose first level fires (channel 0) and
@@ -29,7 +33,9 @@ Architectures:
   (the default with ``multivalue: bitserial``), ``lane-parallel`` (the default with every lane updated at
   once and no bank), ``layer-major-t5`` (layer-major, bit-serial, every lane at once, no bank, and
   ``max_timesteps: 5``: 8 timestep slots for T = 4), whose RTL runs load the program and read the results over
-  the host bus (``Case.host_bus``) instead of the simulator's backdoor;
+  the host bus (``Case.host_bus``) instead of the simulator's backdoor; for the VGGs with max pools of
+  multi-valued events ``max-pool`` (the default with ``max_pool: true``: comparators in the AC lanes) and
+  ``max-pool-lm`` (``layer-major-t5`` with ``max_pool: true``);
 - for the construct programs (``generators.fuzz_arch``, 4 lanes): ``lane-parallel`` (its own: no bank,
   every lane at once), ``bitserial``, ``layer-major``, ``banked`` (one neuron per update step, one bank as
   the default core's), ``narrow`` (its own with 12-bit accumulators and membranes).
@@ -43,11 +49,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .generators import PIXEL_MAX, fuzz_arch, random_network, random_stages
+from .generators import PIXEL_MAX, fuzz_arch, random_built_network, random_network, random_stages
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Construct kinds the construct programs must cover between them.
-CONSTRUCT_KINDS = {"neuron", "sum", "gate", "carry", "readout"}
+CONSTRUCT_KINDS = {"neuron", "sum", "gate", "carry", "readout", "max"}
 CONSTRUCT_SEEDS = (5, 6, 9)
 CONSTRUCT_SIZE, CONSTRUCT_STAGES, CONSTRUCT_LANES, CONSTRUCT_T = 5, 7, 4, 3
 DEFAULT_BANK = ("pointers", "synapses", "weights", "state", "trace", "inputs")
@@ -56,6 +62,13 @@ NARROW_BITS = 12
 DIGITS_IMAGES, METHOD_IMAGES = 60, 60
 #: Random ``DigitsNet`` programs: seed -> (channels, levels K, timesteps, image size).
 DIGITSNET_SEEDS = {11: ((3, 5), 1, 3, 8), 12: ((9, 2), 4, 2, 8)}
+#: Networks of ``build_network`` with random weights on 8x8 digits: program -> (seed, configuration, architectures).
+BUILT_NETWORKS = {
+    "vggm-s13": (13, {"arch": "vgg", "layers": [4, "M", 6], "image_size": 8, "in_channels": 1, "timesteps": 3,
+                      "neuron": {"type": "if"}}, ("default",)),
+    "vggmax-s15": (15, {"arch": "vgg", "layers": ["M", 4, "M", 6], "image_size": 8, "in_channels": 1,
+                        "timesteps": 3}, ("max-pool", "max-pool-lm")),
+}
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,7 @@ def _cases():
               for arch in ("lane-parallel", "bitserial", "layer-major", "banked")]
     cases += [Case(f"digitsnet-s{seed}", "default", 4) for seed in DIGITSNET_SEEDS]
     cases += [Case("constructs-s9", "narrow", 4)]
+    cases += [Case(name, arch, 4) for name, (_, _, archs) in BUILT_NETWORKS.items() for arch in archs]
     cases += [Case(f"method-{name}", "methods", METHOD_IMAGES) for name in _method_names()]
     return {case.id: case for case in cases}
 
@@ -110,6 +124,10 @@ def digits_arch(name: str):
     if name == "layer-major-t5":
         return dataclasses.replace(base, name="digits-layer-major-t5", schedule="layer_major", max_timesteps=5,
                                    update_lanes=0, banks=(), multivalue="bitserial")
+    if name == "max-pool":
+        return dataclasses.replace(base, name="digits-max-pool", max_pool=True)
+    if name == "max-pool-lm":
+        return dataclasses.replace(digits_arch("layer-major-t5"), name="digits-max-pool-lm", max_pool=True)
     raise KeyError(name)
 
 
@@ -196,6 +214,15 @@ def build(case_id: str):
         arch = digits_arch(case.arch)
         program = compile_network(random_network(seed, *DIGITSNET_SEEDS[seed]), arch)
         pixels = random_images(seed, case.images, program.n_inputs, 16)
+        kinds = {layer.kind for layer in program.layers}
+    elif case.program in BUILT_NETWORKS:
+        from spikecore.models.digits import DIGITS_MAX_PIXEL
+
+        seed, config, _ = BUILT_NETWORKS[case.program]
+        arch = digits_arch(case.arch)
+        net = random_built_network(seed, config, _digits_split()[0][:200], DIGITS_MAX_PIXEL)
+        program = compile_network(net, arch)
+        pixels = _digits_images()[:case.images]
         kinds = {layer.kind for layer in program.layers}
     elif case.program.startswith("method-"):
         from spikecore.accel.contract.config import load_arch

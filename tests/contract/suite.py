@@ -209,7 +209,8 @@ def consistency_problems(implementation: Implementation, case, images: int | Non
             layer = program.layers[stage]
             lanes_used = np.zeros(layer.n_groups * arch.lanes, bool)
             lanes_used[layer.hw_index(arch.lanes)] = True
-            top = {"neuron": layer.levels, "gate": 1, "sum": (1 << arch.value_bits) - 1}[layer.kind]
+            top = {"neuron": layer.levels, "gate": 1, "sum": (1 << arch.value_bits) - 1,
+                   "max": (1 << arch.value_bits) - 1}[layer.kind]
             fired = np.zeros(layer.n_groups * arch.lanes, bool)
             if len(per_t) != program.timesteps:
                 found.append(f"{where}: {layer.name} has events of {len(per_t)} timesteps, T = {program.timesteps}")

@@ -11,7 +11,8 @@ In the golden model (``models/hwexact.py``, the ``Golden`` adapter on the copy):
 
 - ``golden-leak-truncates``: the leak ``u >> shift`` rounds toward zero instead of down (floor);
 - ``golden-fires-on-equal``: a neuron fires on ``v >= theta`` instead of ``v > theta``;
-- ``golden-misses-membrane-saturation``: the membrane sum is not clamped to ``membrane_bits`` (nor counted).
+- ``golden-misses-membrane-saturation``: the membrane sum is not clamped to ``membrane_bits`` (nor counted);
+- ``golden-max-adds``: a ``max`` stage sums its window instead of taking its maximum.
 
 In the simulator's ``tables`` engine (the ``TablesEngine`` adapter on ``simulate_batch(..., engine="tables")``
 of a copy of ``sim/engine.py`` rewired to the mutated module: :func:`simulator_with`; the clean dense engine
@@ -20,7 +21,8 @@ stays the cycle reference):
 - ``tables-weight-row-off-by-one`` (``sim/tables.py``): a synapse's weight row is read one address low;
 - ``tables-misses-membrane-saturation`` (``sim/kernels.py``, wired into the tables engine only): the
   membrane sum is not clamped to ``membrane_bits`` (nor counted);
-- ``tables-pass-cycle-off-by-one`` (``sim/tables.py``): every timestep-major pass costs one cycle more.
+- ``tables-pass-cycle-off-by-one`` (``sim/tables.py``): every timestep-major pass costs one cycle more;
+- ``tables-max-adds`` (``sim/tables.py``): a ``max`` stage's pass adds its events as a sum's does.
 
 And one the two engines share (``sim/schedule.py``, both engines rewired): ``schedule-emit-costs-two``, an
 emitted event costs two cycles; the engines then agree with each other, and the schedule walk
@@ -49,9 +51,9 @@ SIM_MODULES = ("spikecore.sim.kernels", "spikecore.sim.schedule", "spikecore.sim
                "spikecore.sim.tables", "spikecore.sim.engine")
 _COPIES = itertools.count()
 #: The cases the plants run on: the digits network in both schedules, construct programs (every kind, in
-#: both multi-value modes and schedules) and the saturating one.
+#: both multi-value modes and schedules), the saturating one and a VGG with max stages.
 PLANT_CASES = ("digits@default", "digits@layer-major", "constructs-s5@lane-parallel", "constructs-s6@bitserial",
-               "constructs-s9@layer-major", "constructs-s9@narrow")
+               "constructs-s9@layer-major", "constructs-s9@narrow", "vggmax-s15@max-pool")
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,11 @@ PLANTS = [
     Plant("golden-misses-membrane-saturation", GOLDEN,
           (("v, saturations = saturate(u + x.unsqueeze(0), bits)", "v, saturations = u + x.unsqueeze(0), 0"),),
           "golden", frozenset({"equals_reference[saturations]", "equals_reference[events]"})),
+    Plant("golden-max-adds", GOLDEN,
+          (('accumulate = max_map if stage.kind == "max" else linear_map', "accumulate = linear_map"),),
+          "golden", frozenset({"equals_reference[events]", "equals_reference[logits]", "schedule"})),
     Plant("tables-weight-row-off-by-one", TABLES,
-          (("contrib = self.weights[wrows] * np.repeat(val, count)[:, None]",
-            "contrib = self.weights[wrows - 1] * np.repeat(val, count)[:, None]"),),
+          (("self.weights[self.syn_wrow[offsets]]", "self.weights[self.syn_wrow[offsets] - 1]"),),
           "tables", frozenset({"equals_reference[events]", "equals_reference[logits]", "equals_reference[state]",
                                "equals_reference[cycles]", "self_consistent"})),
     Plant("tables-misses-membrane-saturation", KERNELS,
@@ -90,6 +94,10 @@ PLANTS = [
     Plant("tables-pass-cycle-off-by-one", TABLES,
           (("a.cycles = PASS_CYCLES + a.accumulate_cycles", "a.cycles = PASS_CYCLES + 1 + a.accumulate_cycles"),),
           "tables", frozenset({"equals_reference[cycles]", "equals_reference[layer_cycles]",
+                               "equals_reference[accounts]", "schedule"})),
+    Plant("tables-max-adds", TABLES,
+          (('maximum = arch.max_pool and int(d["kind"][p]) == KIND_MAX', "maximum = False"),),
+          "tables", frozenset({"equals_reference[events]", "equals_reference[logits]", "equals_reference[cycles]",
                                "equals_reference[accounts]", "schedule"})),
 ]
 #: A mistake in the cycle model both engines share: they agree with each other, the schedule walk does not.
