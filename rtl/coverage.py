@@ -56,7 +56,7 @@ SATURATING = ("accumulator", "membrane", "sum", "gate")
 #: The counters' width in the simulation top.
 COUNTER_BITS = 64
 #: The report files in a ``--coverage`` folder.
-JSON_NAME, MARKDOWN_NAME = "coverage.json", "coverage.md"
+JSON_NAME, MARKDOWN_NAME, PLOT_NAME = "coverage.json", "coverage.md", "coverage.png"
 
 
 @dataclass(frozen=True)
@@ -353,13 +353,39 @@ def markdown(found: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(found: dict):
+    """A bar per coverpoint of a :func:`report`: its bins covered (green) and its holes (red), each bar labelled
+    with its share; a matplotlib figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(found["coverpoints"])
+    covered = [found["coverpoints"][name]["covered"] for name in names]
+    holes = [found["coverpoints"][name]["size"] - hit for name, hit in zip(names, covered)]
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(names) + 1.5))
+    ax.barh(names, covered, color="tab:green", label="covered")
+    ax.barh(names, holes, left=covered, color="tab:red", label="holes")
+    for row, name in enumerate(names):
+        ax.annotate(f"{found['coverpoints'][name]['percent']:g}%", (covered[row] + holes[row], row),
+                    xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.15 * max([c + h for c, h in zip(covered, holes)] + [1]))   # room for the labels
+    ax.set_xlabel("bins")
+    ax.set_title(found["summary"])
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (0.4 * len(names) + 1.5) - 0.12), ncol=2)
+    fig.tight_layout()
+    return fig
+
+
 def report_paths(destination) -> tuple:
-    """``(JSON path, Markdown path)`` of ``--coverage destination``: a ``.json`` file and the ``.md`` beside it, or
-    :data:`JSON_NAME` and :data:`MARKDOWN_NAME` in a folder."""
+    """``(JSON path, Markdown path, PNG path)`` of ``--coverage destination``: a ``.json`` file and the ``.md`` and
+    ``.png`` beside it, or :data:`JSON_NAME`, :data:`MARKDOWN_NAME` and :data:`PLOT_NAME` in a folder."""
     destination = Path(destination)
     if destination.suffix == ".json":
-        return destination, destination.with_suffix(".md")
-    return destination / JSON_NAME, destination / MARKDOWN_NAME
+        return destination, destination.with_suffix(".md"), destination.with_suffix(".png")
+    return destination / JSON_NAME, destination / MARKDOWN_NAME, destination / PLOT_NAME
 
 
 def check_destination(destination) -> None:
@@ -375,7 +401,7 @@ def check_destination(destination) -> None:
     from spikecore.errors import UserError
 
     destination = Path(destination)
-    json_path, _ = report_paths(destination)
+    json_path = report_paths(destination)[0]
     if destination.suffix != ".json" and destination.exists() and not destination.is_dir():
         raise UserError(f"--coverage {destination}: exists and is not a folder; give a folder or a .json file")
     if json_path.is_dir():
@@ -384,10 +410,20 @@ def check_destination(destination) -> None:
 
 
 def write_report(found: dict, destination) -> tuple:
-    """Write a :func:`report` as JSON and Markdown (:func:`report_paths`), each atomically; returns the paths."""
+    """Write a :func:`report` as JSON, Markdown and a PNG plot (:func:`report_paths`, :func:`plot`), each
+    atomically; returns the three paths."""
+    import io
+
+    import matplotlib.pyplot as plt
+
     from spikecore.atomic import atomic_write_bytes, atomic_write_json
 
-    json_path, markdown_path = report_paths(destination)
+    json_path, markdown_path, png_path = report_paths(destination)
+    figure = plot(found)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=100)
+    plt.close(figure)
     atomic_write_json(json_path, found)
     atomic_write_bytes(markdown_path, markdown(found).encode())
-    return json_path, markdown_path
+    atomic_write_bytes(png_path, image.getvalue())
+    return json_path, markdown_path, png_path

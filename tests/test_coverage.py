@@ -176,12 +176,14 @@ def test_an_undeclared_transition_is_unexpected(collections):
 
 
 def test_the_report_files(tmp_path, suite_report):
-    json_path, markdown_path = coverage.write_report(suite_report, tmp_path / "cov")
+    json_path, markdown_path, png_path = coverage.write_report(suite_report, tmp_path / "cov")
     assert json.loads(json_path.read_text()) == suite_report
     text = markdown_path.read_text()
     assert suite_report["summary"] in text and "## Holes\n\nNone." in text
-    single, markdown_single = coverage.write_report(suite_report, tmp_path / "one.json")
-    assert single == tmp_path / "one.json" and markdown_single == tmp_path / "one.md"
+    assert png_path == tmp_path / "cov" / "coverage.png" and png_path.read_bytes()[:4] == b"\x89PNG"
+    single = coverage.write_report(suite_report, tmp_path / "one.json")
+    assert single == (tmp_path / "one.json", tmp_path / "one.md", tmp_path / "one.png")
+    assert all(path.stat().st_size > 0 for path in single)
 
 
 #: ``(row of docs/bad-inputs.md, the --coverage destination made in tmp_path, what the one line says)``
@@ -214,3 +216,17 @@ def test_a_bad_destination_is_refused_before_any_work(row_id, destination, needl
     assert status == 2
     assert_one_error_line(capsys.readouterr().err, "verify", ["--coverage", needle])
     assert not out.exists() and not (tmp_path / "cov.md").exists()
+
+
+def test_accel_verify_writes_the_coverage_report(tmp_path, capsys):
+    """The command line's success path: the three files, named in the verify report and on stdout."""
+    out = tmp_path / "verify.json"
+    status = main(["verify", str(shipped_checkpoint_path()), "--samples", "1", "--simulator", "icarus",
+                   "--out", str(out), "--coverage", str(tmp_path / "cov"), "--quiet"])
+    assert status == 0
+    described = json.loads(out.read_text())["coverage"]
+    paths = [tmp_path / "cov" / name for name in ("coverage.json", "coverage.md", "coverage.png")]
+    assert [described[key] for key in ("report", "markdown", "plot")] == [str(path) for path in paths]
+    assert json.loads(paths[0].read_text())["summary"] == described["summary"] and described["holes"]
+    assert paths[2].read_bytes()[:4] == b"\x89PNG"
+    assert f"{described['summary']}; report {paths[0]}, {paths[1]} and {paths[2]}" in capsys.readouterr().out

@@ -170,8 +170,8 @@ def cmd_verify(args) -> int:
     if args.waves is not None:
         print(f"waves: {len(report['waves'])} FST files in {args.waves} (docs/waves.md)")
     if args.coverage is not None:
-        print(f"{report['coverage']['summary']}; report {report['coverage']['report']} and "
-              f"{report['coverage']['markdown']} (docs/coverage.md)")
+        print(f"{report['coverage']['summary']}; report {report['coverage']['report']}, "
+              f"{report['coverage']['markdown']} and {report['coverage']['plot']} (docs/coverage.md)")
     return 0 if report["bit_exact"] and report["cycle_exact"] else EXIT_MISMATCH
 
 
@@ -524,7 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--waves", metavar="DIR", help="write the RTL's waveforms, one FST file per sample "
                    "(DIR/sample-0000.fst ...; docs/waves.md)")
     p.add_argument("--coverage", metavar="FILE_OR_DIR", help="count the RTL's functional coverage and write its "
-                   "report, with the holes, to DIR/coverage.json and .md (or FILE.json and FILE.md; docs/coverage.md)")
+                   "report, with the holes, to DIR/coverage.json, .md and .png (or FILE.json, FILE.md and FILE.png; "
+                   "docs/coverage.md)")
     quiet_arg(p)
     p.set_defaults(func=cmd_verify)
 

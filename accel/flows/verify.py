@@ -472,7 +472,8 @@ def verify_on_rtl(program: Program, arch: ArchConfig, pixels, simulator: str, ne
         from spikecore.rtl import coverage as functional
 
         found = functional.report(functional.collect(arch, [result["coverage"] for result in rtl_results]))
-        json_path, markdown_path = functional.write_report(found, coverage)
-        report["coverage"] = {"report": str(json_path), "markdown": str(markdown_path), "summary": found["summary"],
+        json_path, markdown_path, png_path = functional.write_report(found, coverage)
+        report["coverage"] = {"report": str(json_path), "markdown": str(markdown_path), "plot": str(png_path),
+                              "summary": found["summary"],
                               "percent": found["percent"], "holes": found["holes"], "unexpected": found["unexpected"]}
     return report
