@@ -4,12 +4,11 @@ pyproject.toml declares ranges and the extras (events, peers, test); scripts/ins
 tests, each inside pyproject.toml's range; CI runs `pip check` and exactly the README's test command.
 """
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
-
-tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
-requirements = pytest.importorskip("packaging.requirements")
+from packaging import requirements
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
