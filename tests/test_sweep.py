@@ -206,10 +206,12 @@ def test_example_sweep_end_to_end(tmp_path):
     assert (tmp_path / "pareto.png").exists() and list(csv.DictReader(open(tmp_path / "pareto.csv")))
 
 
+@pytest.mark.slow
 def test_synthesised_sweep_points_are_cycle_exact_on_the_rtl(rtl_cache):
     """The points of examples/sweep_digits.yaml that the sweep synthesises (spread over its range of size), each
     with the memories the sweep fits to it: the RTL under Verilator equals the golden model and the simulator
-    on every spike, and its cycle count equals the simulator's."""
+    on every spike, and its cycle count equals the simulator's. Slow (four Verilator builds, about 90 s): the
+    contract suite runs the RTL on its configurations in the default run."""
     from spikecore.accel.flows.simulation import digits_test_images
     from spikecore.accel.flows.verify import verify
     from spikecore.rtl.runner import run_inferences
