@@ -232,11 +232,11 @@ def _dense_batch(plan: DensePlan, pixels: np.ndarray, keep_events: bool):
         bound = sum(src["map"].bound * peaks[src["input"]] for src in stage["sources"])
         if stage["carry"] is not None:
             bound += carried_sums[stage["carry"]][1]
-        if bound > acc_max:  # a partial sum might clamp, which depends on the order of the additions
+        maximum = stage["kind"] == KIND_MAX and arch.max_pool
+        if bound > acc_max and not maximum:  # a partial sum might clamp, which depends on the order of the additions
             raise _NeedsTables
         dtype = torch.float32 if bound < FLOAT32_EXACT else torch.float64
         acc = carried_sums[stage["carry"]][0].to(dtype) if stage["carry"] is not None else None
-        maximum = stage["kind"] == KIND_MAX and arch.max_pool
         for src in stage["sources"]:
             # accumulate phase: the accounts from the events that occurred and their pointer counts, then the sums
             ev, producer = hw_events[src["input"]], src["input"]
