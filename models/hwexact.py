@@ -235,7 +235,9 @@ def stage_output(stage: IntegerStage, state, x: torch.Tensor, membrane_bits: int
 
 
 def run_integer_network(stages, pixels: torch.Tensor, timesteps: int, membrane_bits: int, value_bits: int) -> dict:
-    """The golden model: evaluate an integer network on integer pixels ``[N, C, H, W]``.
+    """The golden model: evaluate an integer network on integer pixels ``[N, C, H, W]`` (the same image at every
+    timestep: direct encoding) or on integer frames ``[N, T, C, H, W]`` (frame ``t`` at timestep ``t``: event
+    input).
 
     Each source refers to an earlier stage or the pixels and a stage's state depends only on its own past,
     so the stages are evaluated one after the other over all timesteps at once (layer-major): a source's
@@ -253,6 +255,11 @@ def run_integer_network(stages, pixels: torch.Tensor, timesteps: int, membrane_b
     (level-0 membranes of the last stage, a readout), "saturations": int}`` following ``docs/numerics.md``.
     """
     pixels = pixels.to(torch.int64)
+    frames = pixels.dim() == 5
+    if frames:  # [T, N, C, H, W], as a stage's events
+        if pixels.shape[1] != timesteps:
+            raise ValueError(f"frames {list(pixels.shape)}: expected {timesteps} timesteps after N")
+        pixels = pixels.transpose(0, 1)
     carried = {stage.carry for stage in stages if stage.carry is not None}
     inputs = {-1: (pixels.to(torch.float64), int(pixels.abs().max()) if pixels.numel() else 0)}
     accumulations, emitted = {}, []
@@ -269,7 +276,7 @@ def run_integer_network(stages, pixels: torch.Tensor, timesteps: int, membrane_b
         accumulate = max_map if stage.kind == "max" else linear_map
         for src in stage.sources:
             events = inputs[src.input][0].to(dtype)
-            if src.input < 0:  # direct encoding: the same current at every timestep
+            if src.input < 0 and not frames:  # direct encoding: the same current at every timestep
                 current = accumulate(src, events)  # [N, C, H, W] for a convolution, [N, F] for a linear layer
                 current = current.unsqueeze(0).expand((timesteps,) + current.shape)
             else:

@@ -370,9 +370,10 @@ def input_record(dataset: dict, net) -> dict:
 
     ``dataset`` (the name), ``shape`` (one sample as the network sees it: ``[C, H, W]``, ``[F]`` for a flat
     MLP, ``[2, H, W]`` per frame for event data), ``encoding`` (``direct``: the same integer image at every
-    timestep; ``events``: one event frame per timestep; ``float``: real-valued inputs), ``max`` (the largest
-    integer input; the network sees ``input / max``) or ``None`` where the input is not integer pixels, with
-    ``why`` saying so, and ``timesteps``.
+    timestep; ``events``: one frame of event counts per timestep, seen as they are, with ``max`` and ``why``
+    ``None``; ``float``: real-valued inputs), ``max`` (the largest integer input; the network sees
+    ``input / max``) or ``None`` where the input is not integer pixels, with ``why`` saying so, and
+    ``timesteps``.
     """
     name = dataset["name"]
     channels, side = (1, 8) if name == "digits" else (3, 32) if name == "cifar10" else \
@@ -387,9 +388,11 @@ def input_record(dataset: dict, net) -> dict:
         return {**record, "encoding": "direct", "max": None,
                 "why": "trained on normalised CIFAR-10 images (dataset.normalize: true), which are not integer "
                        "pixels; train with dataset.normalize: false for the core"}
-    if name in ("dvs_gesture", "cifar10_dvs") or dataset.get("kind") == "dvs":
-        return {**record, "encoding": "events", "max": None,
-                "why": "trained on event frames, and event-frame input does not run on the core yet"}
+    if name in ("dvs_gesture", "cifar10_dvs"):  # count frames, seen as they are: no largest value
+        return {**record, "encoding": "events", "max": None, "why": None}
+    if dataset.get("kind") == "dvs":
+        return {**record, "encoding": "float", "max": None,
+                "why": "trained on synthetic real-valued event frames, which have no integer counts"}
     return {**record, "encoding": "float", "max": None,
             "why": "trained on synthetic real-valued images, which have no integer pixels"}
 

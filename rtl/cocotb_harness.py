@@ -4,8 +4,11 @@ The toplevel is the simulation top of ``rtl/verilog.py`` (the core with its own 
 backdoor for reading memories). The job comes as JSON in the file named by ``$RTL_JOB_FILE``: the host map
 (``host_map``, :meth:`spikecore.rtl.hostmap.HostMap.describe`: the ``host_sel`` of each memory and the control
 registers' addresses), the memory images by name (empty when the simulator preloaded them from files), the
-values of the control registers the host writes, the
-input images, how many state rows to read back, whether to read the trace and the state through the
+values of the control registers the host writes, the inputs (each a list of words: an image's pixels, or on a
+core with event input its input event words), ``input_count_register`` (the control register that the host sets
+to each input's number of words before its inference: ``n_inputs`` on a core with event input, whose inputs
+differ in length; none otherwise, where the program's ``n_inputs`` holds for every input), how many state rows
+to read back, whether to read the trace and the state through the
 backdoor (``backdoor_files``) or the bus, and where to write the results. All host traffic is driven at
 falling clock edges (one word per cycle) and sampled at the next falling edge, so it never races the
 core's rising-edge registers. While an inference runs the harness awaits only the rising edge of
@@ -18,6 +21,10 @@ the harness appends a line to ``progress_file``, which the runner polls for its 
 
 With ``cycle_limit``, an inference whose ``done`` has not risen that many cycles after ``start`` ends the job: its
 result is ``{"hang": true, "cycle_limit": N}`` and the later inputs are not run.
+
+The host reads back every word it wrote (the program memories and the control registers after loading them,
+the inputs and the input's word count register before each inference): a word that reads otherwise ends the
+job with a result ``{"read_back": LINE}`` naming it, and the later inputs are not run.
 
 With ``coverage_file`` (the simulator was given ``+spikecore_coverage=FILE``), the harness pulses the simulation
 top's ``coverage_dump`` register after each inference, when the host has read everything back, and returns
@@ -104,6 +111,21 @@ class Host:
         dut.host_we.value = 0
         await FallingEdge(dut.clk)
         return int(dut.host_rdata.value)
+
+    async def read_back(self, memories, registers):
+        """Read back every word of ``memories`` (``{name: [word, ...]}``, from address 0) and every register of
+        ``registers`` (``{name: value}``) that the host wrote, as ``docs/core.md``'s host interface promises:
+        the first that reads otherwise, as a line naming it, or None when all read as written."""
+        for memory, words in memories.items():
+            for address, word in enumerate(words):
+                value = await self.read_memory(memory, address)
+                if value != word:
+                    return f"{memory} word {address} reads {value:#x}, {word:#x} was written"
+        for register, word in registers.items():
+            value = await self.read_register(register)
+            if value != word:
+                return f"register {register} reads {value:#x}, {word:#x} was written"
+        return None
 
     async def coverage(self, path, before):
         """The simulation top's coverage counters (written to ``path`` on a rising ``coverage_dump``), less
@@ -214,16 +236,29 @@ async def run_job(dut):
         for address, word in enumerate(words):
             await host.write_memory(memory, address, word)
     await host.write_registers(job["registers"])
+    misread = await host.read_back(job["memories"], job["registers"])
 
     results = []
+    if misread:  # the host interface lost a word of the program: no inference would mean anything
+        results.append({"read_back": misread})
+
     counted = {}  # the coverage counters after the previous inference
     stamps = open(job["stamps_file"])  # the simulator created it at time zero
-    for number, pixels in enumerate(job["inputs"]):
+    count_register = job.get("input_count_register")
+    for number, pixels in enumerate([] if misread else job["inputs"]):
         for address, pixel in enumerate(pixels):
             await host.write_memory("inputs", address, pixel)
+        # event input: the input's number of words (its length changes from one input to the next)
+        per_input = {count_register: len(pixels)} if count_register else {}
+        await host.write_registers(per_input)
+        misread = await host.read_back({"inputs": pixels}, per_input)
+        if misread:
+            results.append({"read_back": misread})
+            break
         if number == 0 and job.get("reset_after_cycles") is not None:
             await host.abort_by_reset(job["reset_after_cycles"])
             await host.write_registers(job["registers"])  # reset cleared them; the memories kept the program
+            await host.write_registers(per_input)
         cycles_measured = await host.run()
         if cycles_measured is None:  # a hung core: the runner reports it, the later inputs are not run
             results.append({"hang": True, "cycle_limit": job["cycle_limit"]})

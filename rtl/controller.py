@@ -6,6 +6,13 @@ the schedule's registers and the counters of the control registers; its states d
 over the host interface's defaults (the host owns the ports while the core is idle,
 :func:`spikecore.rtl.core.connect_host`), and the :class:`spikecore.rtl.datapath.Datapath` feeds the arithmetic
 units from the memories.
+
+With ``arch.event_input`` (``docs/core.md``, "Event input") the input is a list of input events, one word
+``(value, index, timestep)`` each, sorted by timestep, that the host writes into the inputs memory (and their
+number into ``n_inputs``) instead of a pixel image: ``SCAN`` runs at the start of every timestep instead of
+once, and takes that timestep's words only (region 0 then holds frame ``t``'s nonzero values during timestep
+``t``); ``NEXT`` after a timestep's last pass goes to ``SCAN`` instead of ``DESC``. Without it the generated
+Verilog is that of a core without the option, byte for byte.
 """
 from __future__ import annotations
 
@@ -66,6 +73,9 @@ class Controller:
         events_per_region, steps = arch.memories.events, arch.update_steps
         self.clear_word = Signal(arch.addr_bits("state") + 1 + (max(steps, arch.acc_slots) - 1).bit_length())
         self.pixel = Signal(arch.addr_bits("inputs") + 1)
+        if arch.event_input:
+            # the scan presented the word at ``pixel`` one cycle ago (it is on the inputs memory's read port)
+            self.primed = Signal()
         self.timestep = Signal(arch.timestep_bits + 1)
         self.layer = Signal(arch.addr_bits("layers") + 1)
         self.event = Signal(range(events_per_region + 1))
@@ -182,7 +192,8 @@ class Controller:
 
     # ---- the states -----------------------------------------------------------------------------------
     def start_states(self, m: Module) -> None:
-        """IDLE, CLEAR (the used accumulator and state words) and SCAN (the input image into region 0)."""
+        """IDLE, CLEAR (the used accumulator and state words) and SCAN (the input image into region 0; with
+        event input, :meth:`event_scan`: the timestep's input events, at the start of every timestep)."""
         arch, registers, read, write = self.arch, self.registers, self.read, self.write
         steps, slots = arch.update_steps, arch.acc_slots
         with self.state(m, "IDLE"):
@@ -195,6 +206,8 @@ class Controller:
                     self.clear_word.eq(0), self.pixel.eq(0), self.timestep.eq(0), self.layer.eq(0), self.step.eq(0),
                 ]
                 m.d.sync += [self.event_counts[region].eq(0) for region in range(arch.event_regions)]
+                if arch.event_input:
+                    m.d.sync += self.primed.eq(0)
                 with m.If(registers["state_rows"] != 0):
                     self.goto(m, "CLEAR")
                 with m.Else():
@@ -212,6 +225,9 @@ class Controller:
             with m.If(self.clear_word + 1 == state_rows * max(steps, slots)):
                 self.goto(m, "SCAN")
 
+        if arch.event_input:
+            self.event_scan(m)
+            return
         with self.state(m, "SCAN"):
             self.holds()  # a cycle per pixel
             # Present pixel i; the pixel presented one cycle earlier (i - 1) is on the read port now.
@@ -227,6 +243,36 @@ class Controller:
                     self.append_event(m, REGION_INPUT, self.pixel - 1, previous_value)
             m.d.sync += self.pixel.eq(self.pixel + 1)
             with m.If(self.pixel == registers["n_inputs"]):
+                with m.If((registers["n_layers"] == 0) | (registers["timesteps"] == 0)):
+                    self.finish(m)
+                with m.Else():
+                    self.goto(m, "DESC")
+
+    def event_scan(self, m: Module) -> None:
+        """SCAN with event input, at the start of every timestep ``t``: ``w_t + 2`` cycles for the ``w_t`` words of
+        timestep ``t``.
+
+        The word cursor ``pixel`` runs on over the inference's words (0 at start, never reset between
+        timesteps). With ``primed`` low the scan presents the word at ``pixel`` and resets region 0's event
+        count; then, each cycle, the word at ``pixel`` is on the read port: while ``pixel < n_inputs`` and its
+        timestep is ``t``, it is taken (appended as ``(index, value)`` to region 0 when its value is nonzero) and
+        the next one presented; the first word that is not (the next timestep's, or none left) ends the scan,
+        ``primed`` low again, to ``DESC`` (or the end of the run when ``n_layers`` or ``timesteps`` is 0).
+        Words out of timestep order (the host sorts them) end the input there."""
+        registers, read = self.registers, self.read
+        with self.state(m, "SCAN"):
+            self.holds()  # a cycle per word of the timestep, and two more
+            word = read["inputs"].data
+            with m.If(~self.primed):
+                m.d.comb += [read["inputs"].addr.eq(self.pixel), read["inputs"].en.eq(1)]
+                m.d.sync += [self.primed.eq(1), self.event_counts[REGION_INPUT].eq(0)]
+            with m.Elif((self.pixel < registers["n_inputs"]) & (word.timestep == self.timestep)):
+                with m.If(word.value != 0):
+                    self.append_event(m, REGION_INPUT, word.index, word.value)
+                m.d.comb += [read["inputs"].addr.eq(self.pixel + 1), read["inputs"].en.eq(1)]
+                m.d.sync += self.pixel.eq(self.pixel + 1)
+            with m.Else():
+                m.d.sync += self.primed.eq(0)
                 with m.If((registers["n_layers"] == 0) | (registers["timesteps"] == 0)):
                     self.finish(m)
                 with m.Else():
@@ -386,7 +432,7 @@ class Controller:
 
     def emit_states(self, m: Module) -> None:
         """EMIT (one event per pending lane, into the pass's output region and the trace) and NEXT (the next
-        pass, the next timestep, or the end of the run)."""
+        pass, the next timestep (with event input: its SCAN first), or the end of the run)."""
         arch, registers, write, datapath = self.arch, self.registers, self.write, self.datapath
         layer_major, lane = arch.layer_major, datapath.first_pending_lane
         with self.state(m, "EMIT"):
@@ -430,7 +476,7 @@ class Controller:
                     self.finish(m)
                 with m.Else():
                     m.d.sync += self.timestep.eq(self.timestep + 1)
-                    self.goto(m, "DESC")
+                    self.goto(m, "SCAN" if arch.event_input else "DESC")
             with m.Else():
                 m.d.sync += self.layer.eq(self.layer + 1)
                 self.goto(m, "DESC")

@@ -194,7 +194,9 @@ class BoardDriver:
         Parameters
         ----------
         pixels : sequence of int
-            The input image, written to the inputs memory from address 0.
+            The input image, written to the inputs memory from address 0; on a core with ``event_input``, the
+            inference's input words (:func:`spikecore.accel.contract.inputs.input_words`), and the ``n_inputs``
+            register is set to their number first.
         state_words : range
             The state words to read back (:func:`readout_words`); the words before them are not moved over the
             link and are zero in ``state`` (``spikecore.accel.flows.verify.decode_rtl`` reads only the
@@ -207,6 +209,8 @@ class BoardDriver:
             ``trace`` (words ``0 .. trace_count - 1``), ``trace_count``, ``trace_overflow``, ``saturations``,
             ``state``.
         """
+        if self.arch.event_input:
+            self.write_register("n_inputs", len(pixels))
         self.write_words(HOST_MAP.select("inputs"), 0, pixels)
         self.start()
         status = self.wait_done()

@@ -104,9 +104,10 @@ def _check_job(image: dict, inputs, arch: ArchConfig) -> None:
     if registers["state_rows"] * arch.update_steps > depths["state"]:
         raise ValueError(f"state_rows = {registers['state_rows']} exceeds the state memory "
                          f"({depths['state'] // arch.update_steps} rows)")
+    what = "input words" if arch.event_input else "pixels"
     for number, pixels in enumerate(inputs):
         if len(pixels) > depths["inputs"]:
-            raise ValueError(f"input {number} has {len(pixels)} pixels, the inputs memory holds {depths['inputs']}")
+            raise ValueError(f"input {number} has {len(pixels)} {what}, the inputs memory holds {depths['inputs']}")
 
 
 def design_key(arch: ArchConfig) -> str:
@@ -414,7 +415,10 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
         ``{"layers", "pointers", "synapses", "weights", "params": [packed words], "registers": {"n_layers",
         "timesteps", "n_inputs", "state_rows"}}``; word lists may be shorter than their memory.
     inputs : list of list of int
-        Pixels of each input image (written to the inputs memory from address 0).
+        The words of each input, written to the inputs memory from address 0: the pixels of its image, or on a
+        core with ``event_input`` its input event words (``spikecore.accel.contract.inputs.input_words``, any
+        number up to the memory's depth); the host then also sets ``n_inputs`` to their number before each
+        inference (the image's ``n_inputs`` is not used).
     arch : accel.config.ArchConfig
     workdir : path-like
         The build cache: holds the generated Verilog and builds per design key (:func:`build_core`), and one
@@ -466,6 +470,9 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
     ------
     CoreHang
         If an inference takes more than ``cycle_limit`` cycles.
+    HostReadBack
+        If a word written over the host bus (a program memory's, a control register's, an input's) reads back
+        otherwise: every one is read back after it is written.
     RuntimeError
         If the simulator is missing, or the build or the simulation fails (with the simulator's log tail).
     accel.errors.UserError
@@ -499,6 +506,9 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
             _follow(futures, [run_dir / PROGRESS_FILE for run_dir in run_dirs], progress)
             parts = [future.result() for future in futures]
     results = [result for part in parts for result in part]
+    misread = next((result["read_back"] for result in results if result.get("read_back")), None)
+    if misread is not None:
+        raise HostReadBack(f"the host interface does not read back what it wrote: {misread}")
     hung = next((number for number, result in enumerate(results) if result.get("hang")), None)
     if hung is not None:
         raise CoreHang(f"the core did not finish input {hung} within {cycle_limit} cycles (done never rose): it "
@@ -508,6 +518,10 @@ def run_inferences(image: dict, inputs, arch: ArchConfig, workdir, simulator: st
 
 class CoreHang(RuntimeError):
     """An inference of the RTL did not finish within its cycle limit (:func:`run_inferences`)."""
+
+
+class HostReadBack(RuntimeError):
+    """A word the host wrote (program, control register or input) read back otherwise (:func:`run_inferences`)."""
 
 
 #: The file in a run folder where the harness notes each completed inference.
@@ -588,6 +602,7 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
         "clock_period_ns": SIM_CLOCK_PERIOD_NS,
         "registers": {name: int(registers[name]) for name in PROGRAM_REGISTERS},
         "inputs": inputs,
+        "input_count_register": "n_inputs" if arch.event_input else None,
         "state_words": state_words,
         "dump_packs": {name: home_of(arch, name)[1].pack for name in ("trace", "state")},
         "result_file": str(run_dir / "results.json"),
@@ -628,7 +643,7 @@ def _run_share(runner, simulator: str, build_dir: Path, image: dict, inputs: lis
         os.replace(recording, waves_file)
         results[0]["waves_file"] = str(waves_file)
     if backdoor:  # the dumps hold physical words (several trace or state words each, in a bank)
-        for result in (result for result in results if not result.get("hang")):
+        for result in (result for result in results if not result.get("hang") and not result.get("read_back")):
             result["trace"] = from_physical(arch, "trace", result["trace"], result["trace_count"])
             result["state"] = from_physical(arch, "state", result["state"], state_words)
     shutil.rmtree(run_dir, ignore_errors=True)

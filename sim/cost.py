@@ -8,7 +8,8 @@ one per timestep the input fired in, the weight word reused); per group and time
 (neurons) and one accumulator write (when cleared); per output event word one event and one trace write;
 per pass one descriptor read (timestep-major: per pass and timestep). Per inference, the set-up (CLEAR,
 SCAN) writes every used accumulator and state word once, reads every input and writes every nonzero pixel
-as an event.
+as an event; with ``event_input`` the scan at timestep ``t`` reads ``w_t + 1`` input words and writes ``w_t``
+events (:func:`setup_accesses`).
 
 Energy = operations (``e_ac_pj`` per lane addition; a ``max`` stage's lane comparison is charged as one) + memory
 accesses. An access to a memory of ``B``
@@ -118,12 +119,26 @@ def layer_accesses(account, arch: ArchConfig) -> dict:
     }
 
 
-def setup_accesses(state_rows: int, n_inputs: int, input_events: int, arch: ArchConfig) -> dict:
+def setup_accesses(state_rows: int, n_inputs: int, input_events, arch: ArchConfig,
+                   timesteps: int | None = None) -> dict:
     """``{memory: (reads, writes)}`` of CLEAR (every used accumulator and state word written,
     :func:`spikecore.sim.schedule.cleared_words`) and SCAN (every pixel read, every nonzero one written as an
-    event)."""
+    event).
+
+    With ``event_input`` the scan runs at every timestep: it reads ``w_t + 1`` input words at timestep ``t`` (the
+    cycle presenting the first word and each word taken) and writes one event per word, so ``input_words + T``
+    reads and ``input_words`` event writes, where ``input_events`` is then the input words of all timesteps
+    (``sum_t w_t``: an image's nonzero pixels count at every timestep) and ``timesteps`` (``T``) is needed;
+    ``n_inputs`` is not used."""
     acc_words, state_words = cleared_words(state_rows, arch)
-    return {"inputs": (n_inputs, 0), "events": (0, input_events), "acc": (0, acc_words), "state": (0, state_words)}
+    if arch.event_input:
+        if timesteps is None:
+            raise ValueError(f"architecture {arch.name} has event_input: its input scans' accesses need the "
+                             f"timesteps")
+        reads = input_events + timesteps
+    else:
+        reads = n_inputs
+    return {"inputs": (reads, 0), "events": (0, input_events), "acc": (0, acc_words), "state": (0, state_words)}
 
 
 def energy_of(accesses: dict, arch: ArchConfig, model: EnergyModel) -> float:

@@ -8,7 +8,9 @@ stage graph. The engine then runs stage by stage over all timesteps and a batch 
 (layer-major): exact float32 convolutions where every partial sum is provably below 2**24 (float64
 otherwise), the update phase on the descriptors' fields and the params memory, and the cycle and memory
 accounts from the pointer counts of the events that occurred (the cycle formula of
-:mod:`spikecore.sim.schedule` is linear in them). The arithmetic is :mod:`spikecore.sim.kernels`'.
+:mod:`spikecore.sim.schedule` is linear in them). The arithmetic is :mod:`spikecore.sim.kernels`'. The pixels
+are a source like a stage's events: one image, its current computed once and its events counted at every
+timestep, or (a core with ``event_input``, frames that change over time) one frame per timestep.
 
 A program whose tables fail a check (:attr:`DensePlan.reason`), or a batch where an accumulator would saturate
 (:func:`simulate_dense` returns None), runs on the ``tables`` engine instead.
@@ -21,13 +23,14 @@ import numpy as np
 import torch
 
 from spikecore.accel.contract.config import ArchConfig
+from spikecore.accel.contract.inputs import is_static
 from spikecore.accel.contract.layouts import HARDWARE_KIND, KIND_GATE, KIND_MAX, KIND_NEURON, KIND_SUM, REGION_INPUT
 from spikecore.accel.contract.program import Program
 from spikecore.sim.kernels import (FLOAT32_EXACT, SynapticMap, float32_holds, gate_update, neuron_update,
                                    sum_update)
 from spikecore.sim.results import ACCOUNT_COUNTERS, LayerAccount, SimResult
 from spikecore.sim.schedule import (PASS_CYCLES, accumulate_cycles_of, additions, layer_major_accumulate_cycles,
-                                    setup_cycles_of, update_cycles_of)
+                                    scan_words, setup_cycles_of, update_cycles_of)
 
 if TYPE_CHECKING:  # annotations only: the tables build (and cache) the plan
     from spikecore.sim.tables import MemoryTables
@@ -91,6 +94,8 @@ class DensePlan:
         regions = {REGION_INPUT: -1}
         holder = np.full(program.state_rows, -2)        # -2: clear; else the stage whose sums the row holds
         for _ in range(2):
+            if self.arch.event_input:  # the input scan at the start of every timestep writes region 0 again
+                regions[REGION_INPUT] = -1
             for p, (i, j) in enumerate(passes):
                 layer, src = program.layers[i], program.layers[i].sources[j]
                 if src.pass_index != p or regions.get(int(d["in_region"][p])) != src.input:
@@ -167,8 +172,9 @@ class DensePlan:
     def apply(self, stage: int, src: dict, events: torch.Tensor, n_images: int,
               maximum: bool = False) -> torch.Tensor:
         """A source's current ``[T', N, n_hw]`` from its input events ``[T', N, n_hw_in]`` (or the pixels
-        ``[1, N, n_inputs]``), in the events' floating dtype; exact under the caller's bound. ``maximum``: a
-        ``max`` stage's accumulation (:meth:`SynapticMap.maximum`) instead of the weighted sum."""
+        ``[T', N, n_inputs]``, ``T' = 1`` for an image), in the events' floating dtype; exact under the caller's
+        bound. ``maximum``: a ``max`` stage's accumulation (:meth:`SynapticMap.maximum`) instead of the weighted
+        sum."""
         steps = events.shape[0]
         flat = events.reshape(steps * n_images, -1)
         source = src["map"]
@@ -193,28 +199,33 @@ class _NeedsTables(Exception):
     unknown kind code."""
 
 
-def simulate_dense(plan: DensePlan, pixels: np.ndarray, keep_events: bool):
-    """The ``dense`` engine on a batch of images ``[N, n_inputs]``: a :class:`SimResult` per image, or None where
-    the batch must run on ``tables`` instead."""
+def simulate_dense(plan: DensePlan, frames: np.ndarray, keep_events: bool):
+    """The ``dense`` engine on a batch of frames ``[N, T, n_inputs]`` (all equal over time on a core without
+    ``event_input``): a :class:`SimResult` per inference, or None where the batch must run on ``tables``
+    instead."""
     try:
-        results = _dense_batch(plan, pixels, keep_events)
+        results = _dense_batch(plan, frames, keep_events)
     except _NeedsTables:
         return None
     if results is None:  # saturations in a batch: they are counted per image, one image at a time
-        singles = [simulate_dense(plan, pixels[n:n + 1], keep_events) for n in range(len(pixels))]
+        singles = [simulate_dense(plan, frames[n:n + 1], keep_events) for n in range(len(frames))]
         return None if any(r is None for r in singles) else [r[0] for r in singles]
     return results
 
 
-def _dense_batch(plan: DensePlan, pixels: np.ndarray, keep_events: bool):
+def _dense_batch(plan: DensePlan, frames: np.ndarray, keep_events: bool):
     """The ``dense`` engine on one batch; None where a batch of several images saturated (the saturations are
     then counted image by image). Raises ``_NeedsTables`` where the batch must run on ``tables``."""
     program, arch = plan.program, plan.arch
-    n_images, timesteps, lanes = len(pixels), program.timesteps, arch.lanes
+    n_images, timesteps, lanes = len(frames), program.timesteps, arch.lanes
     acc_max = (1 << (arch.acc_bits - 1)) - 1
     bitserial = arch.multivalue == "bitserial"
     carried = {layer.carry for layer in program.layers if layer.carry is not None}
-    hw_events = {-1: torch.from_numpy(pixels).to(torch.float64)[None]}   # stage -> [T, N, n_hw] (pixels: T' = 1)
+    # the pixels as a source's events [T', N, n_inputs]: T' = 1 where every frame is the image's (its events
+    # count at every timestep), else T' = T (a core with event_input scans frame t at timestep t)
+    frames = np.asarray(frames, np.int64)
+    pixels = frames[:, :1] if is_static(frames) else frames
+    hw_events = {-1: torch.from_numpy(np.array(pixels.transpose(1, 0, 2))).to(torch.float64)}
     occupied = {}                                                         # stage -> events != 0, as float
     peaks = {-1: int(pixels.max()) if pixels.size else 0}
     carried_sums = {}
@@ -240,7 +251,7 @@ def _dense_batch(plan: DensePlan, pixels: np.ndarray, keep_events: bool):
         for src in stage["sources"]:
             # accumulate phase: the accounts from the events that occurred and their pointer counts, then the sums
             ev, producer = hw_events[src["input"]], src["input"]
-            repeat = timesteps if producer < 0 else 1                 # the pixels are scanned every timestep
+            repeat = timesteps // len(ev)                              # an image's events count at every timestep
             exact = src["rows"] * max(peaks[producer], 1) < FLOAT32_EXACT
             count = src["count"].to(torch.float32) if exact else src["count"]
             if producer not in occupied:
@@ -320,9 +331,10 @@ def _dense_batch(plan: DensePlan, pixels: np.ndarray, keep_events: bool):
                     idx = torch.nonzero(out[t, n]).reshape(-1).numpy()
                     events[n][i].append((idx, out[t, n].numpy()[idx].astype(np.int64)))
     last = program.layers[-1]
-    setup_cycles = setup_cycles_of(program, arch)
+    words = scan_words(frames) if arch.event_input else np.zeros((n_images, timesteps), np.int64)
     results = []
     for n in range(n_images):
+        setup_cycles = setup_cycles_of(program, arch, words[n])
         layers = [LayerAccount(layer.name, **{key: int(accounts[l][key][n]) for key in ACCOUNT_COUNTERS})
                   for l, layer in enumerate(program.layers)]
         emitted = sum(layer.output_events for layer in layers)

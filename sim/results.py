@@ -47,7 +47,7 @@ class SimResult:
     logits: np.ndarray            # int64 [classes]
     state: np.ndarray             # int64 [state_rows, lanes, max_levels]: membranes at the end
     cycles: int
-    setup_cycles: int
+    setup_cycles: int             # CLEAR and the input scan (with event_input: the scans of every timestep)
     layers: list = field(default_factory=list)   # LayerAccount per layer
     saturations: int = 0
     trace_count: int = 0                         # entries the core's trace memory holds after the run

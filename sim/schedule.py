@@ -24,8 +24,14 @@ and in the layer-major schedule, once per pass (``t_0``: the first timestep the 
                                                   + count_e * (SYN + WRD + a(v_e[t_0])
                                                                + sum_{t > t_0: v_e[t] > 0} (ARD + a(v_e[t]))))
                                     + update_l * (URD + sum_groups (c * S * T + EMIT * trains_emitted_g)) + NEXT ]
+
+On a core with ``event_input`` (timestep-major only) the input scan runs at the start of every timestep over
+that timestep's ``w_t`` input words (:func:`event_scan_cycles_of`), so ``SCAN = n_inputs + 1`` once becomes
+``sum_t (w_t + 2)``, with ``w_t`` the nonzero values of frame ``t`` (:func:`scan_words`).
 """
 from __future__ import annotations
+
+import numpy as np
 
 # -- cycles of each state (docs/core.md, "Schedule") -----------------------------------------------------------
 DESC = 1    # read the pass descriptor
@@ -42,6 +48,10 @@ USUM = 1    # register the level sums (only with update_steps > 1)
 UWR = 1     # update and write a group step's state
 EMIT = 1    # per emitted event: append it to the output region and the trace
 NEXT = 1    # go to the next pass, timestep, or finish
+SCAN = 1        # per input the input scan reads: a pixel, or (event_input) a word of the timestep
+SCAN_DRAIN = 1  # the cycle after the last pixel, which appends its event (a core without event_input)
+SCAN_PRIME = 1  # event_input: present the timestep's first word to the inputs memory (primed = 0)
+SCAN_STOP = 1   # event_input: find the word of another timestep, or none left, and end the scan
 
 #: Cycles of a pass run besides its accumulate and update phases.
 PASS_CYCLES = DESC + LATCH + NEXT
@@ -159,12 +169,55 @@ def cleared_words(state_rows: int, arch) -> tuple:
     return state_rows * arch.acc_slots, state_rows * arch.update_steps
 
 
-def setup_cycles_of(program, arch) -> int:
-    """Cycles of CLEAR and SCAN: ``state_rows * max(S, A) + n_inputs + 1``.
+def clear_cycles_of(program, arch) -> int:
+    """Cycles of CLEAR: ``state_rows * max(S, A)``, one accumulator and one state word written per cycle, both
+    memories at once (:func:`cleared_words`)."""
+    return max(cleared_words(program.state_rows, arch))
 
-    CLEAR writes one accumulator and one state word per cycle, both memories at once
-    (:func:`cleared_words`); SCAN reads every pixel, plus one cycle to append the last nonzero one.
+
+def scan_cycles_of(n_inputs: int) -> int:
+    """Cycles of the input scan of a core without ``event_input``, once per inference: ``n_inputs * SCAN +
+    SCAN_DRAIN`` (every pixel read, plus one cycle to append the last nonzero one)."""
+    return n_inputs * SCAN + SCAN_DRAIN
+
+
+def event_scan_cycles_of(words):
+    """Cycles of one timestep's input scan on a core with ``event_input``: ``SCAN_PRIME + words * SCAN +
+    SCAN_STOP`` (= ``w_t + 2``): the cycle presenting the first word, one per word of the timestep, and the one
+    that finds a word of another timestep (or none) and ends the scan.
+
+    Parameters
+    ----------
+    words : int or array
+        ``w_t``: the input words of the timestep (the nonzero values of its frame, :func:`scan_words`).
     """
-    clear = max(cleared_words(program.state_rows, arch))
-    scan = program.n_inputs + 1
-    return clear + scan
+    return SCAN_PRIME + words * SCAN + SCAN_STOP
+
+
+def scan_words(frames):
+    """``w_t``: the input words of each timestep on a core with ``event_input`` (one per nonzero value of the
+    frame), an int64 array of ``frames``' shape without its last axis (``[T]`` for ``[T, n_inputs]``, ``[N, T]``
+    for ``[N, T, n_inputs]``)."""
+    return (np.asarray(frames) != 0).sum(-1).astype(np.int64)
+
+
+def setup_cycles_of(program, arch, words=None):
+    """Cycles of CLEAR and the input scans: ``state_rows * max(S, A) + n_inputs + 1`` (:func:`clear_cycles_of`,
+    :func:`scan_cycles_of`), or with ``event_input`` ``state_rows * max(S, A) + sum_t (w_t + 2)``
+    (:func:`event_scan_cycles_of`, once per timestep; the scans of timesteps after the first run between
+    passes, but they are counted here, not in any stage's account).
+
+    Parameters
+    ----------
+    words : array, needed with ``event_input`` (ignored without)
+        ``w_t`` per timestep (:func:`scan_words`): ``[T]`` for one inference (an int is returned) or ``[N, T]``
+        (an array of ``N`` is returned).
+    """
+    clear = clear_cycles_of(program, arch)
+    if not arch.event_input:
+        return clear + scan_cycles_of(program.n_inputs)
+    if words is None:
+        raise ValueError(f"architecture {arch.name} has event_input: its input scans' cycles need the input "
+                         f"words of each timestep")
+    scans = event_scan_cycles_of(words).sum(-1)
+    return clear + (int(scans) if getattr(scans, "ndim", 0) == 0 else scans)

@@ -1,11 +1,12 @@
 """The ``tables`` engine: the core's work event by event, on the program's memory tables.
 
-Each input event's pointer word, its synapse rows and their weight rows scattered into the accumulators, then
-on a stage's last pass the update phase of every group; the arithmetic is :mod:`spikecore.sim.kernels`', the
-cycles :mod:`spikecore.sim.schedule`'s. The compiler's range proof keeps every partial sum of a compiled
-program in range, so the accumulation is one exact scatter-add; where a pass could leave the range (a program
-past the proof), its additions run one at a time in the core's order, each clamped and counted
-(``docs/numerics.md``, "Accumulator rule").
+The input scan writes region 0 once (an image), or with ``event_input`` at the start of every timestep (that
+timestep's frame). Each input event's pointer word, its synapse rows and their weight rows scattered into the
+accumulators, then on a stage's last pass the update phase of every group; the arithmetic is
+:mod:`spikecore.sim.kernels`', the cycles :mod:`spikecore.sim.schedule`'s. The compiler's range proof keeps
+every partial sum of a compiled program in range, so the accumulation is one exact scatter-add; where a pass
+could leave the range (a program past the proof), its additions run one at a time in the core's order, each
+clamped and counted (``docs/numerics.md``, "Accumulator rule").
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from spikecore.sim.dense import DensePlan
 from spikecore.sim.kernels import gate_update, neuron_update, sum_update
 from spikecore.sim.results import LayerAccount, SimResult
 from spikecore.sim.schedule import (PASS_CYCLES, accumulate_cycles_of, additions, layer_major_accumulate_cycles,
-                                    setup_cycles_of, update_cycles_of)
+                                    scan_words, setup_cycles_of, update_cycles_of)
 
 
 class MemoryTables:
@@ -189,20 +190,28 @@ def update_groups(kind: int, x: np.ndarray, state_rows: np.ndarray, levels: int,
     return values.to(torch.int64).numpy().reshape(-1), saturations
 
 
-def simulate_tables(program: Program, arch: ArchConfig, pixels, tables: MemoryTables, keep_events: bool) -> SimResult:
-    """The ``tables`` engine: one inference of ``program`` on flat integer ``pixels``, event by event."""
+def scanned(values: np.ndarray) -> tuple:
+    """The input scan's events ``(index, value)``: the nonzero values in index order, as region 0 holds them."""
+    nz = np.nonzero(values)[0]
+    return nz, values[nz]
+
+
+def simulate_tables(program: Program, arch: ArchConfig, frames, tables: MemoryTables, keep_events: bool) -> SimResult:
+    """The ``tables`` engine: one inference of ``program`` on integer ``frames`` ``[T, n_inputs]``, event by event.
+
+    A core without ``event_input`` scans one image (frame 0; the frames are then all equal) into region 0 once;
+    a core with it scans frame ``t`` into region 0 at the start of timestep ``t``."""
     lanes, levels_max = arch.lanes, arch.max_levels
     d = tables.desc
     n_passes, timesteps = len(tables.pass_stage), program.timesteps
     state_rows = program.state_rows
     acc = np.zeros((state_rows, lanes), np.int64)
     state = np.zeros((state_rows, lanes, levels_max), np.int64)
-    pixels = np.asarray(pixels, np.int64).reshape(-1)
+    frames = np.asarray(frames, np.int64).reshape(timesteps, -1)
     bitserial = arch.multivalue == "bitserial"
-    # CLEAR + SCAN
-    setup_cycles = setup_cycles_of(program, arch)
-    nz = np.nonzero(pixels)[0]
-    region_events = {REGION_INPUT: (nz, pixels[nz])}
+    # CLEAR + SCAN (with event_input: CLEAR, then a scan at the start of every timestep)
+    setup_cycles = setup_cycles_of(program, arch, scan_words(frames) if arch.event_input else None)
+    region_events = {REGION_INPUT: scanned(frames[0])}
     events = [[] for _ in program.layers]
     # accounts per pass, summed over timesteps; the layer-major schedule's from the trains each pass read and wrote
     passes = [LayerAccount(program.layers[stage].name) for stage in tables.pass_stage]
@@ -210,6 +219,8 @@ def simulate_tables(program: Program, arch: ArchConfig, pixels, tables: MemoryTa
     trains_out = [np.zeros(0, np.int64) for _ in range(n_passes)]
     saturations = 0
     for t in range(timesteps):
+        if arch.event_input:   # region 0's count reset, then frame t's nonzero values appended in index order
+            region_events[REGION_INPUT] = scanned(frames[t])
         for p in range(n_passes):
             stage = tables.pass_stage[p]
             a = LayerAccount(program.layers[stage].name, steps=1)

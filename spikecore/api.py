@@ -94,15 +94,17 @@ def load_program(path, arch):
     return program
 
 
-def load_images(samples=None, dataset="digits", root=None):
+def load_images(samples=None, dataset="digits", root=None, program=None):
     """``(images, labels)`` of a test set, integer images as the core takes them, its first ``samples`` when given.
 
     ``dataset``: ``digits`` (int64 ``[N, 1, 8, 8]``, pixels 0..16), ``cifar10`` (the test batch under ``root``,
-    pixels 0..255) or a folder of ``.npz`` samples (``accel sim --dataset``).
+    pixels 0..255), ``dvs-gesture`` or ``cifar10-dvs`` (the recordings under ``root`` binned as ``program``,
+    compiled from a network trained on them, records: int64 count frames ``[N, T, 2, H, W]``) or a folder of
+    ``.npz`` samples (``accel sim --dataset``).
     """
     from spikecore.accel.flows.simulation import test_images
 
-    return test_images(dataset, samples, root)
+    return test_images(dataset, samples, root, program)
 
 
 def simulate(program, arch, images, labels=None, *, engine="auto", energy=None, progress=False,

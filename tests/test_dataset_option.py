@@ -152,14 +152,15 @@ def test_npz_folder_gives_the_same_run_as_the_digits(tmp_path, digits_program, a
 @pytest.mark.parametrize("case, make, message", [
     ("dataset-normalised-cifar", None,
      "trained on normalised CIFAR-10 images (dataset.normalize: true), which are not integer pixels"),
-    ("dataset-event-frames-compile", None, "trained on event frames, and event-frame input does not run on the core"),
-    ("dataset-event-sim", ["--dataset", "dvs-gesture"], "--dataset dvs-gesture: event-frame input does not run"),
+    ("dataset-event-frames-compile", None, "trained on synthetic real-valued event frames, which have no integer counts"),
+    ("dataset-event-sim", ["--dataset", "dvs-gesture"],
+     "--dataset dvs-gesture: the program was not compiled from a network trained on event frames"),
     ("dataset-unknown", ["--dataset", "mnist"], "--dataset mnist: not one of digits, cifar10, dvs-gesture"),
     ("dataset-cifar-without-root", ["--dataset", "cifar10"], "--dataset cifar10 needs --data-root DIR"),
     ("dataset-npz-float", "float", "'image' must hold integers and 'label' one integer"),
     ("dataset-npz-empty", "empty", "holds no .npz samples"),
     ("dataset-npz-shapes", "shapes", "image shape [3] differs from a.npz's [64]"),
-    ("dataset-wrong-size", "wrong-size", "the program takes 64 inputs of at most 16, the test images are 3 values"),
+    ("dataset-wrong-size", "wrong-size", "the program takes 64 inputs of at most 16 (or a frame of them per timestep), the test images are 3 values"),
 ])
 def test_inputs_the_core_cannot_take_are_refused(case, make, message, tmp_path, cifar, capsys, digits_program):
     digits_program.save(tmp_path / "prog")

@@ -122,15 +122,25 @@ def saturating_accumulate(weight_matrix, events, acc_bits):
 
 
 def reference(arch, network, fanout, image, pixels):
-    """Expected trace, state rows, saturations and cycles of one inference."""
+    """Expected trace, state rows, saturations and cycles of one inference on ``pixels``: an image, the same at
+    every timestep, or (a core with ``event_input``) frames ``[T, n_inputs]``, frame ``t`` scanned at the start
+    of timestep ``t`` in ``w_t + 2`` cycles (``docs/core.md``, "Event input")."""
     layouts = all_layouts(arch)
     lanes, max_levels, bits = arch.lanes, arch.max_levels, arch.membrane_bits
     registers = image["registers"]
+    timesteps = registers["timesteps"]
+    frames = np.broadcast_to(np.asarray(pixels, np.int64).reshape(-1, N_INPUTS), (timesteps, N_INPUTS))
     membranes = [np.zeros((layer["levels"], layer["w"].shape[0]), dtype=np.int64) for layer in network["layers"]]
     trace, saturations = [], 0
-    cycles = registers["state_rows"] + registers["n_inputs"] + 1
-    for t in range(TIMESTEPS):
-        events = [(i, int(p)) for i, p in enumerate(pixels) if p != 0]
+    steps = arch.update_steps                                           # S; A = 1
+    step_cycles = 2 if steps == 1 else 3                                # URD, (USUM,) UWR
+    cycles = registers["state_rows"] * steps                            # CLEAR
+    if not arch.event_input:
+        cycles += registers["n_inputs"] + 1                             # SCAN, once
+    for t in range(timesteps):
+        events = [(i, int(p)) for i, p in enumerate(frames[t]) if p != 0]
+        if arch.event_input:
+            cycles += len(events) + 2                                   # SCAN of timestep t
         for number, layer in enumerate(network["layers"]):
             n_out = layer["w"].shape[0]
             acc, acc_saturations = saturating_accumulate(layer["w"], events, arch.acc_bits)
@@ -142,7 +152,8 @@ def reference(arch, network, fanout, image, pixels):
             count = count.numpy()
             n_groups = -(-n_out // lanes)
             cycles += 2 + 1 + sum(4 + fanout[number][i] * (2 + v) for i, v in events) + 1
-            cycles += sum(2 + int(np.count_nonzero(count[g * lanes:(g + 1) * lanes])) for g in range(n_groups)) + 1
+            cycles += sum(step_cycles * steps + int(np.count_nonzero(count[g * lanes:(g + 1) * lanes]))
+                          for g in range(n_groups)) + 1
             events = [(o, int(c)) for o, c in enumerate(count) if c]
             trace += [(t, number, o, c) for o, c in events]
     state_u = []
@@ -287,6 +298,24 @@ def test_runner_raises_with_log_tail_when_the_harness_fails(tmp_path):
     image = dict(image, weights=[1 << 900])            # wider than host_wdata: the harness cannot drive it
     with pytest.raises(RuntimeError, match=r"(?s)RTL simulation under icarus failed.*log tail.*out of range"):
         run_inferences(image, [[0] * N_INPUTS], arch, tmp_path, backdoor=False)
+
+
+@pytest.mark.parametrize("backdoor", [False, True])
+def test_every_word_the_host_writes_is_read_back(tmp_path, backdoor):
+    """Planted errors: a pointer word and a pixel wider than their memories lose their top bit in the RAM, and
+    the read-back after loading names them; the right words pass it (the other tests here)."""
+    from spikecore.rtl.runner import HostReadBack
+    arch = tiny_arch()
+    image, _ = compile_program(arch, build_network(arch))
+    widths = {name: layout.width for name, layout in all_layouts(arch).items()}
+    assert widths["pointers"] < HOST_MAP.data_bits(arch) and widths["inputs"] < HOST_MAP.data_bits(arch)
+    if not backdoor:  # the program goes over the bus only without the backdoor
+        wide = dict(image, pointers=[image["pointers"][0] | (1 << widths["pointers"])] + image["pointers"][1:])
+        with pytest.raises(HostReadBack, match=r"pointers word 0 reads 0x[0-9a-f]+, 0x[0-9a-f]+ was written"):
+            run_inferences(wide, [[0] * N_INPUTS], arch, tmp_path, backdoor=False)
+    pixels = [[1] * N_INPUTS, [0, 1 << arch.input_bits] + [0] * (N_INPUTS - 2)]
+    with pytest.raises(HostReadBack, match=r"inputs word 1 reads 0x0, 0x10 was written"):
+        run_inferences(image, pixels, arch, tmp_path, backdoor=backdoor)
 
 
 def test_default_arch_verilog_is_deterministic_and_compiles(tmp_path):

@@ -218,7 +218,8 @@ def _check_input(record, path: Path) -> dict:
     top = record["max"]
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= MAX_CONFIG_INT):
         raise bad(f"max {short_repr(top)} is not a positive integer")
-    if not isinstance(record["dataset"], str) or (top is None) != isinstance(record["why"], str) or \
+    counts = record["encoding"] == "events" and top is None and record["why"] is None  # no largest value
+    if not isinstance(record["dataset"], str) or ((top is None) != isinstance(record["why"], str) and not counts) or \
             (isinstance(record["why"], str) and len(record["why"]) > 300):
         raise bad("dataset must be a name, and why a short text exactly when max is null")
     return record
@@ -226,12 +227,18 @@ def _check_input(record, path: Path) -> dict:
 
 def _set_input(net, payload: dict, path: Path) -> None:
     """The integer input a generic network compiles for: its checkpoint's ``input`` record, or for checkpoints
-    written before the record existed, digits pixels 0..16 seen as ``pixels / 16``. A network whose input is
-    not integer pixels gets ``input_refused``, the reason the compiler gives."""
+    written before the record existed, digits pixels 0..16 seen as ``pixels / 16``. A network trained on event
+    frames gets ``input_encoding = "events"`` (counts seen as they are, ``input_scale`` 1) and
+    ``input_dataset`` (how its frames were binned). A network whose input is not integer pixels gets
+    ``input_refused``, the reason the compiler gives."""
     from spikecore.models.digits import DIGITS_MAX_PIXEL
 
     if "input" in payload:
         record = _check_input(payload["input"], path)
+        if record["encoding"] == "events":  # count frames, seen as they are; the core clips them at its range
+            net.input_scale, net.input_shape, net.input_encoding = 1, tuple(record["shape"]), "events"
+            net.input_dataset = _event_dataset(payload)
+            return
         if record["max"] is None:
             net.input_refused = record["why"]
             return
@@ -244,6 +251,21 @@ def _set_input(net, payload: dict, path: Path) -> None:
         net.input_scale = DIGITS_MAX_PIXEL
         # an MLP may take the 64 pixels as a flat vector (in_features: 64)
         net.input_shape = getattr(net, "feature_shape", (1, 8, 8))
+
+
+#: The keys of a training configuration's event dataset that say how its frames are binned (not where they are).
+EVENT_BINNING_KEYS = ("name", "timesteps", "dt_ms", "size", "downsample")
+
+
+def _event_dataset(payload: dict) -> dict | None:
+    """How the training run binned its event frames (its dataset section, without folders), or None when the
+    checkpoint does not say (the verify flow then bins with the dataset's defaults)."""
+    train_state = payload.get("train_state")
+    run = train_state.get("run_config") if isinstance(train_state, dict) else None
+    dataset = run.get("dataset") if isinstance(run, dict) else None
+    if not isinstance(dataset, dict):
+        return None
+    return {key: dataset[key] for key in EVENT_BINNING_KEYS if key in dataset}
 
 
 def set_stream_mode(net, mode, source):

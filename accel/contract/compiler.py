@@ -299,13 +299,15 @@ def check_capacity(layers, memories: dict, arch: ArchConfig, n_inputs: int) -> N
             used = max(end for end, _ in uses)
             raise UserError(f"layer {over[0][1].name}: the network needs {used} words of memory '{name}' "
                             f"but the configuration has memories.{name} = {limit}")
-    if n_inputs > mem.inputs:
+    # an event_input core's inputs memory and region 0 hold an inference's input events, checked per input
+    # (spikecore.accel.contract.inputs.check_frames): a frame may have more pixels than either
+    if n_inputs > mem.inputs and not arch.event_input:
         raise UserError(f"layer {layers[0].name}: {n_inputs} inputs exceed memories.inputs = {mem.inputs}")
     for layer in layers:
         if layer.fires and layer.n_groups * arch.lanes > mem.events:
             raise UserError(f"layer {layer.name}: up to {layer.n_groups * arch.lanes} events per timestep exceed "
                             f"memories.events = {mem.events}")
-    if n_inputs > mem.events:
+    if n_inputs > mem.events and not arch.event_input:
         raise UserError(f"layer {layers[0].name}: {n_inputs} inputs exceed memories.events = {mem.events}")
     max_index = max(max(src.n_inputs_hw for src in sources), max(l.n_groups for l in layers) * arch.lanes)
     if max_index > (1 << arch.neuron_index_bits):
@@ -552,7 +554,9 @@ def compile_network(net: nn.Module, arch: ArchConfig, meta: dict | None = None, 
 
     ``input_shape`` (default: the network's ``input_shape``) is the integer pixel image ``(C, H, W)``;
     the network sees ``pixels / input_scale`` (``net.input_scale``, the largest pixel value unless
-    ``input_max`` says otherwise).
+    ``input_max`` says otherwise). A network trained on event frames (``net.input_encoding == "events"``)
+    needs a core with ``event_input``; its counts range up to ``2**input_bits - 1`` and the Program's
+    ``meta["input"]`` records how its frames are binned.
     """
     divisor = float(getattr(net, "input_scale", 1.0))
     if input_shape is None and getattr(net, "input_refused", None):
@@ -561,5 +565,14 @@ def compile_network(net: nn.Module, arch: ArchConfig, meta: dict | None = None, 
         raise UserError(f"network {type(net).__name__}: its integer input is unknown (networks trained on the "
                         f"digits pixels compile; give input_shape and input_scale for others)")
     input_shape = tuple(input_shape or net.input_shape)
+    meta = dict(meta or {})
+    if getattr(net, "input_encoding", None) == "events":
+        if not arch.event_input:
+            raise UserError(f"network {type(net).__name__}: trained on event frames (a different frame each "
+                            f"timestep), which need a core with 'event_input: true'; architecture {arch.name} "
+                            f"scans one image")
+        # the counts enter as they are, clipped at the core's input range (docs/numerics.md, "Event input")
+        input_max = (1 << arch.input_bits) - 1 if input_max is None else int(input_max)
+        meta["input"] = {"encoding": "events", "dataset": getattr(net, "input_dataset", None)}
     input_max = int(divisor) if input_max is None else int(input_max)
-    return run_passes(Compilation(net, arch, input_shape, divisor, input_max, dict(meta or {})))
+    return run_passes(Compilation(net, arch, input_shape, divisor, input_max, meta))

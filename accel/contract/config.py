@@ -129,6 +129,12 @@ class ArchConfig:
         events (``acc = max(acc, v)`` on the lanes of a nonzero weight, one ACC cycle per synapse row).
         Without it, max pools of binary spikes still run (as gates) and those of multi-valued events are
         refused.
+    event_input : bool
+        Input as events (``docs/core.md``, "Event input"): the host writes the input's events, one word
+        ``(timestep, index, value)`` each, sorted by timestep, instead of a pixel image, and the input scan runs at
+        the start of every timestep over that timestep's words only (an event camera's frames, a different
+        image each timestep, without a scan of the empty pixels); ``memories.inputs`` is the number of input
+        events an inference may have. Timestep-major schedule only.
     memories : Memories
         Depth of each memory in words.
     """
@@ -148,6 +154,7 @@ class ArchConfig:
     banks: tuple = ()
     schedule: str = "timestep_major"
     max_pool: bool = False
+    event_input: bool = False
     memories: Memories = field(default_factory=Memories)
 
     # ---- derived widths -------------------------------------------------------------------------
@@ -181,8 +188,10 @@ class ArchConfig:
 
     @property
     def neuron_index_bits(self) -> int:
-        """Width of a neuron (or input) index inside one layer."""
-        return max(self.addr_bits("state") + self.lane_bits, self.addr_bits("inputs"))
+        """Width of a neuron (or input) index inside one layer (with ``event_input``, an input index is bounded
+        by the pointers memory, not by the inputs memory, which then holds events)."""
+        inputs = self.addr_bits("pointers") if self.event_input else self.addr_bits("inputs")
+        return max(self.addr_bits("state") + self.lane_bits, inputs)
 
     @property
     def value_bits(self) -> int:
@@ -215,8 +224,8 @@ class ArchConfig:
         """A short digest of everything that shapes the hardware (the name does not), for Programs and caches.
 
         ``update_lanes`` is digested by what it means (0 and ``lanes`` are the same core), and none of it,
-        ``banks``, ``schedule`` and ``max_pool`` is digested when it has its default, so configurations from before
-        they existed keep their fingerprints."""
+        ``banks``, ``schedule``, ``max_pool`` and ``event_input`` is digested when it has its default, so
+        configurations from before they existed keep their fingerprints."""
         fields_ = {k: v for k, v in self.to_dict().items() if k != "name"}
         fields_["update_lanes"] = self.neurons_per_update
         if self.update_steps == 1:
@@ -227,6 +236,8 @@ class ArchConfig:
             del fields_["schedule"]
         if not self.max_pool:
             del fields_["max_pool"]
+        if not self.event_input:
+            del fields_["event_input"]
         text = json.dumps(fields_, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -276,9 +287,9 @@ def arch_from_dict(data, source: str = "<arch>") -> ArchConfig:
             kwargs[key] = value
         elif key == "banks":
             kwargs[key] = _banks(value, source)
-        elif key == "max_pool":
+        elif key in ("max_pool", "event_input"):
             if not isinstance(value, bool):
-                raise UserError(f"{source}: key 'max_pool' = {short_repr(value)} must be true or false")
+                raise UserError(f"{source}: key '{key}' = {short_repr(value)} must be true or false")
             kwargs[key] = value
         elif key == "clock_mhz":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_CLOCK_MHZ:
@@ -302,6 +313,9 @@ def arch_from_dict(data, source: str = "<arch>") -> ArchConfig:
                             f"value_bits + index = {arch.max_timesteps} x {arch.value_bits} + "
                             f"{arch.neuron_index_bits} = {event_bits} bits, more than {MAX_EVENT_BITS}: "
                             f"lower max_timesteps")
+    if arch.event_input and arch.layer_major:
+        raise UserError(f"{source}: key 'event_input' = true needs schedule: timestep_major (the layer-major "
+                        f"input scan would have to gather each input's events of every timestep into one train)")
     _check_memory_sizes(arch, source)
     for number, bank in enumerate(arch.banks):
         for name in bank:

@@ -17,7 +17,8 @@ from spikecore.accel.contract.config import ArchConfig
 from spikecore.accel.contract.layouts import all_layouts, memory_depths
 from spikecore.accel.contract.program import Program
 
-#: Memories whose need depends on the data: the footprint gives their worst case.
+#: Memories whose need depends on the data: the footprint gives their worst case (on an ``event_input`` core the
+#: inputs memory too).
 DATA_DEPENDENT = ("events", "trace")
 
 
@@ -29,6 +30,7 @@ class MemoryFootprint:
     width: int
     words: int
     configured_words: int
+    worst_case: bool = False
 
     @property
     def bits(self) -> int:
@@ -37,10 +39,6 @@ class MemoryFootprint:
     @property
     def configured_bits(self) -> int:
         return self.configured_words * self.width
-
-    @property
-    def worst_case(self) -> bool:
-        return self.name in DATA_DEPENDENT
 
 
 def memory_footprint(program: Program, arch: ArchConfig) -> list:
@@ -63,12 +61,15 @@ def memory_footprint(program: Program, arch: ArchConfig) -> list:
     words = {
         "layers": tables["layers"], "pointers": tables["pointers"], "synapses": tables["synapses"],
         "weights": tables["weights"], "params": tables["params"] * arch.update_steps,
-        "inputs": program.n_inputs,
+        # an event_input core's inputs memory holds an inference's input events: at most every value of its frames
+        "inputs": program.n_inputs * (program.timesteps if arch.event_input else 1),
         "acc": program.state_rows * arch.acc_slots, "state": program.state_rows * arch.update_steps,
         "events": arch.event_regions * largest_stage,
         "trace": sum(firing) * program.timesteps,
     }
-    return [MemoryFootprint(name, layouts[name].width, words[name], depths[name]) for name in depths]
+    data_dependent = DATA_DEPENDENT + (("inputs",) if arch.event_input else ())
+    return [MemoryFootprint(name, layouts[name].width, words[name], depths[name], name in data_dependent)
+            for name in depths]
 
 
 def footprint_summary(rows: list) -> str:

@@ -200,6 +200,14 @@ def event_layout(arch: ArchConfig) -> Layout:
 
 
 def input_layout(arch: ArchConfig) -> Layout:
+    """One word of the inputs memory: a pixel; with ``event_input``, an input event: its value, the input's
+    index and the timestep it enters at (``docs/core.md``, "Event input")."""
+    if arch.event_input:
+        return Layout("input", (
+            Field("value", arch.input_bits),
+            Field("index", arch.neuron_index_bits),
+            Field("timestep", arch.timestep_bits),
+        ))
     return Layout("input", (Field("value", arch.input_bits),))
 
 

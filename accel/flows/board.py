@@ -221,6 +221,7 @@ def run_on_board(program, arch, pixels, driver, progress=False) -> tuple:
     seconds, images per second including the transfers)."""
     from tqdm import tqdm
 
+    from spikecore.accel.contract.inputs import host_inputs, input_frames
     from spikecore.rtl.driver import readout_words
 
     start = time.perf_counter()
@@ -230,7 +231,8 @@ def run_on_board(program, arch, pixels, driver, progress=False) -> tuple:
     program_bytes = driver.bytes_sent - sent
     words = readout_words(program, arch)
     results = []
-    for row in tqdm(pixels.reshape(len(pixels), -1).tolist(), desc="board", unit="img", disable=not progress):
+    for row in tqdm(host_inputs(program, arch, input_frames(program, pixels)), desc="board", unit="img",
+                    disable=not progress):
         results.append(driver.run([int(value) for value in row], words))
     end = time.perf_counter()
     return results, {"program_bytes": program_bytes, "program_seconds": loaded - start,
@@ -253,7 +255,7 @@ def cmd_run(args) -> int:
     arch = api.load_arch(args.arch)
     claim_output_file(args.out, "verify")  # the same report as accel verify's
     program = api.load_program(args.program, arch)
-    pixels, labels = test_images(args.dataset, args.samples, args.data_root)
+    pixels, labels = test_images(args.dataset, args.samples, args.data_root, program)
     port = open_serial_port(args.port, args.baud, args.timeout)
     try:
         try:

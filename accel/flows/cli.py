@@ -108,7 +108,7 @@ def cmd_sim(args) -> int:
     claim_output_file(out, "sim")
     claim_output_file(out.with_suffix(".png"), "sim", plot=True)
     program = api.load_program(args.program, arch)
-    pixels, labels = test_images(args.dataset, args.samples, args.data_root)
+    pixels, labels = test_images(args.dataset, args.samples, args.data_root, program)
     report = api.simulate(program, arch, pixels, labels, engine=args.engine, energy=args.energy,
                           progress=not args.quiet)
     report = {**report_header("sim", {"program": args.program, "arch": args.arch, "energy": args.energy}),
@@ -149,7 +149,7 @@ def cmd_verify(args) -> int:
         check_destination(args.coverage)
     flips = [_parse_flip(f, arch) for f in args.flip_bit]
     program, net = _load_program_or_compile(args.source, arch, args.stream_mode)
-    pixels, labels = test_images(args.dataset, args.samples, args.data_root)
+    pixels, labels = test_images(args.dataset, args.samples, args.data_root, program)
     from spikecore.rtl.runner import CoreHang
 
     try:
@@ -439,9 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def dataset_args(p):
         p.add_argument("--dataset", default="digits", metavar="NAME|DIR",
-                       help=f"test images: {', '.join(DATASETS)} (event data: not on the core yet) or a folder of "
-                            f".npz samples with integer 'image' and 'label' (default: digits)")
-        p.add_argument("--data-root", metavar="DIR", default=None, help="where the dataset's files are (cifar10)")
+                       help=f"test images: {', '.join(DATASETS)} (event data: on a core with event_input) or a "
+                            f"folder of .npz samples with integer 'image' and 'label' (default: digits)")
+        p.add_argument("--data-root", metavar="DIR", default=None, help="where the dataset's files are (cifar10, dvs-gesture, cifar10-dvs)")
 
     def arch_arg(p):
         p.add_argument("--arch", metavar="ARCH.yaml", default=None,

@@ -196,10 +196,10 @@ def run_mutant(mutants, arch: ArchConfig, expected: list, number: int, workdir, 
     -------
     dict
         ``number``, ``verdict`` (``killed`` or ``survived``), ``killed_by`` (``{"program", "reason", "checks"}``:
-        reason ``checks``, ``hang`` or ``simulation failed``; None for a survivor), ``programs_run``, ``seconds``.
+        reason ``checks``, ``hang``, ``protocol``, ``read-back`` or ``simulation failed``; None for a survivor), ``programs_run``, ``seconds``.
     """
     from spikecore.rtl.mutation import PROTOCOL_MESSAGE, WATCHDOG_MESSAGE, mutant_plusargs
-    from spikecore.rtl.runner import run_inferences
+    from spikecore.rtl.runner import HostReadBack, run_inferences
 
     started = time.perf_counter()
     killed_by, run = None, 0
@@ -212,8 +212,8 @@ def run_mutant(mutants, arch: ArchConfig, expected: list, number: int, workdir, 
                                  backdoor=False, source=mutants.source,
                                  plusargs=mutant_plusargs(number, item.cycle_limit))
         except RuntimeError as exc:
-            reason = ("hang" if WATCHDOG_MESSAGE in str(exc) else "protocol" if PROTOCOL_MESSAGE in str(exc)
-                      else "simulation failed")
+            reason = ("read-back" if isinstance(exc, HostReadBack) else "hang" if WATCHDOG_MESSAGE in str(exc)
+                      else "protocol" if PROTOCOL_MESSAGE in str(exc) else "simulation failed")
             killed_by = {"program": item.entry.name, "reason": reason, "checks": [],
                          "detail": str(exc).splitlines()[0][:300]}
             break

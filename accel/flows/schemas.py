@@ -46,6 +46,7 @@ def arch_properties() -> dict:
         "multivalue": {"enum": list(MULTIVALUE_MODES)},
         "schedule": {"enum": list(SCHEDULES)},
         "max_pool": {"type": "boolean"},
+        "event_input": {"type": "boolean"},
         "clock_mhz": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_CLOCK_MHZ},
         "banks": {"type": "array", "items": {"type": "array", "minItems": 2, "uniqueItems": True,
                                              "items": {"enum": list(MEMORY_NAMES)}}},

@@ -30,24 +30,26 @@ DATASETS = ("digits", "cifar10", "dvs-gesture", "cifar10-dvs")
 MAX_NPZ_SAMPLES = 100_000
 
 
-def test_images(dataset: str = "digits", samples: int | None = None, root=None):
-    """Integer test images ``(pixels [N, ...] int64, labels [N])`` of ``dataset`` (``--dataset``), the first
+def test_images(dataset: str = "digits", samples: int | None = None, root=None, program=None):
+    """Integer test inputs ``(pixels [N, ...] int64, labels [N])`` of ``dataset`` (``--dataset``), the first
     ``samples`` of them when given.
 
     ``digits``: scikit-learn's digits split (pixels 0..16); ``cifar10``: the CIFAR-10 test batch under ``root``
-    (``--data-root``; pixels 0..255, for networks trained with ``dataset.normalize: false``); a folder: its
-    ``*.npz`` files in name order, each holding an integer ``image`` (the Program's input, any shape with as many
-    values) and an integer ``label``. The event datasets are refused: event-frame input does not run on the
-    core yet.
+    (``--data-root``; pixels 0..255, for networks trained with ``dataset.normalize: false``); ``dvs-gesture`` and
+    ``cifar10-dvs``: the test recordings under ``root`` binned into count frames ``[N, T, 2, H, W]`` by the
+    training loaders, with the binning the ``program`` records (``meta["input"]``, from the checkpoint; the
+    dataset's defaults otherwise, at the program's ``T`` and frame size), counts above ``program.input_max``
+    clipped to it (``docs/numerics.md``, "Event input"); a folder: its ``*.npz`` files in name order, each
+    holding an integer ``image`` (the Program's input, any shape with as many values, or a frame per timestep:
+    ``[T, ...]``) and an integer ``label``.
     """
     if samples is not None and samples < 1:
         raise UserError(f"--samples must be at least 1, got {samples}")
     if dataset == "digits":
         return digits_test_images(samples)
     if dataset in ("dvs-gesture", "cifar10-dvs"):
-        raise UserError(f"--dataset {dataset}: event-frame input does not run on the core yet (networks trained on "
-                        f"it train and simulate in PyTorch only)")
-    if dataset == "cifar10":
+        images, labels = _event_test_set(dataset, root, program, samples)
+    elif dataset == "cifar10":
         images, labels = _cifar10_test_set(root)
     elif Path(dataset).is_dir():
         images, labels = _npz_samples(Path(dataset), samples)
@@ -58,6 +60,59 @@ def test_images(dataset: str = "digits", samples: int | None = None, root=None):
             raise UserError(f"--samples {samples}: the {dataset} test set has {len(images)} images")
         images, labels = images[:samples], labels[:samples]
     return images, labels
+
+
+def event_binning(dataset: str, program) -> dict:
+    """How the test recordings of ``dataset`` (``dvs-gesture`` or ``cifar10-dvs``) are binned for ``program``:
+    the loader's keyword arguments. The Program's ``meta["input"]["dataset"]`` (the training run's binning) is
+    read as untrusted input: each value is checked."""
+    if program is None:
+        raise UserError(f"--dataset {dataset}: the recordings are binned as the Program of a network trained on "
+                        f"them records; accel sim and accel verify take them, accel sweep does not yet")
+    record = program.meta.get("input")
+    if not isinstance(record, dict) or record.get("encoding") != "events":
+        raise UserError(f"--dataset {dataset}: the program was not compiled from a network trained on event "
+                        f"frames (its manifest's meta.input says so when it was)")
+    recorded = record.get("dataset") or {}
+    if not isinstance(recorded, dict):
+        raise UserError("program manifest: meta.input.dataset must be a mapping")
+    name = dataset.replace("-", "_")
+    if recorded.get("name", name) != name:
+        raise UserError(f"--dataset {dataset}: the program's network was trained on {recorded.get('name')!r}")
+    shape = tuple(program.input_shape)
+    if len(shape) != 3 or shape[0] != 2 or shape[1] != shape[2]:
+        raise UserError(f"--dataset {dataset}: the program takes {list(shape)}, not square 2-polarity frames")
+    binning = {"timesteps": program.timesteps, "size": shape[1],
+               "dt_ms": recorded.get("dt_ms", 30.0 if name == "dvs_gesture" else 10.0)}
+    if name == "cifar10_dvs":
+        binning["downsample"] = recorded.get("downsample", 3.04)
+    for key, value in binning.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1e6:
+            raise UserError(f"program manifest: meta.input.dataset.{key} = {str(value)[:40]!r} is not a positive "
+                            f"number")
+    return binning
+
+
+def _event_test_set(dataset: str, root, program, samples):
+    import torch
+
+    from spikecore.models.datasets import CIFAR10DVS, DVSGesture, DatasetFormatError, DatasetNotFoundError
+
+    binning = event_binning(dataset, program)
+    if root is None:
+        raise UserError(f"--dataset {dataset} needs --data-root DIR (the folder of the recordings)")
+    try:
+        data = (DVSGesture if dataset == "dvs-gesture" else CIFAR10DVS)(root, train=False, **binning)
+        count = len(data) if samples is None else min(samples, len(data))
+        items = [data[i] for i in range(count)]
+    except (DatasetNotFoundError, DatasetFormatError, ValueError) as exc:
+        raise UserError(f"--dataset {dataset}: {str(exc).splitlines()[0]}") from None
+    if not items:
+        raise UserError(f"--dataset {dataset}: the test split under {root} holds no samples")
+    if samples is not None and samples > len(data):
+        raise UserError(f"--samples {samples}: the {dataset} test set has {len(data)} samples")
+    frames = torch.stack([frames for frames, _ in items]).round().to(torch.int64)
+    return frames.clamp(max=program.input_max), torch.tensor([label for _, label in items])
 
 
 def _cifar10_test_set(root):
@@ -99,6 +154,32 @@ def _npz_samples(folder: Path, samples: int | None):
     return torch.from_numpy(np.stack(images)), torch.tensor(labels)
 
 
+def core_inputs(program, arch, pixels):
+    """``pixels`` as the simulator takes them: int64 ``[N, n_inputs]`` for images (the same at every timestep),
+    ``[N, T, n_inputs]`` for frames (:func:`spikecore.accel.contract.inputs.input_frames`), after refusing in
+    one line what does not fit the Program's input or the core
+    (:func:`spikecore.accel.contract.inputs.check_frames`)."""
+    import numpy as np
+
+    from spikecore.accel.contract.inputs import check_frames, input_frames
+
+    array = np.asarray(pixels.numpy() if hasattr(pixels, "numpy") else pixels)
+    try:
+        frames = input_frames(program, array)
+    except ValueError:
+        raise UserError(f"the program takes {program.n_inputs} inputs of at most {program.input_max} (or a frame "
+                        f"of them per timestep), the test images are {int(np.prod(array.shape[1:]))} values "
+                        f"{list(array.shape[1:])}: choose the --dataset the network was trained on") from None
+    if array.size and (int(array.max()) > program.input_max or int(array.min()) < 0):
+        raise UserError(f"the program takes {program.n_inputs} inputs of 0..{program.input_max}, the test "
+                        f"inputs have values {int(array.min())}..{int(array.max())}: choose the --dataset the "
+                        f"network was trained on")
+    static = frames.strides[1] == 0  # an image, repeated over the timesteps (not copied)
+    if arch.event_input or not static:
+        check_frames(program, arch, frames, "the test inputs")
+    return frames[:, 0] if static else np.ascontiguousarray(frames)
+
+
 def simulate_images(program, arch, pixels, progress=True, keep_events=True, engine="auto") -> list:
     """One :class:`spikecore.sim.engine.SimResult` per image, with a progress bar over the images.
 
@@ -109,14 +190,10 @@ def simulate_images(program, arch, pixels, progress=True, keep_events=True, engi
 
     from spikecore.sim.engine import DenseEngineUnsuitable, simulate_batch
 
-    flat = pixels.reshape(len(pixels), -1).numpy()
-    if program.n_inputs != flat.shape[1] or (flat.size and int(flat.max()) > program.input_max):
-        raise UserError(f"the program takes {program.n_inputs} inputs of at most {program.input_max}, the test "
-                        f"images are {flat.shape[1]} values of up to {int(flat.max())}: choose the --dataset the "
-                        f"network was trained on")
-    with tqdm(total=len(flat), desc="simulate", unit="img", disable=not progress) as bar:
+    inputs = core_inputs(program, arch, pixels)
+    with tqdm(total=len(inputs), desc="simulate", unit="img", disable=not progress) as bar:
         try:
-            return simulate_batch(program, arch, flat, bar, keep_events=keep_events, engine=engine)
+            return simulate_batch(program, arch, inputs, bar, keep_events=keep_events, engine=engine)
         except DenseEngineUnsuitable as exc:  # only with an explicit --engine dense
             raise UserError(f"--engine dense: {exc}; use --engine tables or auto") from None
 
@@ -151,8 +228,12 @@ def sim_report(program, arch, results, labels, pixels, energy=None) -> dict:
                      energy_ops_pj=total.ac_ops / n * energy.e_ac_pj,
                      energy_memory_pj=energy_of(accesses, arch, energy))
         per_layer.append(entry)
-    input_events = float(np.count_nonzero(pixels.reshape(n, -1).numpy()) / n)
-    setup = setup_accesses(program.state_rows, program.n_inputs, input_events, arch)
+    inputs = core_inputs(program, arch, pixels)
+    # the events region 0 receives per inference: an image's nonzero pixels once, or (event_input) every
+    # timestep's input words, an image's nonzero pixels at each timestep
+    input_events = float(np.count_nonzero(inputs) / n) * (program.timesteps if arch.event_input and inputs.ndim == 2
+                                                          else 1)
+    setup = setup_accesses(program.state_rows, program.n_inputs, input_events, arch, program.timesteps)
     setup_pj = energy_of(setup, arch, energy)
     ops_pj = sum(l["energy_ops_pj"] for l in per_layer)
     memory_pj = sum(l["energy_memory_pj"] for l in per_layer) + setup_pj
@@ -170,7 +251,9 @@ def sim_report(program, arch, results, labels, pixels, energy=None) -> dict:
         "clock_mhz": arch.clock_mhz,
         "latency_us_mean": float(cycles.mean() / clock_hz * 1e6),
         "throughput_inferences_per_s": float(clock_hz / cycles.mean()),
-        "setup_cycles": int(results[0].setup_cycles),
+        # with event_input the input scans follow each inference's input words: their mean
+        "setup_cycles": (float(np.mean([r.setup_cycles for r in results])) if arch.event_input
+                         else int(results[0].setup_cycles)),
         "setup_memory_accesses": {name: {"reads": r, "writes": w} for name, (r, w) in setup.items()},
         "synaptic_ops_per_inference": sops,
         "energy_model": {"e_ac_pj": energy.e_ac_pj, "sram_pj_per_64bit": energy.sram_pj_per_64bit},

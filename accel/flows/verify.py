@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from spikecore.accel.contract.config import ArchConfig
+from spikecore.accel.contract.inputs import host_inputs, input_frames
 from spikecore.accel.contract.layouts import KIND_MAX, state_layout, trace_layout
 from spikecore.accel.contract.program import Program
 from spikecore.errors import UserError
@@ -43,8 +44,14 @@ def emitting_layers(program: Program) -> list:
 
 
 def run_golden(program: Program, arch: ArchConfig, pixels: torch.Tensor) -> dict:
-    """The golden model on the Program's integer stages."""
-    return run_integer_network(program.integer_stages(), pixels, program.timesteps, arch.membrane_bits,
+    """The golden model on the Program's integer stages: ``pixels`` are images ``[N, *input_shape]`` (or flat)
+    or frames ``[N, T, *input_shape]`` (or ``[N, T, n_inputs]``)."""
+    frames = input_frames(program, pixels)
+    if frames.strides[1] == 0:  # an image: the golden model repeats it over the timesteps itself
+        images = torch.from_numpy(np.array(frames[:, 0])).reshape((len(frames),) + tuple(program.input_shape))
+    else:
+        images = torch.as_tensor(frames).reshape(frames.shape[:2] + tuple(program.input_shape))
+    return run_integer_network(program.integer_stages(), images, program.timesteps, arch.membrane_bits,
                                arch.value_bits)
 
 
@@ -133,7 +140,8 @@ def emission_schedule(program: Program, arch: ArchConfig, pixels, sim) -> tuple:
     program : accel.program.Program
     arch : accel.config.ArchConfig
     pixels : array-like
-        The inference's input (flat, ``program.n_inputs`` values).
+        The inference's input: an image (flat, ``program.n_inputs`` values) or its frames ``[T, n_inputs]``
+        (a frame per timestep; an image's repeated on a core without ``event_input``).
     sim : sim.engine.SimResult
         The simulator's result for it, with its events.
 
@@ -151,9 +159,13 @@ def emission_schedule(program: Program, arch: ArchConfig, pixels, sim) -> tuple:
     pass_stage = [i for i, layer in enumerate(program.layers) for _ in layer.sources]
     timesteps, lanes, steps = program.timesteps, arch.lanes, arch.update_steps
     step_cycles = schedule.update_step_cycles(steps)
-    pixels = np.asarray(pixels, np.int64).reshape(-1)
+    frames = np.asarray(input_frames(program, np.asarray(pixels)[None])[0], np.int64)
+    pixels = frames[0]
     inputs = np.nonzero(pixels)[0]
-    cursor = schedule.setup_cycles_of(program, arch)  # CLEAR, SCAN
+    if arch.event_input:  # CLEAR, then each timestep's scan before its passes
+        cursor = schedule.clear_cycles_of(program, arch)
+    else:
+        cursor = schedule.setup_cycles_of(program, arch)  # CLEAR, SCAN
     emitted = []
 
     def stage_events(stage: int, t: int):
@@ -163,6 +175,10 @@ def emission_schedule(program: Program, arch: ArchConfig, pixels, sim) -> tuple:
     if not arch.layer_major:
         regions = {0: (inputs, pixels[inputs])}
         for t in range(timesteps):
+            if arch.event_input:  # region 0 holds frame t's input events
+                inputs = np.nonzero(frames[t])[0]
+                regions[0] = (inputs, frames[t][inputs])
+                cursor += int(schedule.event_scan_cycles_of(len(inputs)))
             for p, stage in enumerate(pass_stage):
                 idx, val = regions[int(layers["in_region"][p])]
                 rows = pointer_rows[layers["ptr_base"][p] + idx]
@@ -329,6 +345,8 @@ def float_gap(net, program: Program, golden: dict, pixels: torch.Tensor, labels:
 
     with torch.no_grad():  # the digits network scales its pixels itself; the others take pixels / input_scale
         inputs = pixels if isinstance(net, DigitsNet) else pixels.to(torch.float32) / net.input_scale
+        if inputs.dim() == len(program.input_shape) + 2:  # frames [N, T, ...]: the networks take them time-major
+            inputs = inputs.transpose(0, 1)
         float_logits = net(inputs).to(torch.float64)
     scale = float(program.layers[-1].scale[0]) * program.timesteps
     int_logits = golden["logits"].to(torch.float64) / scale
@@ -355,7 +373,7 @@ def verify(program: Program, arch: ArchConfig, pixels: torch.Tensor, rtl_results
     mismatches, count = [], {"sim": 0, "rtl": 0}
     cycles_rtl, cycles_rtl_measured, rtl_overflows = [], [], []
     first_rtl_difference = None
-    flat_pixels = pixels.reshape(len(pixels), -1).numpy()
+    frames = input_frames(program, pixels)
     for n in range(len(pixels)):
         expected = golden_hw_spikes(program, arch, golden, n)
         sim = sim_results[n]
@@ -377,7 +395,7 @@ def verify(program: Program, arch: ArchConfig, pixels: torch.Tensor, rtl_results
             count["rtl"] += len(found_rtl)
             found += found_rtl
             if first_rtl_difference is None and "trace_cycles" in rtl_results[n]:
-                first_rtl_difference = first_difference(program, arch, flat_pixels[n], sim, rtl_results[n], n)
+                first_rtl_difference = first_difference(program, arch, frames[n], sim, rtl_results[n], n)
             cycles_rtl.append(int(rtl_results[n]["cycles"]))
             cycles_rtl_measured.append(int(rtl_results[n]["cycles_measured"]))
         count["sim"] += sum(1 for f in found if f["implementation"] == "sim")
@@ -435,7 +453,7 @@ def run_rtl(program, arch, pixels, simulator: str, flip_bits=(), waves=None, pro
         if not 0 <= word < len(image[memory]):
             raise UserError(f"--flip-bit: word {word} is outside memory '{memory}' (0..{len(image[memory]) - 1})")
         image[memory][word] ^= 1 << bit
-    inputs = [[int(v) for v in row] for row in pixels.reshape(len(pixels), -1).tolist()]
+    inputs = host_inputs(program, arch, input_frames(program, pixels))
     return run_inferences(image, inputs, arch, rtl_cache_dir(), simulator=simulator, waves=waves, progress=progress,
                           coverage=coverage, cycle_limit=cycle_limit)
 

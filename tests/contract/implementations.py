@@ -156,7 +156,8 @@ class Golden(Implementation):
         self.module = module
 
     def _run(self, program, arch, pixels: np.ndarray) -> dict:
-        images = torch.from_numpy(np.asarray(pixels, np.int64).reshape((len(pixels),) + tuple(program.input_shape)))
+        pixels = np.asarray(pixels, np.int64)   # images [N, n_inputs] or frames [N, T, n_inputs]
+        images = torch.from_numpy(pixels.reshape(pixels.shape[:-1] + tuple(program.input_shape)))
         return self.module.run_integer_network(program.integer_stages(), images, program.timesteps,
                                                arch.membrane_bits, arch.value_bits)
 
@@ -230,7 +231,9 @@ class _Rtl(Implementation):
         from spikecore.rtl.runner import run_inferences
 
         assert workdir is not None, "the RTL adapters need a build folder"
-        inputs = [[int(v) for v in row] for row in np.asarray(pixels, np.int64).tolist()]
+        from spikecore.accel.contract.inputs import host_inputs, input_frames
+
+        inputs = host_inputs(program, arch, input_frames(program, np.asarray(pixels, np.int64)))
         # a missing simulator raises RuntimeError naming what to install: the test fails with it
         results = run_inferences(program.memory_image(arch), inputs, arch, workdir, simulator=self.simulator,
                                  backdoor=not host_bus)

@@ -36,9 +36,13 @@ Architectures:
   the host bus (``Case.host_bus``) instead of the simulator's backdoor; for the VGGs with max pools of
   multi-valued events ``max-pool`` (the default with ``max_pool: true``: comparators in the AC lanes) and
   ``max-pool-lm`` (``layer-major-t5`` with ``max_pool: true``);
+  ``event-input`` (the default with ``event_input: true`` and room for every pixel of every timestep: the
+  digits images as the same frame each timestep);
 - for the construct programs (``generators.fuzz_arch``, 4 lanes): ``lane-parallel`` (its own: no bank,
   every lane at once), ``bitserial``, ``layer-major``, ``banked`` (one neuron per update step, one bank as
-  the default core's), ``narrow`` (its own with 12-bit accumulators and membranes).
+  the default core's), ``narrow`` (its own with 12-bit accumulators and membranes), ``event-input`` (one
+  neuron per update step, ``event_input: true``: each image a different sparse frame per timestep,
+  :func:`random_frames`).
 """
 from __future__ import annotations
 
@@ -89,7 +93,8 @@ def _cases():
     cases = [Case("digits", arch, DIGITS_IMAGES, host_bus=arch == "layer-major-t5")
              for arch in ("default", "layer-major", "bitserial", "lane-parallel", "layer-major-t5")]
     cases += [Case(f"constructs-s{seed}", arch, 3) for seed in CONSTRUCT_SEEDS
-              for arch in ("lane-parallel", "bitserial", "layer-major", "banked")]
+              for arch in ("lane-parallel", "bitserial", "layer-major", "banked", "event-input")]
+    cases += [Case("digits", "event-input", 8)]
     cases += [Case(f"digitsnet-s{seed}", "default", 4) for seed in DIGITSNET_SEEDS]
     cases += [Case("constructs-s9", "narrow", 4)]
     cases += [Case(name, arch, 4) for name, (_, _, archs) in BUILT_NETWORKS.items() for arch in archs]
@@ -128,6 +133,9 @@ def digits_arch(name: str):
         return dataclasses.replace(base, name="digits-max-pool", max_pool=True)
     if name == "max-pool-lm":
         return dataclasses.replace(digits_arch("layer-major-t5"), name="digits-max-pool-lm", max_pool=True)
+    if name == "event-input":  # the inputs memory holds T x 64 words: every pixel of every timestep
+        return dataclasses.replace(base, name="digits-event-input", event_input=True,
+                                   memories=dataclasses.replace(base.memories, inputs=256))
     raise KeyError(name)
 
 
@@ -144,6 +152,8 @@ def construct_arch(name: str):
         return dataclasses.replace(base, name="fuzz-banked", update_lanes=1, banks=(DEFAULT_BANK,))
     if name == "narrow":
         return dataclasses.replace(base, name="fuzz-narrow", acc_bits=NARROW_BITS, membrane_bits=NARROW_BITS)
+    if name == "event-input":
+        return dataclasses.replace(base, name="fuzz-event-input", event_input=True, update_lanes=1)
     raise KeyError(name)
 
 
@@ -191,9 +201,21 @@ def random_images(seed: int, count: int, n_inputs: int, maximum: int) -> np.ndar
     return np.random.default_rng(seed).integers(0, maximum + 1, size=(count, n_inputs)).astype(np.int64)
 
 
+def random_frames(seed: int, count: int, program, maximum: int) -> np.ndarray:
+    """Event frames int64 ``[count, T, n_inputs]``: a different sparse frame at each timestep (about a third of
+    the values nonzero), the second timestep empty and the last one full."""
+    rng = np.random.default_rng(seed)
+    shape = (count, program.timesteps, program.n_inputs)
+    frames = rng.integers(1, maximum + 1, size=shape) * (rng.random(shape) < 0.35)
+    frames[:, 1] = 0
+    frames[:, -1] = rng.integers(1, maximum + 1, size=(count, program.n_inputs))
+    return frames.astype(np.int64)
+
+
 @functools.lru_cache(maxsize=None)
 def build(case_id: str):
-    """``(program, arch, pixels int64 [images, n_inputs], construct kinds)`` of a case."""
+    """``(program, arch, pixels, construct kinds)`` of a case: ``pixels`` int64 ``[images, n_inputs]``, or on an
+    ``event_input`` core a construct program's frames ``[images, T, n_inputs]``."""
     from spikecore.accel.contract.compiler import compile_network, compile_stages
 
     case = CASES[case_id]
@@ -209,6 +231,8 @@ def build(case_id: str):
         layers, kinds = construct_layers(seed, arch.membrane_bits if case.arch == "narrow" else None)
         program = compile_stages(layers, arch, CONSTRUCT_T, shape, PIXEL_MAX)
         pixels = random_images(seed, case.images, program.n_inputs, PIXEL_MAX)
+        if arch.event_input:
+            pixels = random_frames(seed, case.images, program, PIXEL_MAX)
     elif case.program.startswith("digitsnet-s"):
         seed = int(case.program.rsplit("s", 1)[1])
         arch = digits_arch(case.arch)

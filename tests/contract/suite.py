@@ -57,7 +57,10 @@ class Subject:
     @classmethod
     def drawn(cls, program, arch, pixels, host_bus: bool = False) -> "Subject":
         """A subject of its own (a fresh id), for programs a test draws."""
-        return cls(f"drawn-{next(_DRAWN)}", program, arch, np.asarray(pixels, np.int64).reshape(len(pixels), -1),
+        from spikecore.accel.contract.inputs import input_frames
+
+        frames = input_frames(program, np.asarray(pixels, np.int64))  # images stay [N, n_inputs]
+        return cls(f"drawn-{next(_DRAWN)}", program, arch, frames[:, 0] if frames.strides[1] == 0 else frames,
                    host_bus)
 
 
