@@ -20,17 +20,17 @@ from spikecore.errors import UserError
 def input_frames(program, pixels) -> np.ndarray:
     """The frames an inference of ``program`` sees, int64 ``[N, T, n_inputs]``.
 
-    ``pixels`` is ``[N, n_inputs]`` or ``[N, C, H, W]`` (an image, the same at every timestep: direct
-    encoding) or ``[N, T, n_inputs]`` or ``[N, T, C, H, W]`` (a frame per timestep; ``T`` must be the program's).
-    Raises ``ValueError`` for any other shape.
+    ``pixels`` is ``[N, ...]`` with ``n_inputs`` values an item (an image, the same at every timestep: direct
+    encoding; ``[N, n_inputs]``, ``[N, C, H, W]``, or another shape of as many values, such as the digits'
+    ``[1, 8, 8]`` for a flat MLP) or ``[N, T, ...]`` with ``n_inputs`` values a frame (a frame per timestep;
+    ``T`` must be the program's). Raises ``ValueError`` for any other shape.
     """
     array = np.asarray(pixels.numpy() if hasattr(pixels, "numpy") else pixels)
     n_inputs, timesteps = program.n_inputs, program.timesteps
-    if array.ndim >= 2 and array.shape[1:] in ((n_inputs,), tuple(program.input_shape)):
+    if array.ndim >= 2 and int(np.prod(array.shape[1:])) == n_inputs:  # any shape of n_inputs values
         flat = array.reshape(len(array), 1, n_inputs).astype(np.int64)
         return np.broadcast_to(flat, (len(array), timesteps, n_inputs))
-    if array.ndim >= 3 and array.shape[1] == timesteps and \
-            array.shape[2:] in ((n_inputs,), tuple(program.input_shape)):
+    if array.ndim >= 3 and array.shape[1] == timesteps and int(np.prod(array.shape[2:])) == n_inputs:
         return array.reshape(len(array), timesteps, n_inputs).astype(np.int64)
     raise ValueError(f"inputs of shape {list(array.shape)}: expected [N, {n_inputs}] or "
                      f"[N, {', '.join(map(str, program.input_shape))}] (an image), or the same with the "
